@@ -1,0 +1,44 @@
+// `vit`: the headless ViT Studio command line. Exit codes: 0 success, 1 runtime failure,
+// 2 bad usage (unknown flag, invalid value); errors are one line on stderr.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ViT Studio command line: inspect, train and use Vision Transformers", "vit"};
+  app.set_version_flag("--version", std::string("vit ") + VIT_VERSION);
+  app.require_subcommand(1);
+  std::function<int()> action;
+  auto set_action = [&action](std::function<int()> a) { action = std::move(a); };
+  vit::cli::add_summary_command(app, set_action);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "vit: " << e.what() << " (see vit --help)" << std::endl;
+    return 2;
+  } catch (const vit::cli::UsageError& e) {  // thrown by callbacks that validate early
+    std::cerr << "vit: " << e.what() << std::endl;
+    return 2;
+  }
+  try {
+    return action ? action() : 0;
+  } catch (const vit::cli::UsageError& e) {
+    std::cerr << "vit: " << e.what() << std::endl;
+    return 2;
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "vit: " << e.what() << std::endl;
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "vit: error: " << e.what() << std::endl;
+    return 1;
+  }
+}

@@ -1,0 +1,212 @@
+#include "vit.h"
+
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/dropout.h>
+#include <torch/nn/init.h>
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+namespace vit {
+
+namespace F = torch::nn::functional;
+
+namespace {
+
+torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
+  return (training && p > 0.0) ? torch::dropout(x, p, /*train=*/true) : x;
+}
+
+// Stochastic depth (Huang et al. 2016): drop a whole residual branch per sample, scale the rest.
+torch::Tensor drop_path(const torch::Tensor& x, double p, bool training) {
+  if (!training || p <= 0.0) return x;
+  const double keep = 1.0 - p;
+  auto mask = torch::empty({x.size(0), 1, 1}, x.options()).bernoulli_(keep);  // (B, 1, 1)
+  return x * mask.div_(keep);
+}
+
+// Normal(mean, std) truncated to [a, b] by inverse-CDF sampling, as timm's trunc_normal_ (which
+// LibTorch 1.13's torch::nn::init lacks).
+void trunc_normal_(torch::Tensor t, double mean, double std, double a, double b) {
+  torch::NoGradGuard no_grad;
+  auto cdf = [](double x) { return (1.0 + std::erf(x / std::sqrt(2.0))) / 2.0; };
+  const double lo = cdf((a - mean) / std), hi = cdf((b - mean) / std);
+  t.uniform_(2 * lo - 1, 2 * hi - 1).erfinv_().mul_(std * std::sqrt(2.0)).add_(mean).clamp_(a, b);
+}
+
+torch::nn::LayerNorm layer_norm(int64_t dim, double eps) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(eps));
+}
+
+// timm's init_weights_vit_timm: Linear weights ~ trunc_normal(std=.02), biases zero.
+void init_linear(torch::nn::Linear& linear) {
+  torch::NoGradGuard no_grad;
+  trunc_normal_(linear->weight, /*mean=*/0.0, /*std=*/0.02, /*a=*/-2.0, /*b=*/2.0);
+  if (linear->bias.defined()) linear->bias.zero_();
+}
+
+torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias = true) {
+  torch::nn::Linear linear(torch::nn::LinearOptions(in, out).bias(bias));
+  init_linear(linear);
+  return linear;
+}
+
+}  // namespace
+
+PatchEmbedImpl::PatchEmbedImpl(const ViTConfig& c) {
+  proj = register_module(
+      "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(c.in_channels, c.dim, c.patch_size)
+                                    .stride(c.patch_size)));
+}
+
+torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& x) {
+  return proj(x).flatten(2).transpose(1, 2);  // (B, D, G, G) -> (B, N, D)
+}
+
+AttentionImpl::AttentionImpl(const ViTConfig& c)
+    : heads(c.heads),
+      scale(1.0 / std::sqrt(static_cast<double>(c.head_dim()))),
+      attn_dropout(c.attn_dropout),
+      proj_dropout(c.dropout) {
+  qkv = register_module("qkv", make_linear(c.dim, 3 * c.dim, c.qkv_bias));
+  proj = register_module("proj", make_linear(c.dim, c.dim));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, torch::Tensor* probs) {
+  const int64_t B = x.size(0), T = x.size(1), D = x.size(2), H = heads;
+  // unbind, not qkv[0..2]: indexing makes backward zero-fill a full-size gradient per slice.
+  auto parts = qkv(x).view({B, T, 3, H, D / H}).permute({2, 0, 3, 1, 4}).unbind(0);  // 3 x (B, H, T, hd)
+  auto attn = torch::matmul(parts[0] * scale, parts[1].transpose(-2, -1));  // (B, H, T, T)
+  attn = attn.softmax(-1);
+  if (probs) *probs = attn;
+  attn = maybe_dropout(attn, attn_dropout, is_training());
+  auto out = torch::matmul(attn, parts[2]);     // (B, H, T, hd)
+  out = out.transpose(1, 2).reshape({B, T, D});  // (B, T, D)
+  return maybe_dropout(proj(out), proj_dropout, is_training());
+}
+
+MlpImpl::MlpImpl(const ViTConfig& c) : dropout(c.dropout), act_after_fc2(c.mlp_act_after_fc2) {
+  fc1 = register_module("fc1", make_linear(c.dim, c.mlp_hidden));
+  fc2 = register_module("fc2", make_linear(c.mlp_hidden, c.dim));
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  auto h = maybe_dropout(F::gelu(fc1(x)), dropout, is_training());  // (B, T, hidden)
+  h = fc2(h);                                                       // (B, T, D)
+  if (act_after_fc2) h = F::gelu(h);
+  return maybe_dropout(h, dropout, is_training());
+}
+
+BlockImpl::BlockImpl(const ViTConfig& c, double drop_path_rate) : drop_path(drop_path_rate) {
+  norm1 = register_module("norm1", layer_norm(c.dim, c.ln_eps));
+  attn = register_module("attn", Attention(c));
+  norm2 = register_module("norm2", layer_norm(c.dim, c.ln_eps));
+  mlp = register_module("mlp", Mlp(c));
+}
+
+torch::Tensor BlockImpl::forward(const torch::Tensor& x, torch::Tensor* probs) {
+  auto y = x + vit::drop_path(attn(norm1(x), probs), drop_path, is_training());
+  return y + vit::drop_path(mlp(norm2(y)), drop_path, is_training());
+}
+
+VisionTransformerImpl::VisionTransformerImpl(const ViTConfig& c) : config_(c) {
+  check(c);
+  torch::NoGradGuard no_grad;
+  patch_embed = register_module("patch_embed", PatchEmbed(c));
+  if (c.class_token) {
+    cls_token = register_parameter("cls_token", torch::empty({1, 1, c.dim}));
+    torch::nn::init::normal_(cls_token, /*mean=*/0.0, /*std=*/1e-6);  // timm
+  }
+  pos_embed = register_parameter("pos_embed", torch::empty({1, c.num_tokens(), c.dim}));
+  trunc_normal_(pos_embed, /*mean=*/0.0, /*std=*/0.02, /*a=*/-2.0, /*b=*/2.0);
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int i = 0; i < c.depth; ++i) {
+    const double rate = c.depth > 1 ? c.drop_path * i / (c.depth - 1) : c.drop_path;
+    blocks->push_back(Block(c, rate));
+  }
+  if (c.pool == Pool::Mean)
+    fc_norm = register_module("fc_norm", layer_norm(c.dim, c.ln_eps));
+  else
+    norm = register_module("norm", layer_norm(c.dim, c.ln_eps));
+  int64_t features = c.pooled_dim();
+  if (!c.head_hidden.empty()) {
+    head_mlp = register_module("head_mlp", torch::nn::ModuleList());
+    for (int width : c.head_hidden) {
+      head_mlp->push_back(make_linear(features, width));
+      features = width;
+    }
+  }
+  head = register_module("head", make_linear(features, c.num_classes));
+}
+
+void VisionTransformerImpl::check_input(const torch::Tensor& x) const {
+  const auto& c = config_;
+  const bool ok = x.dim() == 4 && x.size(1) == c.in_channels && x.size(2) == c.image_size &&
+                  x.size(3) == c.image_size && x.is_floating_point();
+  if (ok) return;
+  std::ostringstream out;
+  out << "ViT input must be a float tensor of shape (batch, " << c.in_channels << ", "
+      << c.image_size << ", " << c.image_size << ") for this config, got " << x.sizes() << " of "
+      << x.dtype() << "; resize the images to " << c.image_size << "x" << c.image_size
+      << " with " << c.in_channels << " channel(s)";
+  throw std::invalid_argument(out.str());
+}
+
+torch::Tensor VisionTransformerImpl::forward_features(const torch::Tensor& images,
+                                                      std::vector<torch::Tensor>* attentions) {
+  check_input(images);
+  auto x = patch_embed(images);  // (B, N, D)
+  if (cls_token.defined())
+    x = torch::cat({cls_token.expand({x.size(0), -1, -1}), x}, 1);  // (B, T, D)
+  x = maybe_dropout(x + pos_embed, config_.dropout, is_training());
+  for (const auto& module : *blocks) {
+    auto block = module->as<BlockImpl>();
+    if (attentions) {
+      torch::Tensor probs;
+      x = block->forward(x, &probs);
+      attentions->push_back(probs);  // (B, H, T, T)
+    } else {
+      x = block->forward(x);
+    }
+  }
+  return norm ? norm(x) : x;  // (B, T, D)
+}
+
+torch::Tensor VisionTransformerImpl::forward_head(const torch::Tensor& tokens) {
+  torch::Tensor x;
+  switch (config_.pool) {
+    case Pool::Token: x = tokens.select(1, 0); break;                   // (B, D)
+    case Pool::Mean:
+      x = fc_norm(tokens.narrow(1, cls_token.defined() ? 1 : 0, config_.num_patches()).mean(1));
+      break;                                                            // (B, D)
+    case Pool::Flatten: x = tokens.flatten(1); break;                   // (B, T * D)
+  }
+  if (head_mlp) {
+    for (const auto& module : *head_mlp) {
+      x = maybe_dropout(x, config_.head_dropout, is_training());
+      x = F::gelu(module->as<torch::nn::LinearImpl>()->forward(x));
+    }
+    x = maybe_dropout(x, config_.head_dropout, is_training());
+  }
+  return head(x);  // (B, classes)
+}
+
+torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& images) {
+  return forward_head(forward_features(images));
+}
+
+ViTOutput VisionTransformerImpl::forward_with_attention(const torch::Tensor& images) {
+  ViTOutput out;
+  out.logits = forward_head(forward_features(images, &out.attentions));
+  return out;
+}
+
+int64_t count_parameters(const torch::nn::Module& module, bool trainable_only) {
+  int64_t total = 0;
+  for (const auto& p : module.parameters(/*recurse=*/true))
+    if (!trainable_only || p.requires_grad()) total += p.numel();
+  return total;
+}
+
+}  // namespace vit

@@ -14,6 +14,16 @@ int main(int argc, char** argv) {
   auto set_action = [&action](std::function<int()> a) { action = std::move(a); };
   vit::cli::add_summary_command(app, set_action);
 
+  if (argc > 1 && argv[1][0] != '-') {
+    try {
+      app.get_subcommand(argv[1]);
+    } catch (const CLI::OptionNotFound&) {
+      std::string known;
+      for (const auto* sub : app.get_subcommands({})) known += " " + sub->get_name();
+      std::cerr << "vit: unknown command '" << argv[1] << "'; commands:" << known << std::endl;
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

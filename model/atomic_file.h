@@ -1,0 +1,20 @@
+// Crash-safe file writes: write a temporary file in the same directory, fsync it, rename it over
+// the target, fsync the directory. A crash or a full disk leaves either the old file or the new
+// one, never a half-written one.
+#pragma once
+
+#include <functional>
+#include <ostream>
+#include <string>
+#include <string_view>
+
+namespace vit {
+
+// Calls `write` with a stream to the temporary file, then publishes it as `path`. Throws
+// std::runtime_error naming the path and the cause (e.g. "No space left on device: free some
+// space and retry") and removes the temporary file; the previous `path`, if any, is untouched.
+void write_file_atomically(const std::string& path,
+                           const std::function<void(std::ostream&)>& write);
+void write_file_atomically(const std::string& path, std::string_view contents);
+
+}  // namespace vit

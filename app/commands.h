@@ -13,5 +13,6 @@ namespace vit::cli {
 using SetAction = std::function<void(std::function<int()>)>;
 
 void add_summary_command(CLI::App& app, SetAction set_action);
+void add_train_command(CLI::App& app, SetAction set_action);  // train and eval
 
 }  // namespace vit::cli

@@ -5,14 +5,17 @@
 #include <iostream>
 
 #include "commands.h"
+#include "runtime.h"
 
 int main(int argc, char** argv) {
+  vit::relaunch_with_passive_openmp(argv);
   CLI::App app{"ViT Studio command line: inspect, train and use Vision Transformers", "vit"};
   app.set_version_flag("--version", std::string("vit ") + VIT_VERSION);
   app.require_subcommand(1);
   std::function<int()> action;
   auto set_action = [&action](std::function<int()> a) { action = std::move(a); };
   vit::cli::add_summary_command(app, set_action);
+  vit::cli::add_train_command(app, set_action);
 
   if (argc > 1 && argv[1][0] != '-') {
     try {

@@ -5,6 +5,7 @@
 #include <link.h>
 #include <malloc.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <climits>
 #include <cstdlib>
@@ -40,6 +41,12 @@ std::string loaded_blas_path() {
   std::error_code ec;
   auto resolved = std::filesystem::canonical(found, ec);
   return ec ? found : resolved.string();
+}
+
+void relaunch_with_passive_openmp(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  if (::setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0) != 0) return;
+  ::execv("/proc/self/exe", argv);  // only returns on failure: carry on with the default policy
 }
 
 RuntimeInfo configure_runtime(int threads) {

@@ -8,7 +8,7 @@ PACKAGES=(
   cmake ninja-build g++ ccache binutils
   # libraries
   qt6-base-dev libqcustomplot-dev libqcustomplot2.1-qt6 libtorch-dev libopencv-dev
-  nlohmann-json3-dev libcli11-dev
+  nlohmann-json3-dev libcli11-dev libprotobuf-dev protobuf-compiler zlib1g-dev
   # fast BLAS for LibTorch (Debian's default reference BLAS is ~30x slower)
   libopenblas0-openmp
   # the default data set, shipped by Debian

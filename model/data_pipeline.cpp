@@ -1,0 +1,243 @@
+#include <torch/types.h>
+
+#include "data_pipeline.h"
+
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <thread>
+
+#include "datasets.h"
+
+namespace vit {
+
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+uint64_t mix(uint64_t a, uint64_t b) { return splitmix64(a ^ splitmix64(b)); }
+
+void check_normalization(const Normalization& norm, int channels) {
+  if (static_cast<int>(norm.mean.size()) != channels || static_cast<int>(norm.std.size()) != channels)
+    throw std::invalid_argument("normalization has " + std::to_string(norm.mean.size()) +
+                                " means and " + std::to_string(norm.std.size()) +
+                                " stds for images with " + std::to_string(channels) +
+                                " channel(s): give one mean and one std per channel");
+  for (float s : norm.std)
+    if (!(s > 0.0f)) throw std::invalid_argument("normalization std must be positive");
+}
+
+}  // namespace
+
+Normalization compute_normalization(const Dataset& data, const std::vector<int64_t>& indices) {
+  const auto images = data.images.contiguous();
+  const int64_t N = images.size(0), C = images.size(1), HW = images.size(2) * images.size(3);
+  const uint8_t* base = images.data_ptr<uint8_t>();
+  std::vector<double> sum(C, 0.0), sq(C, 0.0);
+  const int64_t count = indices.empty() ? N : static_cast<int64_t>(indices.size());
+  if (count == 0) throw std::invalid_argument("cannot compute normalization of an empty data set");
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t row = indices.empty() ? k : indices[k];
+    for (int64_t c = 0; c < C; ++c) {
+      const uint8_t* p = base + (row * C + c) * HW;
+      uint64_t s = 0, s2 = 0;
+      for (int64_t i = 0; i < HW; ++i) {
+        s += p[i];
+        s2 += uint64_t(p[i]) * p[i];
+      }
+      sum[c] += double(s);
+      sq[c] += double(s2);
+    }
+  }
+  Normalization norm;
+  for (int64_t c = 0; c < C; ++c) {
+    const double n = double(count) * HW;
+    const double mean = sum[c] / n / 255.0;
+    const double var = std::max(sq[c] / n / (255.0 * 255.0) - mean * mean, 0.0);
+    norm.mean.push_back(float(mean));
+    norm.std.push_back(float(std::max(std::sqrt(var), 1e-3)));  // constant images: avoid 1/0
+  }
+  return norm;
+}
+
+void prepare_image(const uint8_t* src, int C, int H, int W, int S, const Normalization& norm,
+                   const AugmentConfig& augment, uint64_t rng_seed, float* out) {
+  const int64_t plane = int64_t(S) * S;
+  std::vector<float> scale(C), shift(C);  // (v / 255 - mean) / std = v * scale + shift
+  for (int c = 0; c < C; ++c) {
+    scale[c] = 1.0f / (255.0f * norm.std[c]);
+    shift[c] = -norm.mean[c] / norm.std[c];
+  }
+  if (!augment.enabled() && H == S && W == S) {
+    for (int c = 0; c < C; ++c) {
+      const uint8_t* p = src + c * plane;
+      float* o = out + c * plane;
+      for (int64_t i = 0; i < plane; ++i) o[i] = p[i] * scale[c] + shift[c];
+    }
+    return;
+  }
+  // Inverse map, output pixel -> source pixel: src = A (dst - centre_out - shift) + centre_in,
+  // A = resize . flip . rotate(-angle) . zoom^-1.
+  double zx = 1.0, zy = 1.0, angle = 0.0, tx = 0.0, ty = 0.0, flip = 1.0;
+  if (augment.enabled()) {
+    std::mt19937_64 rng(rng_seed);
+    std::uniform_real_distribution<double> u(-1.0, 1.0);
+    if (augment.hflip && (rng() & 1)) flip = -1.0;
+    if (augment.rotation > 0) angle = u(rng) * augment.rotation * 2.0 * M_PI;
+    if (augment.zoom > 0) {
+      zx = 1.0 + u(rng) * augment.zoom;
+      zy = 1.0 + u(rng) * augment.zoom;
+    }
+    if (augment.translate > 0) {
+      tx = u(rng) * augment.translate * S;
+      ty = u(rng) * augment.translate * S;
+    }
+  }
+  const double cs = std::cos(angle), sn = std::sin(angle);
+  const double rx = double(W) / S, ry = double(H) / S;
+  // rotate(-angle) . zoom^-1 = [[cs/zx, sn/zy], [-sn/zx, cs/zy]], then flip x, then resize.
+  const double a00 = rx * flip * cs / zx, a01 = rx * flip * sn / zy;
+  const double a10 = ry * -sn / zx, a11 = ry * cs / zy;
+  const double cox = (S - 1) / 2.0 + tx, coy = (S - 1) / 2.0 + ty;
+  const double cix = (W - 1) / 2.0, ciy = (H - 1) / 2.0;
+  cv::Matx23d M(a00, a01, cix - (a00 * cox + a01 * coy), a10, a11, ciy - (a10 * cox + a11 * coy));
+  cv::Mat warped(S, S, CV_8UC1);
+  for (int c = 0; c < C; ++c) {
+    cv::Mat in(H, W, CV_8UC1, const_cast<uint8_t*>(src + int64_t(c) * H * W));
+    cv::warpAffine(in, warped, M, cv::Size(S, S), cv::INTER_LINEAR | cv::WARP_INVERSE_MAP,
+                   cv::BORDER_REFLECT_101);
+    const uint8_t* p = warped.ptr<uint8_t>();
+    float* o = out + c * plane;
+    for (int64_t i = 0; i < plane; ++i) o[i] = p[i] * scale[c] + shift[c];
+  }
+}
+
+struct DataLoader::Impl {
+  const Dataset& data;
+  std::vector<int64_t> indices;
+  LoaderOptions options;
+  int C = 0, H = 0, W = 0;
+
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::deque<Batch> ready;
+  bool producing = false;  // the producer has batches left to make
+  bool cancel = false;
+  std::thread producer;
+
+  Impl(const Dataset& d, std::vector<int64_t> idx, LoaderOptions o)
+      : data(d), indices(std::move(idx)), options(std::move(o)) {
+    if (options.batch_size <= 0) throw std::invalid_argument("batch_size must be positive");
+    C = int(data.images.size(1));
+    H = int(data.images.size(2));
+    W = int(data.images.size(3));
+    check_normalization(options.normalization, C);
+    for (int64_t i : indices)
+      if (i < 0 || i >= data.size()) throw std::out_of_range("data loader index out of range");
+  }
+
+  ~Impl() { stop(); }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      cancel = true;
+    }
+    changed.notify_all();
+    if (producer.joinable()) producer.join();
+    ready.clear();
+    cancel = false;
+    producing = false;
+  }
+
+  int64_t batches() const {
+    const int64_t n = static_cast<int64_t>(indices.size()), b = options.batch_size;
+    return options.drop_last ? n / b : (n + b - 1) / b;
+  }
+
+  Batch make(const std::vector<int64_t>& order, int64_t batch, int epoch) {
+    const int64_t begin = batch * options.batch_size;
+    const int64_t end = std::min<int64_t>(begin + options.batch_size, order.size());
+    const int64_t B = end - begin, S = options.image_size;
+    Batch out;
+    out.images = torch::empty({B, C, S, S}, torch::kFloat32);
+    out.labels = torch::empty({B}, torch::kInt64);
+    const uint8_t* pixels = data.images.data_ptr<uint8_t>();
+    const int64_t* labels = data.labels.data_ptr<int64_t>();
+    float* dst = out.images.data_ptr<float>();
+    int64_t* lab = out.labels.data_ptr<int64_t>();
+    for (int64_t k = 0; k < B; ++k) {
+      const int64_t row = order[begin + k];
+      out.indices.push_back(row);
+      lab[k] = labels[row];
+      prepare_image(pixels + row * C * H * W, C, H, W, int(S), options.normalization,
+                    options.augment, mix(mix(options.seed, uint64_t(epoch)), uint64_t(row)),
+                    dst + k * C * S * S);
+    }
+    return out;
+  }
+
+  void start(int epoch, int64_t skip) {
+    stop();
+    std::vector<int64_t> order = indices;
+    if (options.shuffle) {
+      std::mt19937_64 rng(mix(options.seed, 0x5eed0000ULL + uint64_t(epoch)));
+      std::shuffle(order.begin(), order.end(), rng);
+    }
+    producing = true;
+    producer = std::thread([this, order = std::move(order), epoch, skip] {
+      const int64_t total = batches();
+      for (int64_t b = skip; b < total; ++b) {
+        {
+          std::unique_lock<std::mutex> lock(mutex);
+          changed.wait(lock, [&] { return cancel || int(ready.size()) < options.prefetch; });
+          if (cancel) return;
+        }
+        Batch batch = make(order, b, epoch);
+        {
+          std::lock_guard<std::mutex> lock(mutex);
+          ready.push_back(std::move(batch));
+        }
+        changed.notify_all();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        producing = false;
+      }
+      changed.notify_all();
+    });
+  }
+
+  std::optional<Batch> next() {
+    std::unique_lock<std::mutex> lock(mutex);
+    changed.wait(lock, [&] { return !ready.empty() || !producing; });
+    if (ready.empty()) return std::nullopt;
+    Batch b = std::move(ready.front());
+    ready.pop_front();
+    lock.unlock();
+    changed.notify_all();
+    return b;
+  }
+};
+
+DataLoader::DataLoader(const Dataset& data, std::vector<int64_t> indices, LoaderOptions options)
+    : impl_(std::make_unique<Impl>(data, std::move(indices), std::move(options))) {}
+DataLoader::~DataLoader() = default;
+void DataLoader::start_epoch(int epoch, int64_t skip_batches) { impl_->start(epoch, skip_batches); }
+std::optional<Batch> DataLoader::next() { return impl_->next(); }
+int64_t DataLoader::batches_per_epoch() const { return impl_->batches(); }
+int64_t DataLoader::size() const { return static_cast<int64_t>(impl_->indices.size()); }
+
+}  // namespace vit

@@ -1,0 +1,81 @@
+// From uint8 images in memory to normalized float batches: the Keras example's preprocessing
+// (Normalization.adapt, Resizing, RandomFlip, RandomRotation, RandomZoom), seeded, prepared on a
+// background thread so the trainer never waits for data.
+//
+// Resize, flip, rotation and zoom are folded into one affine map per image and applied with a
+// single cv::warpAffine per channel plane; the uint8 -> float conversion and normalization happen
+// in the same pass in plain C++ (LibTorch's uint8 -> float conversion is slow in this build).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace vit {
+
+struct Dataset;
+
+// Per-channel mean and std of pixel values scaled to [0, 1].
+struct Normalization {
+  std::vector<float> mean;
+  std::vector<float> std;
+};
+// Keras Normalization.adapt: mean and std per channel over the given images (all when empty).
+Normalization compute_normalization(const Dataset& data, const std::vector<int64_t>& indices = {});
+
+struct AugmentConfig {
+  bool hflip = false;      // random horizontal flip (RandomFlip("horizontal"))
+  double rotation = 0.0;   // max rotation as a fraction of a full turn (RandomRotation(0.02))
+  double zoom = 0.0;       // max zoom in/out per axis, e.g. 0.2 (RandomZoom(0.2, 0.2))
+  double translate = 0.0;  // max shift as a fraction of the side (RandomTranslation)
+  bool enabled() const { return hflip || rotation > 0 || zoom > 0 || translate > 0; }
+};
+
+struct Batch {
+  at::Tensor images;  // float (B, C, S, S), normalized
+  at::Tensor labels;  // int64 (B)
+  std::vector<int64_t> indices;  // rows of the data set in this batch
+};
+
+// Prepares one image: uint8 (C, H, W) data -> float (C, S, S) written to `out`. `rng` picks the
+// augmentation when `augment.enabled()`. Exposed for tests and inference.
+void prepare_image(const uint8_t* src, int channels, int height, int width, int size,
+                   const Normalization& norm, const AugmentConfig& augment, uint64_t rng_seed,
+                   float* out);
+
+struct LoaderOptions {
+  int batch_size = 128;
+  int image_size = 28;       // output side S
+  Normalization normalization;
+  AugmentConfig augment;     // applied only when enabled (training)
+  bool shuffle = true;
+  bool drop_last = false;
+  uint64_t seed = 0;
+  int prefetch = 3;          // batches prepared ahead on the background thread
+};
+
+// Iterates a subset of a data set in batches, epoch by epoch. The order and augmentation of epoch
+// e depend only on (seed, e), so a resumed run sees exactly the batches it would have seen.
+class DataLoader {
+ public:
+  DataLoader(const Dataset& data, std::vector<int64_t> indices, LoaderOptions options);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  // Starts epoch `epoch`, skipping its first `skip_batches` batches (resume mid-epoch).
+  void start_epoch(int epoch, int64_t skip_batches = 0);
+  // The next batch of the current epoch, or nullopt at its end.
+  std::optional<Batch> next();
+  int64_t batches_per_epoch() const;
+  int64_t size() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vit

@@ -1,0 +1,588 @@
+#include <torch/torch.h>
+
+#include "trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "atomic_file.h"
+#include "checkpoint.h"
+#include "config_json.h"
+#include "datasets.h"
+#include "tensorboard.h"
+#include "vit.h"
+
+namespace vit {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// ---------------------------------------------------------------------------------------------
+// TrainConfig
+
+std::vector<std::string> validate(const TrainConfig& c) {
+  std::vector<std::string> errors;
+  auto need = [&](bool ok, const std::string& message) {
+    if (!ok) errors.push_back(message);
+  };
+  need(c.epochs > 0 && c.epochs <= 100000, "epochs must be in 1..100000 (got " + std::to_string(c.epochs) + "); for example 10");
+  need(c.batch_size > 0 && c.batch_size <= 65536, "batch_size must be in 1..65536 (got " + std::to_string(c.batch_size) + "); for example 128");
+  need(c.lr > 0 && c.lr < 10, "lr must be in (0, 10) (got " + std::to_string(c.lr) + "); for example 1e-3");
+  need(c.min_lr >= 0 && c.min_lr <= c.lr, "min_lr must be in [0, lr]; for example 1e-5");
+  need(c.weight_decay >= 0 && c.weight_decay < 10, "weight_decay must be in [0, 10); for example 0.05");
+  need(c.warmup_epochs >= 0 && c.warmup_epochs <= c.epochs, "warmup_epochs must be in [0, epochs]; for example 1");
+  need(c.label_smoothing >= 0 && c.label_smoothing < 1, "label_smoothing must be in [0, 1); for example 0.1");
+  need(c.grad_clip >= 0, "grad_clip must be >= 0 (0 disables); for example 1.0");
+  need(c.val_fraction >= 0 && c.val_fraction < 1, "val_fraction must be in [0, 1); for example 0.1");
+  need(c.log_every > 0, "log_every must be positive; for example 10");
+  need(c.max_steps >= 0, "max_steps must be >= 0 (0 = no limit)");
+  need(c.eval_batch_size > 0, "eval_batch_size must be positive; for example 512");
+  need(c.augment.rotation >= 0 && c.augment.rotation <= 0.5, "rotation must be in [0, 0.5] turns; for example 0.02");
+  need(c.augment.zoom >= 0 && c.augment.zoom < 1, "zoom must be in [0, 1); for example 0.2");
+  need(c.augment.translate >= 0 && c.augment.translate < 1, "translate must be in [0, 1); for example 0.1");
+  need(c.mean.size() == c.std.size(), "give as many mean values as std values (one per channel)");
+  for (float s : c.std) need(s > 0, "every std value must be positive");
+  return errors;
+}
+
+nlohmann::json to_json(const TrainConfig& c) {
+  return {{"dataset", c.dataset},
+          {"epochs", c.epochs},
+          {"batch_size", c.batch_size},
+          {"lr", c.lr},
+          {"min_lr", c.min_lr},
+          {"weight_decay", c.weight_decay},
+          {"warmup_epochs", c.warmup_epochs},
+          {"label_smoothing", c.label_smoothing},
+          {"grad_clip", c.grad_clip},
+          {"seed", c.seed},
+          {"val_fraction", c.val_fraction},
+          {"augment",
+           {{"hflip", c.augment.hflip},
+            {"rotation", c.augment.rotation},
+            {"zoom", c.augment.zoom},
+            {"translate", c.augment.translate}}},
+          {"mean", c.mean},
+          {"std", c.std},
+          {"log_every", c.log_every},
+          {"max_steps", c.max_steps},
+          {"eval_batch_size", c.eval_batch_size}};
+}
+
+TrainConfig train_config_from_json(const nlohmann::json& j) {
+  TrainConfig c;
+  try {
+    c.dataset = j.value("dataset", c.dataset);
+    c.epochs = j.value("epochs", c.epochs);
+    c.batch_size = j.value("batch_size", c.batch_size);
+    c.lr = j.value("lr", c.lr);
+    c.min_lr = j.value("min_lr", c.min_lr);
+    c.weight_decay = j.value("weight_decay", c.weight_decay);
+    c.warmup_epochs = j.value("warmup_epochs", c.warmup_epochs);
+    c.label_smoothing = j.value("label_smoothing", c.label_smoothing);
+    c.grad_clip = j.value("grad_clip", c.grad_clip);
+    c.seed = j.value("seed", c.seed);
+    c.val_fraction = j.value("val_fraction", c.val_fraction);
+    if (j.contains("augment")) {
+      const auto& a = j.at("augment");
+      c.augment.hflip = a.value("hflip", false);
+      c.augment.rotation = a.value("rotation", 0.0);
+      c.augment.zoom = a.value("zoom", 0.0);
+      c.augment.translate = a.value("translate", 0.0);
+    }
+    c.mean = j.value("mean", c.mean);
+    c.std = j.value("std", c.std);
+    c.log_every = j.value("log_every", c.log_every);
+    c.max_steps = j.value("max_steps", c.max_steps);
+    c.eval_batch_size = j.value("eval_batch_size", c.eval_batch_size);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::invalid_argument(std::string("bad training config: ") + e.what());
+  }
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation
+
+namespace {
+
+struct Accumulator {
+  double loss_sum = 0;
+  int64_t top1 = 0, top5 = 0, count = 0;
+  void add(const torch::Tensor& logits, const torch::Tensor& labels, double loss_mean) {
+    const int64_t B = labels.size(0);
+    const int64_t k = std::min<int64_t>(5, logits.size(1));
+    auto hits = std::get<1>(logits.topk(k, 1)).eq(labels.unsqueeze(1));  // (B, k)
+    top1 += hits.select(1, 0).sum().item<int64_t>();
+    top5 += hits.any(1).sum().item<int64_t>();
+    loss_sum += loss_mean * B;
+    count += B;
+  }
+  EvalResult result() const {
+    EvalResult r;
+    r.count = count;
+    if (count > 0) {
+      r.loss = loss_sum / count;
+      r.accuracy = double(top1) / count;
+      r.top5_accuracy = double(top5) / count;
+    }
+    return r;
+  }
+};
+
+EvalResult evaluate(VisionTransformer& model, const Dataset& data, std::vector<int64_t> indices,
+                    const Normalization& norm, int batch_size) {
+  model->eval();
+  torch::NoGradGuard no_grad;
+  LoaderOptions o;
+  o.batch_size = batch_size;
+  o.image_size = model->config().image_size;
+  o.normalization = norm;
+  o.shuffle = false;
+  DataLoader loader(data, std::move(indices), o);
+  loader.start_epoch(0);
+  Accumulator acc;
+  while (auto batch = loader.next()) {
+    auto logits = model->forward(batch->images);
+    acc.add(logits, batch->labels, torch::cross_entropy_loss(logits, batch->labels).item<double>());
+  }
+  return acc.result();
+}
+
+std::vector<int64_t> all_rows(const Dataset& d) {
+  std::vector<int64_t> rows(d.size());
+  std::iota(rows.begin(), rows.end(), 0);
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Run directory files
+
+const char* kMetricsHeader =
+    "epoch,loss,accuracy,top5_accuracy,val_loss,val_accuracy,val_top5_accuracy,lr,seconds";
+const char* kStepsHeader = "step,epoch,loss,accuracy,lr,images_per_second,elapsed_seconds";
+
+std::string metrics_row(const EpochStats& e) {
+  std::ostringstream out;
+  out.precision(6);
+  out << e.epoch << ',' << e.loss << ',' << e.accuracy << ',' << e.top5_accuracy << ','
+      << e.val_loss << ',' << e.val_accuracy << ',' << e.val_top5_accuracy << ',' << e.lr << ','
+      << e.seconds;
+  return out.str();
+}
+
+std::vector<std::string> read_lines(const fs::path& path) {
+  std::vector<std::string> lines;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) lines.push_back(line);
+  return lines;
+}
+
+nlohmann::json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read " + path.string() + ": is this a run directory?");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(path.string() + " is not valid JSON: " + e.what());
+  }
+}
+
+struct RunState {
+  int epoch = 0;              // epoch in progress (or the next one)
+  int64_t step_in_epoch = 0;  // optimizer steps already done in `epoch`
+  int64_t global_step = 0;
+  double best_val_accuracy = -1.0;
+  int best_epoch = -1;
+  bool finished = false;
+  nlohmann::json to_json() const {
+    return {{"epoch", epoch},
+            {"step_in_epoch", step_in_epoch},
+            {"global_step", global_step},
+            {"best_val_accuracy", best_val_accuracy},
+            {"best_epoch", best_epoch},
+            {"finished", finished}};
+  }
+  static RunState from_json(const nlohmann::json& j) {
+    RunState s;
+    s.epoch = j.at("epoch");
+    s.step_in_epoch = j.at("step_in_epoch");
+    s.global_step = j.at("global_step");
+    s.best_val_accuracy = j.at("best_val_accuracy");
+    s.best_epoch = j.value("best_epoch", -1);
+    s.finished = j.value("finished", false);
+    return s;
+  }
+};
+
+double lr_at(const TrainConfig& c, int64_t step, int64_t total, int64_t steps_per_epoch) {
+  const double warmup = c.warmup_epochs * steps_per_epoch;
+  if (step < warmup) return c.lr * (step + 1) / warmup;
+  const double span = std::max(1.0, total - warmup);
+  const double progress = std::min(1.0, (step - warmup) / span);
+  return c.min_lr + (c.lr - c.min_lr) * 0.5 * (1.0 + std::cos(M_PI * progress));
+}
+
+std::string now_iso() {
+  const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+}  // namespace
+
+RunInfo read_run(const std::string& run_dir) {
+  const auto j = read_json(fs::path(run_dir) / "config.json");
+  RunInfo info;
+  try {
+    info.model = config_from_json(j.at("model"));
+    info.train = train_config_from_json(j.at("train"));
+    info.normalization.mean = j.at("normalization").at("mean").get<std::vector<float>>();
+    info.normalization.std = j.at("normalization").at("std").get<std::vector<float>>();
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(run_dir + "/config.json is missing a field: " + e.what());
+  }
+  check(info.model);
+  return info;
+}
+
+// ---------------------------------------------------------------------------------------------
+// train()
+
+TrainResult train(const ViTConfig& model_config_in, const TrainConfig& train_config_in,
+                  const DataSplits& data, const std::string& run_dir,
+                  const TrainCallbacks& cb, bool resume) {
+  const fs::path dir(run_dir), ckpt_dir = dir / "checkpoints";
+  auto say = [&](const std::string& m) {
+    if (cb.on_message) cb.on_message(m);
+  };
+
+  ViTConfig model_config = model_config_in;
+  TrainConfig tc = train_config_in;
+  RunState state;
+  Normalization norm;
+  std::vector<std::string> metric_rows;
+  if (resume) {
+    const RunInfo info = read_run(run_dir);
+    model_config = info.model;
+    const int64_t max_steps = tc.max_steps;
+    const int log_every = tc.log_every;
+    tc = info.train;
+    tc.max_steps = max_steps;  // a resumed smoke run may set its own limit
+    tc.log_every = log_every;
+    norm = info.normalization;
+    state = RunState::from_json(read_json(dir / "state.json"));
+    if (state.finished) throw std::invalid_argument(run_dir + " has already finished all its epochs; start a new run");
+    auto lines = read_lines(dir / "metrics.csv");
+    for (size_t i = 1; i < lines.size() && int(i - 1) < state.epoch; ++i) metric_rows.push_back(lines[i]);
+  }
+
+  check(model_config);
+  if (auto errors = validate(tc); !errors.empty()) throw std::invalid_argument(errors.front());
+  const Dataset& full = data.train;
+  if (full.size() < 2) throw std::invalid_argument("the training set needs at least 2 images");
+  if (int64_t(full.classes.size()) != model_config.num_classes)
+    throw std::invalid_argument("the data set has " + std::to_string(full.classes.size()) +
+                                " classes but the model has " +
+                                std::to_string(model_config.num_classes) + " outputs: use --classes " +
+                                std::to_string(full.classes.size()));
+  if (full.images.size(1) != model_config.in_channels)
+    throw std::invalid_argument("the data set has " + std::to_string(full.images.size(1)) +
+                                " channel(s) but the model expects " +
+                                std::to_string(model_config.in_channels) + ": use --channels " +
+                                std::to_string(full.images.size(1)));
+
+  // Seeded split: the same seed always holds out the same validation images.
+  std::vector<int64_t> order = all_rows(full);
+  std::mt19937_64 split_rng(tc.seed);
+  std::shuffle(order.begin(), order.end(), split_rng);
+  const int64_t n_val = tc.val_fraction > 0 ? std::max<int64_t>(1, int64_t(full.size() * tc.val_fraction)) : 0;
+  std::vector<int64_t> val_rows(order.begin(), order.begin() + n_val);
+  std::vector<int64_t> train_rows(order.begin() + n_val, order.end());
+  std::sort(val_rows.begin(), val_rows.end());
+
+  if (!resume) {
+    if (!tc.mean.empty()) {
+      norm.mean = tc.mean;
+      norm.std = tc.std;
+    } else {
+      norm = compute_normalization(full, train_rows);  // Keras Normalization.adapt
+    }
+    if (int(norm.mean.size()) != model_config.in_channels)
+      throw std::invalid_argument("give one mean/std value per channel (" +
+                                  std::to_string(model_config.in_channels) + ")");
+  }
+
+  fs::create_directories(ckpt_dir);
+  if (!resume) {
+    if (fs::exists(dir / "state.json"))
+      throw std::invalid_argument(run_dir + " already holds a run: resume it (--resume " + run_dir +
+                                  ") or choose another --out");
+    nlohmann::json classes = full.classes;
+    nlohmann::json config = {
+        {"program", "ViT Studio"},
+        {"version", VIT_VERSION},
+        {"created", now_iso()},
+        {"model", to_json(model_config)},
+        {"train", to_json(tc)},
+        {"normalization", {{"mean", norm.mean}, {"std", norm.std}}},
+        {"data",
+         {{"spec", tc.dataset},
+          {"name", full.name},
+          {"classes", classes},
+          {"train_size", train_rows.size()},
+          {"val_size", val_rows.size()},
+          {"test_size", data.test ? data.test->size() : 0}}}};
+    write_file_atomically((dir / "config.json").string(), config.dump(2) + "\n");
+  }
+
+  torch::manual_seed(tc.seed);
+  VisionTransformer model(model_config);
+  std::vector<torch::Tensor> decay, no_decay;
+  for (const auto& p : model->named_parameters()) {
+    // timm convention: no weight decay on biases, norms, position embedding and class token.
+    const bool skip = p.value().dim() < 2 || p.key() == "pos_embed" || p.key() == "cls_token";
+    (skip ? no_decay : decay).push_back(p.value());
+  }
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                 torch::optim::AdamWOptions(tc.lr).weight_decay(tc.weight_decay)));
+  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
+                                    torch::optim::AdamWOptions(tc.lr).weight_decay(0.0)));
+  torch::optim::AdamW optimizer(std::move(groups), torch::optim::AdamWOptions(tc.lr));
+  if (resume) {
+    load_weights((ckpt_dir / "last.safetensors").string(), *model);
+    torch::load(optimizer, (ckpt_dir / "last.optim.pt").string());
+    say("resumed " + run_dir + " at epoch " + std::to_string(state.epoch + 1) + ", step " +
+        std::to_string(state.global_step));
+  }
+
+  LoaderOptions lo;
+  lo.batch_size = tc.batch_size;
+  lo.image_size = model_config.image_size;
+  lo.normalization = norm;
+  lo.augment = tc.augment;
+  lo.shuffle = true;
+  lo.drop_last = int64_t(train_rows.size()) > tc.batch_size;  // keep batch statistics steady
+  lo.seed = tc.seed;
+  DataLoader loader(full, train_rows, lo);
+  const int64_t steps_per_epoch = loader.batches_per_epoch();
+  const int64_t total_steps = steps_per_epoch * tc.epochs;
+
+  // steps.csv: keep what a resumed run had logged up to its checkpoint.
+  const fs::path steps_path = dir / "steps.csv";
+  {
+    std::vector<std::string> keep{kStepsHeader};
+    if (resume) {
+      auto lines = read_lines(steps_path);
+      for (size_t i = 1; i < lines.size(); ++i)
+        if (std::stoll(lines[i].substr(0, lines[i].find(','))) <= state.global_step) keep.push_back(lines[i]);
+    }
+    std::string text;
+    for (const auto& l : keep) text += l + "\n";
+    write_file_atomically(steps_path.string(), text);
+  }
+  std::ofstream steps_log(steps_path, std::ios::app);
+  TensorBoardWriter tensorboard(run_dir);
+
+  auto write_metrics = [&] {
+    std::string text = std::string(kMetricsHeader) + "\n";
+    for (const auto& r : metric_rows) text += r + "\n";
+    write_file_atomically((dir / "metrics.csv").string(), text);
+  };
+  auto save_last = [&] {
+    std::map<std::string, std::string> meta{{"epoch", std::to_string(state.epoch)},
+                                            {"global_step", std::to_string(state.global_step)}};
+    save_checkpoint((ckpt_dir / "last.safetensors").string(), *model, norm, meta);
+    write_file_atomically((ckpt_dir / "last.optim.pt").string(),
+                          [&](std::ostream& out) { torch::save(optimizer, out); });
+    write_file_atomically((dir / "state.json").string(), state.to_json().dump(2) + "\n");
+  };
+  if (!resume) write_metrics();
+
+  TrainResult result;
+  result.run_dir = run_dir;
+  const auto run_start = Clock::now();
+  double step_seconds = 0.0;
+  int64_t images_trained = 0, steps_this_call = 0;
+  auto params = model->parameters();
+  bool stop = false;
+
+  for (; state.epoch < tc.epochs && !stop; ) {
+    const auto epoch_start = Clock::now();
+    loader.start_epoch(state.epoch, state.step_in_epoch);
+    Accumulator train_acc, window;
+    double lr = 0;
+    model->train();
+    while (auto batch = loader.next()) {
+      // Stop / pause between steps: a stop request finishes within one step.
+      if (cb.poll) {
+        Control c = cb.poll();
+        while (c == Control::Pause) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          c = cb.poll();
+        }
+        if (c == Control::Stop) {
+          result.stop_reason = "stopped";
+          stop = true;
+          break;
+        }
+      }
+      lr = lr_at(tc, state.global_step, total_steps, steps_per_epoch);
+      for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+
+      const auto t0 = Clock::now();
+      auto logits = model->forward(batch->images);
+      auto loss = torch::nn::functional::cross_entropy(
+          logits, batch->labels,
+          torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(tc.label_smoothing));
+      for (auto& p : params) p.mutable_grad().reset();  // set_to_none: no memset per step
+      loss.backward();
+      const double loss_value = loss.item<double>();
+      if (!std::isfinite(loss_value)) {
+        std::ostringstream m;
+        m << "the training loss became " << loss_value << " at step " << state.global_step + 1
+          << " (epoch " << state.epoch + 1 << ", lr " << lr << "); training stopped and the last "
+          << "good checkpoint stays in " << (ckpt_dir / "last.safetensors").string()
+          << ". Lower the learning rate (--lr) or keep gradient clipping on (--grad-clip 1)";
+        result.stop_reason = "nan";
+        result.message = m.str();
+        say(m.str());
+        stop = true;
+        break;
+      }
+      if (tc.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, tc.grad_clip);
+      optimizer.step();
+      // Throughput leaves out the first step of a call: it pays one-time allocations and the
+      // OpenMP pool start, which would skew short benchmark runs.
+      if (steps_this_call > 0) {
+        step_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+        images_trained += batch->labels.size(0);
+      }
+      ++steps_this_call;
+      ++state.global_step;
+      ++state.step_in_epoch;
+
+      {
+        torch::NoGradGuard no_grad;
+        train_acc.add(logits.detach(), batch->labels, loss_value);
+        window.add(logits.detach(), batch->labels, loss_value);
+      }
+      const bool limit = tc.max_steps > 0 && steps_this_call >= tc.max_steps;
+      if (state.global_step % tc.log_every == 0 || limit) {
+        StepStats s;
+        s.epoch = state.epoch;
+        s.step = state.global_step;
+        s.total_steps = total_steps;
+        s.step_in_epoch = state.step_in_epoch;
+        s.steps_per_epoch = steps_per_epoch;
+        const auto w = window.result();
+        s.loss = w.loss;
+        s.accuracy = w.accuracy;
+        s.lr = lr;
+        s.images_per_second = step_seconds > 0 ? images_trained / step_seconds : 0;
+        s.elapsed_seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
+        const double per_step = s.elapsed_seconds / steps_this_call;
+        s.eta_seconds = per_step * double(total_steps - state.global_step);
+        steps_log << s.step << ',' << s.epoch << ',' << s.loss << ',' << s.accuracy << ',' << s.lr
+                  << ',' << s.images_per_second << ',' << s.elapsed_seconds << '\n';
+        steps_log.flush();
+        tensorboard.add_scalar("train/loss", s.loss, s.step);
+        tensorboard.add_scalar("train/accuracy", s.accuracy, s.step);
+        tensorboard.add_scalar("train/lr", s.lr, s.step);
+        if (cb.on_step) cb.on_step(s);
+        window = Accumulator{};
+      }
+      if (limit) {
+        result.stop_reason = "max_steps";
+        stop = true;
+        break;
+      }
+    }
+    if (stop) break;
+
+    // End of epoch: validation, checkpoints, metrics.
+    EpochStats e;
+    e.epoch = state.epoch;
+    const auto t = train_acc.result();
+    e.loss = t.loss;
+    e.accuracy = t.accuracy;
+    e.top5_accuracy = t.top5_accuracy;
+    if (!val_rows.empty()) {
+      const auto v = evaluate(model, full, val_rows, norm, tc.eval_batch_size);
+      e.val_loss = v.loss;
+      e.val_accuracy = v.accuracy;
+      e.val_top5_accuracy = v.top5_accuracy;
+    }
+    e.lr = lr;
+    e.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    const double score = val_rows.empty() ? e.accuracy : e.val_accuracy;
+    e.best = score > state.best_val_accuracy;
+    ++state.epoch;
+    state.step_in_epoch = 0;
+    if (e.best) {
+      state.best_val_accuracy = score;
+      state.best_epoch = e.epoch;
+      save_checkpoint((ckpt_dir / "best.safetensors").string(), *model, norm,
+                      {{"epoch", std::to_string(e.epoch)}, {"val_accuracy", std::to_string(score)}});
+    }
+    state.finished = state.epoch >= tc.epochs;
+    metric_rows.push_back(metrics_row(e));
+    write_metrics();
+    save_last();
+    tensorboard.add_scalar("epoch/loss", e.loss, state.global_step);
+    tensorboard.add_scalar("epoch/accuracy", e.accuracy, state.global_step);
+    tensorboard.add_scalar("epoch/val_loss", e.val_loss, state.global_step);
+    tensorboard.add_scalar("epoch/val_accuracy", e.val_accuracy, state.global_step);
+    tensorboard.add_scalar("epoch/val_top5_accuracy", e.val_top5_accuracy, state.global_step);
+    tensorboard.flush();
+    if (cb.on_epoch) cb.on_epoch(e);
+  }
+  if (result.stop_reason.empty()) result.stop_reason = "completed";
+  if (result.stop_reason == "stopped" || result.stop_reason == "max_steps") save_last();
+  tensorboard.flush();
+
+  result.epochs = state.epoch;
+  result.steps = state.global_step;
+  result.train_seconds = step_seconds;
+  result.images_per_second = step_seconds > 0 ? images_trained / step_seconds : 0;
+  // Test with the best weights (the Keras example's ModelCheckpoint + evaluate). A user's stop
+  // skips it so that stopping stays quick; NaN skips it as the weights are broken.
+  if (data.test && (result.stop_reason == "completed" || result.stop_reason == "max_steps")) {
+    const fs::path best = ckpt_dir / "best.safetensors";
+    if (fs::exists(best)) load_weights(best.string(), *model);
+    say("evaluating on the test set (" + std::to_string(data.test->size()) + " images)");
+    result.test = evaluate(model, *data.test, all_rows(*data.test), norm, tc.eval_batch_size);
+    nlohmann::json test = {{"loss", result.test->loss},
+                           {"accuracy", result.test->accuracy},
+                           {"top5_accuracy", result.test->top5_accuracy},
+                           {"count", result.test->count},
+                           {"weights", fs::exists(best) ? "best" : "last"}};
+    write_file_atomically((dir / "test.json").string(), test.dump(2) + "\n");
+  }
+  return result;
+}
+
+EvalResult evaluate_run(const std::string& run_dir, const Dataset& data) {
+  const RunInfo info = read_run(run_dir);
+  const fs::path ckpt = fs::path(run_dir) / "checkpoints";
+  const fs::path weights = fs::exists(ckpt / "best.safetensors") ? ckpt / "best.safetensors"
+                                                                  : ckpt / "last.safetensors";
+  VisionTransformer model(info.model);
+  load_weights(weights.string(), *model);
+  if (data.images.size(1) != info.model.in_channels)
+    throw std::invalid_argument("the data set has " + std::to_string(data.images.size(1)) +
+                                " channel(s) but the run's model expects " +
+                                std::to_string(info.model.in_channels));
+  return evaluate(model, data, all_rows(data), info.normalization, info.train.eval_batch_size);
+}
+
+}  // namespace vit

@@ -1,0 +1,201 @@
+// Normalization, per-image transforms and the prefetching DataLoader.
+#include <torch/torch.h>  // torch before any Qt header: Qt's `slots` macro breaks LibTorch headers
+
+#include <QtTest>
+
+#include <set>
+
+#include "data_pipeline.h"
+#include "datasets.h"
+
+namespace {
+
+// N images of C x H x W whose pixel values encode (row, channel, position) so order is visible.
+vit::Dataset make_dataset(int64_t n, int c, int h, int w) {
+  vit::Dataset d;
+  d.name = "synthetic";
+  d.images = torch::empty({n, c, h, w}, torch::kUInt8);
+  auto* p = d.images.data_ptr<uint8_t>();
+  for (int64_t i = 0; i < d.images.numel(); ++i) p[i] = uint8_t((i * 37 + i / (h * w)) % 256);
+  d.labels = torch::arange(n, torch::kInt64).remainder(3);
+  d.classes = {"a", "b", "c"};
+  return d;
+}
+
+vit::Normalization unit(int c) {
+  return {std::vector<float>(c, 0.0f), std::vector<float>(c, 1.0f)};
+}
+
+}  // namespace
+
+class TstDataPipeline : public QObject {
+  Q_OBJECT
+ private slots:
+  void normalizationMatchesHandComputedValues() {
+    vit::Dataset d;
+    d.images = torch::tensor({0, 255, 0, 255, 51, 51, 51, 51}, torch::kUInt8).view({2, 1, 2, 2});
+    d.labels = torch::zeros({2}, torch::kInt64);
+    const auto n = vit::compute_normalization(d);
+    // Pixels in [0,1]: {0,1,0,1,.2,.2,.2,.2}: mean 2.8 / 8 = .35, E[x^2] = 2.16 / 8 = .27,
+    // variance .27 - .35^2 = .1475.
+    QCOMPARE(n.mean.size(), size_t(1));
+    QVERIFY(std::abs(n.mean[0] - 0.35f) < 1e-6);
+    QVERIFY(std::abs(n.std[0] - std::sqrt(0.1475f)) < 1e-5);
+    const auto only_second = vit::compute_normalization(d, {1});
+    QVERIFY(std::abs(only_second.mean[0] - 0.2f) < 1e-6);
+    QVERIFY(std::abs(only_second.std[0] - 1e-3f) < 1e-6);  // constant image: floor, not zero
+  }
+
+  void identityTransformNormalizesExactly() {
+    const std::vector<uint8_t> src = {0, 64, 128, 255, 10, 20, 30, 40};  // 2 channels of 2x2
+    vit::Normalization n{{0.5f, 0.1f}, {0.25f, 2.0f}};
+    std::vector<float> out(8);
+    vit::prepare_image(src.data(), 2, 2, 2, 2, n, {}, 0, out.data());
+    for (int i = 0; i < 8; ++i) {
+      const int c = i / 4;
+      const float expected = (src[i] / 255.0f - n.mean[c]) / n.std[c];
+      QVERIFY2(std::abs(out[i] - expected) < 1e-5, qPrintable(QString::number(i)));
+    }
+  }
+
+  void resizeKeepsConstantImagesConstant() {
+    std::vector<uint8_t> src(3 * 32 * 32, 200);
+    std::vector<float> out(3 * 72 * 72);
+    vit::AugmentConfig keras;  // the Keras example's set, including reflect padding at borders
+    keras.hflip = true;
+    keras.rotation = 0.02;
+    keras.zoom = 0.2;
+    vit::prepare_image(src.data(), 3, 32, 32, 72, unit(3), keras, 7, out.data());
+    for (float v : out) QVERIFY(std::abs(v - 200 / 255.0f) < 1e-6);
+  }
+
+  void flipIsExactMirrorOrIdentity() {
+    const int S = 6;
+    std::vector<uint8_t> src(S * S);
+    for (int i = 0; i < S * S; ++i) src[i] = uint8_t(i * 7);
+    vit::AugmentConfig flip;
+    flip.hflip = true;
+    int mirrored = 0, same = 0;
+    for (uint64_t seed = 0; seed < 40; ++seed) {
+      std::vector<float> out(S * S);
+      vit::prepare_image(src.data(), 1, S, S, S, unit(1), flip, seed, out.data());
+      bool is_same = true, is_mirror = true;
+      for (int y = 0; y < S; ++y)
+        for (int x = 0; x < S; ++x) {
+          const float v = out[y * S + x] * 255.0f;
+          is_same &= std::abs(v - src[y * S + x]) < 1e-3;
+          is_mirror &= std::abs(v - src[y * S + (S - 1 - x)]) < 1e-3;
+        }
+      QVERIFY(is_same || is_mirror);
+      mirrored += is_mirror;
+      same += is_same;
+    }
+    QVERIFY(mirrored > 5 && same > 5);  // both happen, about half each
+  }
+
+  void augmentationIsSeededAndStaysInRange() {
+    std::vector<uint8_t> src(28 * 28);
+    for (size_t i = 0; i < src.size(); ++i) src[i] = uint8_t((i * 13) % 256);
+    vit::AugmentConfig a;
+    a.rotation = 0.05;
+    a.zoom = 0.2;
+    a.translate = 0.1;
+    std::vector<float> x(28 * 28), y(28 * 28), z(28 * 28);
+    vit::prepare_image(src.data(), 1, 28, 28, 28, unit(1), a, 123, x.data());
+    vit::prepare_image(src.data(), 1, 28, 28, 28, unit(1), a, 123, y.data());
+    vit::prepare_image(src.data(), 1, 28, 28, 28, unit(1), a, 124, z.data());
+    QVERIFY(x == y);
+    QVERIFY(x != z);
+    for (float v : x) QVERIFY(v >= 0.0f && v <= 1.0f);
+  }
+
+  void loaderCoversEveryRowOncePerEpoch() {
+    const auto d = make_dataset(50, 1, 4, 4);
+    std::vector<int64_t> rows(45);
+    std::iota(rows.begin(), rows.end(), 5);
+    vit::LoaderOptions o;
+    o.batch_size = 8;
+    o.image_size = 4;
+    o.normalization = unit(1);
+    o.seed = 3;
+    vit::DataLoader loader(d, rows, o);
+    QCOMPARE(loader.batches_per_epoch(), int64_t(6));
+    std::vector<int64_t> first_order;
+    for (int epoch = 0; epoch < 2; ++epoch) {
+      loader.start_epoch(epoch);
+      std::multiset<int64_t> seen;
+      std::vector<int64_t> order;
+      while (auto b = loader.next()) {
+        QCOMPARE(b->images.sizes().vec(), (std::vector<int64_t>{int64_t(b->indices.size()), 1, 4, 4}));
+        for (size_t k = 0; k < b->indices.size(); ++k) {
+          seen.insert(b->indices[k]);
+          order.push_back(b->indices[k]);
+          QCOMPARE(b->labels[k].item<int64_t>(), b->indices[k] % 3);
+          // The image really is that row's pixels.
+          QCOMPARE(b->images[k][0][0][1].item<float>() * 255.0f,
+                   float(d.images[b->indices[k]][0][0][1].item<uint8_t>()));
+        }
+      }
+      QCOMPARE(seen, std::multiset<int64_t>(rows.begin(), rows.end()));
+      if (epoch == 0) first_order = order;
+      else QVERIFY(order != first_order);  // reshuffled each epoch
+    }
+  }
+
+  void epochOrderDependsOnlyOnSeedAndEpoch() {
+    const auto d = make_dataset(40, 1, 4, 4);
+    std::vector<int64_t> rows(40);
+    std::iota(rows.begin(), rows.end(), 0);
+    vit::LoaderOptions o;
+    o.batch_size = 6;
+    o.image_size = 4;
+    o.normalization = unit(1);
+    o.seed = 9;
+    o.drop_last = true;
+    auto collect = [&](int epoch, int64_t skip) {
+      vit::DataLoader loader(d, rows, o);
+      loader.start_epoch(epoch, skip);
+      std::vector<int64_t> order;
+      while (auto b = loader.next()) order.insert(order.end(), b->indices.begin(), b->indices.end());
+      return order;
+    };
+    const auto full = collect(2, 0);
+    QCOMPARE(full.size(), size_t(36));  // drop_last: 6 full batches of 6
+    const auto resumed = collect(2, 4);
+    QCOMPARE(resumed, std::vector<int64_t>(full.begin() + 24, full.end()));
+    QCOMPARE(collect(2, 0), full);
+  }
+
+  void destroyingMidEpochDoesNotHang() {
+    const auto d = make_dataset(200, 3, 8, 8);
+    std::vector<int64_t> rows(200);
+    std::iota(rows.begin(), rows.end(), 0);
+    vit::LoaderOptions o;
+    o.batch_size = 4;
+    o.image_size = 16;
+    o.normalization = unit(3);
+    for (int i = 0; i < 20; ++i) {
+      vit::DataLoader loader(d, rows, o);
+      loader.start_epoch(i);
+      QVERIFY(loader.next().has_value());
+      loader.start_epoch(i + 1);  // restart while the producer is blocked on a full queue
+      QVERIFY(loader.next().has_value());
+    }
+  }
+
+  void badOptionsAreRejected() {
+    const auto d = make_dataset(4, 3, 4, 4);
+    vit::LoaderOptions o;
+    o.image_size = 4;
+    o.normalization = unit(1);  // one channel's values for a 3-channel data set
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, vit::DataLoader(d, {0, 1}, o));
+    o.normalization = unit(3);
+    o.batch_size = 0;
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, vit::DataLoader(d, {0, 1}, o));
+    o.batch_size = 2;
+    QVERIFY_THROWS_EXCEPTION(std::out_of_range, vit::DataLoader(d, {0, 9}, o));
+  }
+};
+
+QTEST_APPLESS_MAIN(TstDataPipeline)
+#include "tst_data_pipeline.moc"

@@ -1,0 +1,241 @@
+// The trainer on a tiny model and a tiny synthetic data set: learning, the run directory,
+// stop/pause/resume, checkpoints, NaN handling.
+#include <torch/torch.h>  // torch before any Qt header: Qt's `slots` macro breaks LibTorch headers
+
+#include <QtTest>
+
+#include <filesystem>
+#include <fstream>
+
+#include "checkpoint.h"
+#include "datasets.h"
+#include "safetensors.h"
+#include "tensorboard.h"
+#include "trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Two classes a ViT must look at positions to tell apart: a bright bar on the left half of the
+// image (class 0) or on the right half (class 1), on noise.
+vit::Dataset bars(int64_t n, uint64_t seed) {
+  torch::manual_seed(seed);
+  vit::Dataset d;
+  d.name = "bars";
+  d.classes = {"left", "right"};
+  d.labels = torch::randint(0, 2, {n}, torch::kInt64);
+  auto images = torch::randint(0, 60, {n, 1, 8, 8}, torch::kInt64);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t col = d.labels[i].item<int64_t>() == 0 ? 1 : 6;
+    images[i][0].select(1, col).fill_(250);
+  }
+  d.images = images.to(torch::kUInt8).contiguous();
+  return d;
+}
+
+vit::ViTConfig tiny_model() {
+  vit::ViTConfig c;
+  c.image_size = 8;
+  c.patch_size = 2;
+  c.in_channels = 1;
+  c.num_classes = 2;
+  c.dim = 16;
+  c.depth = 1;
+  c.heads = 2;
+  c.mlp_hidden = 32;
+  return c;
+}
+
+vit::TrainConfig quick(int epochs) {
+  vit::TrainConfig t;
+  t.dataset = "bars";
+  t.epochs = epochs;
+  t.batch_size = 16;
+  t.lr = 3e-3;
+  t.warmup_epochs = 0.5;
+  t.log_every = 2;
+  t.seed = 1;
+  return t;
+}
+
+vit::DataSplits splits() {
+  vit::DataSplits s;
+  s.train = bars(320, 1);
+  s.test = bars(100, 2);
+  return s;
+}
+
+std::vector<std::string> lines(const fs::path& p) {
+  std::ifstream in(p);
+  std::vector<std::string> out;
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+}  // namespace
+
+class TstTrainer : public QObject {
+  Q_OBJECT
+ private slots:
+  void initTestCase() { torch::set_num_threads(1); }  // deterministic reductions
+
+  void learnsAndWritesTheRunDirectory() {
+    QTemporaryDir tmp;
+    const std::string run = (fs::path(tmp.path().toStdString()) / "run").string();
+    std::vector<vit::StepStats> steps;
+    std::vector<vit::EpochStats> epochs;
+    vit::TrainCallbacks cb;
+    cb.on_step = [&](const vit::StepStats& s) { steps.push_back(s); };
+    cb.on_epoch = [&](const vit::EpochStats& e) { epochs.push_back(e); };
+    const auto data = splits();
+    const auto r = vit::train(tiny_model(), quick(6), data, run, cb);
+
+    QCOMPARE(r.stop_reason, std::string("completed"));
+    QCOMPARE(r.epochs, 6);
+    QCOMPARE(int(epochs.size()), 6);
+    QVERIFY(!steps.empty());
+    QVERIFY2(epochs.back().loss < epochs.front().loss, "training loss did not go down");
+    QVERIFY2(epochs.back().val_accuracy > 0.9, std::to_string(epochs.back().val_accuracy).c_str());
+    QVERIFY(r.test.has_value());
+    QVERIFY2(r.test->accuracy > 0.9, std::to_string(r.test->accuracy).c_str());
+    QCOMPARE(r.test->count, int64_t(100));
+    QVERIFY(r.images_per_second > 0);
+
+    const fs::path dir(run);
+    for (const char* f : {"config.json", "metrics.csv", "steps.csv", "state.json", "test.json",
+                          "checkpoints/best.safetensors", "checkpoints/last.safetensors",
+                          "checkpoints/last.optim.pt"})
+      QVERIFY2(fs::exists(dir / f), f);
+    const auto metrics = lines(dir / "metrics.csv");
+    QCOMPARE(metrics.front(), std::string("epoch,loss,accuracy,top5_accuracy,val_loss,val_accuracy,"
+                                          "val_top5_accuracy,lr,seconds"));
+    QCOMPARE(int(metrics.size()), 1 + 6);
+    QVERIFY(lines(dir / "steps.csv").size() > 5);
+
+    std::ifstream cfg(dir / "config.json");
+    const auto j = nlohmann::json::parse(cfg);
+    QCOMPARE(j["model"]["dim"].get<int>(), 16);
+    QCOMPARE(j["train"]["seed"].get<int>(), 1);
+    QCOMPARE(j["train"]["dataset"].get<std::string>(), std::string("bars"));
+    QVERIFY(j.contains("version"));
+    QCOMPARE(j["data"]["classes"].size(), size_t(2));
+    QCOMPARE(j["data"]["val_size"].get<int>(), 32);
+
+    // TensorBoard curves: one event file with the per-step loss.
+    int event_files = 0;
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.path().filename().string().rfind("events.out.tfevents.", 0) == 0) {
+        ++event_files;
+        const auto events = vit::read_scalar_events(e.path().string());
+        int losses = 0;
+        for (const auto& ev : events) losses += ev.tag == "train/loss";
+        QCOMPARE(losses, int(steps.size()));
+      }
+    QCOMPARE(event_files, 1);
+
+    // The best checkpoint reproduces the reported test accuracy and carries its config.
+    const auto again = vit::evaluate_run(run, *data.test);
+    QVERIFY(std::abs(again.accuracy - r.test->accuracy) < 1e-9);
+    const auto info = vit::read_checkpoint_info((dir / "checkpoints/best.safetensors").string());
+    QVERIFY(info.config == tiny_model());
+    QCOMPARE(info.normalization.mean.size(), size_t(1));
+    QVERIFY(vit::load_safetensors((dir / "checkpoints/best.safetensors").string()).find("blocks.0.attn.qkv.weight"));
+  }
+
+  void stopThenResumeMatchesAnUninterruptedRun() {
+    QTemporaryDir tmp;
+    const fs::path base(tmp.path().toStdString());
+    const auto data = splits();
+    auto cfg = quick(3);
+    const auto straight = vit::train(tiny_model(), cfg, data, (base / "straight").string());
+
+    int polls = 0;
+    vit::TrainCallbacks stop_cb;
+    stop_cb.poll = [&] { return ++polls > 25 ? vit::Control::Stop : vit::Control::Continue; };
+    const auto stopped = vit::train(tiny_model(), cfg, data, (base / "split").string(), stop_cb);
+    QCOMPARE(stopped.stop_reason, std::string("stopped"));
+    QCOMPARE(stopped.steps, int64_t(25));  // finished within one step of the request
+    QVERIFY(!stopped.test.has_value());
+    std::ifstream state_file(base / "split" / "state.json");
+    const auto state = nlohmann::json::parse(state_file);
+    QCOMPARE(state["global_step"].get<int>(), 25);
+
+    const auto resumed = vit::train(tiny_model(), cfg, data, (base / "split").string(), {}, true);
+    QCOMPARE(resumed.stop_reason, std::string("completed"));
+    QCOMPARE(resumed.steps, straight.steps);
+    QCOMPARE(int(lines(base / "split" / "metrics.csv").size()), 1 + 3);
+    // Same data order, same optimizer state: the same weights as the uninterrupted run.
+    const auto a = vit::load_safetensors((base / "straight/checkpoints/last.safetensors").string());
+    const auto b = vit::load_safetensors((base / "split/checkpoints/last.safetensors").string());
+    for (const auto& [name, t] : a.tensors)
+      QVERIFY2(torch::allclose(t, *b.find(name), 1e-4, 1e-6), name.c_str());
+    QVERIFY(std::abs(resumed.test->accuracy - straight.test->accuracy) < 0.02);
+  }
+
+  void pauseWaitsThenContinues() {
+    QTemporaryDir tmp;
+    int polls = 0;
+    vit::TrainCallbacks cb;
+    cb.poll = [&] { return (++polls >= 3 && polls < 8) ? vit::Control::Pause : vit::Control::Continue; };
+    QElapsedTimer timer;
+    timer.start();
+    const auto r = vit::train(tiny_model(), quick(1), splits(), tmp.filePath("run").toStdString(), cb);
+    QCOMPARE(r.stop_reason, std::string("completed"));
+    QVERIFY(polls > 8);
+    QVERIFY(timer.elapsed() >= 5 * 50 - 10);  // five paused polls, 50 ms apart
+  }
+
+  void maxStepsStopsEarlyAndStillTests() {
+    QTemporaryDir tmp;
+    auto cfg = quick(5);
+    cfg.max_steps = 7;
+    const auto r = vit::train(tiny_model(), cfg, splits(), tmp.filePath("run").toStdString());
+    QCOMPARE(r.stop_reason, std::string("max_steps"));
+    QCOMPARE(r.steps, int64_t(7));
+    QVERIFY(r.test.has_value());
+  }
+
+  void nanLossStopsWithAClearMessage() {
+    QTemporaryDir tmp;
+    auto cfg = quick(2);
+    cfg.mean = {0.0f};
+    cfg.std = {1e-38f};  // pixels / std overflow to inf: the first loss is NaN
+    const auto run = tmp.filePath("run").toStdString();
+    const auto r = vit::train(tiny_model(), cfg, splits(), run);
+    QCOMPARE(r.stop_reason, std::string("nan"));
+    QVERIFY2(QString::fromStdString(r.message).contains("--lr"), r.message.c_str());
+    QVERIFY(!r.test.has_value());
+    QVERIFY(!fs::exists(fs::path(run) / "checkpoints/last.safetensors"));  // nothing broken saved
+  }
+
+  void badSetupsAreRejected() {
+    QTemporaryDir tmp;
+    auto model = tiny_model();
+    model.num_classes = 3;
+    try {
+      vit::train(model, quick(1), splits(), tmp.filePath("a").toStdString());
+      QFAIL("class mismatch accepted");
+    } catch (const std::invalid_argument& e) {
+      QVERIFY2(QString(e.what()).contains("--classes 2"), e.what());
+    }
+    auto cfg = quick(1);
+    cfg.batch_size = 0;
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument,
+                             vit::train(tiny_model(), cfg, splits(), tmp.filePath("b").toStdString()));
+    // A finished run is not silently overwritten.
+    const auto run = tmp.filePath("c").toStdString();
+    vit::train(tiny_model(), quick(1), splits(), run);
+    try {
+      vit::train(tiny_model(), quick(1), splits(), run);
+      QFAIL("overwrote an existing run");
+    } catch (const std::invalid_argument& e) {
+      QVERIFY2(QString(e.what()).contains("--resume"), e.what());
+    }
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument,
+                             vit::train(tiny_model(), quick(1), splits(), run, {}, true));
+  }
+};
+
+QTEST_APPLESS_MAIN(TstTrainer)
+#include "tst_trainer.moc"

@@ -107,6 +107,7 @@ int run_train(TrainOptions o) {
   }
   if (o.train.dataset.empty()) o.train.dataset = "fashion-mnist";
 
+  augmentation(o.augment, model);  // reject a bad --augment before loading any data
   std::cerr << "vit: loading " << o.train.dataset << "\n";
   DataSplits data = load_dataset(o.train.dataset, model.image_size, model.in_channels);
   if (data.skipped_files > 0)

@@ -25,27 +25,44 @@ int available_cores() {
   return 1;
 }
 
-std::string loaded_blas_path() {
-  std::string found;
+namespace {
+
+std::string loaded_library(const char* fragment) {
+  std::pair<const char*, std::string> query{fragment, {}};
   dl_iterate_phdr(
       [](dl_phdr_info* info, size_t, void* data) -> int {
+        auto* q = static_cast<std::pair<const char*, std::string>*>(data);
         const std::string name = info->dlpi_name ? info->dlpi_name : "";
-        if (name.find("libblas.so") != std::string::npos) {
-          *static_cast<std::string*>(data) = name;
+        if (name.find(q->first) != std::string::npos) {
+          q->second = name;
           return 1;
         }
         return 0;
       },
-      &found);
+      &query);
+  return query.second;
+}
+
+}  // namespace
+
+std::string loaded_blas_path() {
+  std::string found = loaded_library("libblas.so");
   if (found.empty()) return found;
   std::error_code ec;
   auto resolved = std::filesystem::canonical(found, ec);
   return ec ? found : resolved.string();
 }
 
-void relaunch_with_passive_openmp(char** argv) {
+// Read by jemalloc at its initialization: never purge freed pages back to the OS, so tensor
+// buffers are reused across training steps instead of being page-faulted in again.
+extern "C" {
+__attribute__((used, visibility("default"))) const char* malloc_conf =
+    "dirty_decay_ms:-1,muzzy_decay_ms:-1";
+}
+
+void relaunch_with_openmp_policy(char** argv, const char* policy) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  if (::setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0) != 0) return;
+  if (::setenv("OMP_WAIT_POLICY", policy, /*overwrite=*/0) != 0) return;
   ::execv("/proc/self/exe", argv);  // only returns on failure: carry on with the default policy
 }
 
@@ -53,7 +70,9 @@ RuntimeInfo configure_runtime(int threads) {
   RuntimeInfo info;
   // Same effect as GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=<huge>:
   // keep freed tensor buffers in the heap instead of unmapping and faulting them back each step.
-  info.malloc_tuned = mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
+  info.allocator = loaded_library("libjemalloc").empty() ? "glibc" : "jemalloc";
+  info.malloc_tuned = info.allocator == "jemalloc" ||
+                      (mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1);
 
   info.cores = available_cores();
   if (threads < 0 || threads > 1024)
@@ -79,7 +98,7 @@ std::string describe(const RuntimeInfo& info) {
   std::ostringstream out;
   out << "threads " << info.threads << " of " << info.cores << " cores, BLAS "
       << (info.blas_path.empty() ? "none" : info.blas_path)
-      << (info.malloc_tuned ? ", malloc tuned" : ", malloc NOT tuned");
+      << ", allocator " << info.allocator << (info.malloc_tuned ? "" : " (NOT tuned)");
   return out.str();
 }
 

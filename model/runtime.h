@@ -1,8 +1,10 @@
 // Process-wide speed settings every ViT Studio program applies at startup (CLI, GUI, benches).
 //
 // - malloc: glibc hands large freed buffers back to the OS and every training step page-faults
-//   them in again (measured in the Python peer: 16.5 s -> 5.2 s a step with mmap disabled and trim
-//   off). We set the same two knobs with mallopt so no user has to set GLIBC_TUNABLES.
+//   them in again. vit_core links Debian's jemalloc with purging off (malloc_conf in runtime.cpp):
+//   measured on keras-cifar training, glibc with mallopt (or GLIBC_TUNABLES) still took ~1.1 M page
+//   faults for 6 steps and ran 54-71 images/s; jemalloc without decay 101-107 (jemalloc with its
+//   default 10 s decay: 11). mallopt stays as the fallback when jemalloc is not the allocator.
 // - threads: LibTorch starts with 1 intra-op thread here; we use every core we may run on.
 // - BLAS: LibTorch's float GEMM goes through libblas.so.3; Debian's reference BLAS is ~30x slower
 //   than OpenBLAS, so we report which one is loaded and warn when it is the reference one.
@@ -18,17 +20,18 @@ struct RuntimeInfo {
   std::string blas_path;     // resolved path of the loaded libblas.so.3 ("" if none found)
   bool blas_is_openblas = false;
   bool malloc_tuned = false;
+  std::string allocator;      // "jemalloc" or "glibc"
   std::string warning;       // non-empty when something will make training slow
 };
 
-// OpenMP threads that spin while waiting steal the core from anything else running (the GUI, the
-// data thread, another program): measured here with one core busy, `vit train` on fmnist-small
-// fell from 623 images/s (1 thread) to 265 (2 threads, default policy); with
-// OMP_WAIT_POLICY=PASSIVE it kept 571, at a 7% cost on an idle machine (735 -> 685). libgomp reads
-// the variable once when it loads, so the only way to set it for the user is to re-execute the
-// program with it set. Call first thing in main(); it returns when no relaunch is needed or it
-// failed, and never returns otherwise. A user's own OMP_WAIT_POLICY is respected.
-void relaunch_with_passive_openmp(char** argv);
+// libgomp reads OMP_WAIT_POLICY once, when it loads, so a program that wants a policy for its
+// users must re-execute itself with the variable set. Measured on keras-cifar training (batch 256,
+// 2 threads, idle machine): ACTIVE 101-107 images/s, unset (spin then sleep) 88, PASSIVE 59-65,
+// because a small ViT runs thousands of short parallel regions a step and PASSIVE pays a futex
+// wake-up for each. ACTIVE keeps idle worker threads spinning, which suits a batch program that
+// exits when done (the `vit` CLI), not a desktop window idling between runs. Call first thing in
+// main(); it returns when the user already chose a policy or the relaunch failed.
+void relaunch_with_openmp_policy(char** argv, const char* policy);
 
 // Call once at program start, before the first tensor is created. threads <= 0 means one per
 // available core. Throws std::invalid_argument for an impossible thread count.

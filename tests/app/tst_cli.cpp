@@ -5,6 +5,7 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QProcess>
+#include <QTemporaryDir>
 
 namespace {
 
@@ -13,7 +14,7 @@ struct Result {
   QByteArray out, err;
 };
 
-Result run(const QStringList& args) {
+Result run_vit(const QStringList& args) {
   QProcess p;
   const QString binary = qEnvironmentVariable("VIT_BINARY");
   p.start(binary, args);
@@ -30,7 +31,7 @@ class TstCli : public QObject {
   void initTestCase() { QVERIFY2(!qEnvironmentVariable("VIT_BINARY").isEmpty(), "VIT_BINARY unset"); }
 
   void summaryJson() {
-    const auto r = run({"summary", "--preset", "vit-b16", "--json"});
+    const auto r = run_vit({"summary", "--preset", "vit-b16", "--json"});
     QCOMPARE(r.code, 0);
     QJsonParseError error;
     const auto doc = QJsonDocument::fromJson(r.out, &error);
@@ -49,7 +50,7 @@ class TstCli : public QObject {
   }
 
   void overridesApply() {
-    const auto r = run({"summary", "--preset", "vit-ti16", "--image-size", "32", "--patch-size",
+    const auto r = run_vit({"summary", "--preset", "vit-ti16", "--image-size", "32", "--patch-size",
                         "4", "--dim", "48", "--depth", "2", "--heads", "3", "--classes", "7",
                         "--channels", "1", "--json"});
     QCOMPARE(r.code, 0);
@@ -63,7 +64,7 @@ class TstCli : public QObject {
   }
 
   void humanTable() {
-    const auto r = run({"summary", "--preset", "keras-cifar"});
+    const auto r = run_vit({"summary", "--preset", "keras-cifar"});
     QCOMPARE(r.code, 0);
     QVERIFY(r.out.contains("284,874"));
     QVERIFY(r.out.contains("blocks.7.mlp.fc2"));
@@ -88,7 +89,7 @@ class TstCli : public QObject {
   void badUsageExitsWithTwo() {
     QFETCH(QStringList, args);
     QFETCH(QString, mentions);
-    const auto r = run(args);
+    const auto r = run_vit(args);
     QCOMPARE(r.code, 2);
     QVERIFY(r.out.isEmpty());
     const QString err = QString::fromUtf8(r.err).trimmed();
@@ -96,14 +97,69 @@ class TstCli : public QObject {
     QVERIFY2(err.contains(mentions), qPrintable(err));
   }
 
+  void trainJsonContractAndEval() {
+    // A smoke run on the real Debian Fashion-MNIST with a tiny model: the contract other tools
+    // rely on, not accuracy.
+    QTemporaryDir tmp;
+    const QString run = tmp.filePath("run");
+    const auto r = run_vit({"train", "--dim", "16", "--depth", "1", "--heads", "2", "--patch-size",
+                            "7", "--max-steps", "3", "--batch-size", "32", "--out", run, "--json"});
+    QVERIFY2(r.code == 0, r.err.constData());
+    const auto lines = r.out.trimmed().split('\n');
+    const auto o = QJsonDocument::fromJson(lines.last()).object();
+    for (const char* key : {"run_dir", "epochs", "steps", "test_accuracy", "test_top5_accuracy",
+                            "images_per_second"})
+      QVERIFY2(o.contains(key), key);
+    QCOMPARE(o["steps"].toInt(), 3);
+    QCOMPARE(o["stop_reason"].toString(), QString("max_steps"));
+    QCOMPARE(o["run_dir"].toString(), run);
+    QVERIFY(o["images_per_second"].toDouble() > 0);
+    const double acc = o["test_accuracy"].toDouble();
+    QVERIFY(acc >= 0.0 && acc <= 1.0);
+    QVERIFY(o["test_top5_accuracy"].toDouble() >= acc);
+    QVERIFY(QFile::exists(run + "/config.json"));
+    QVERIFY(QFile::exists(run + "/checkpoints/last.safetensors"));
+
+    const auto e = run_vit({"eval", "--run", run, "--json"});
+    QVERIFY2(e.code == 0, e.err.constData());
+    const auto eo = QJsonDocument::fromJson(e.out).object();
+    for (const char* key : {"loss", "accuracy", "top5_accuracy"}) QVERIFY2(eo.contains(key), key);
+    QCOMPARE(eo["count"].toInt(), 10000);  // the Fashion-MNIST test split
+  }
+
+  void trainBadUsageExitsWithTwo_data() {
+    QTest::addColumn<QStringList>("args");
+    QTest::addColumn<QString>("mentions");
+    QTest::newRow("zero epochs") << QStringList{"train", "--epochs", "0"} << "epochs";
+    QTest::newRow("bad lr") << QStringList{"train", "--lr", "-1"} << "lr";
+    QTest::newRow("unknown data set kind") << QStringList{"train", "--dataset", "mnist:/x"} << "mnist";
+    QTest::newRow("unknown augment") << QStringList{"train", "--augment", "heavy"} << "--augment";
+    QTest::newRow("resume and out") << QStringList{"train", "--resume", "a", "--out", "b"} << "--resume";
+    QTest::newRow("eval without run") << QStringList{"eval"} << "--run";
+  }
+  void trainBadUsageExitsWithTwo() {
+    QFETCH(QStringList, args);
+    QFETCH(QString, mentions);
+    const auto r = run_vit(args);
+    QCOMPARE(r.code, 2);
+    const QString err = QString::fromUtf8(r.err).trimmed().split('\n').last();
+    QVERIFY2(err.contains(mentions), qPrintable(err));
+  }
+
+  void missingDataDirectoryIsARuntimeError() {
+    const auto r = run_vit({"train", "--dataset", "cifar10:/nonexistent/cifar", "--max-steps", "1"});
+    QCOMPARE(r.code, 1);
+    QVERIFY2(r.err.contains("/nonexistent/cifar"), r.err.constData());
+  }
+
   void helpExitsWithZero() {
-    const auto r = run({"summary", "--help"});
+    const auto r = run_vit({"summary", "--help"});
     QCOMPARE(r.code, 0);
     QVERIFY(r.out.contains("--preset"));
   }
 
   void benchmarkReportsThroughput() {
-    const auto r = run({"summary", "--preset", "vit-ti16", "--depth", "1", "--image-size", "64",
+    const auto r = run_vit({"summary", "--preset", "vit-ti16", "--depth", "1", "--image-size", "64",
                         "--benchmark", "--threads", "1", "--json"});
     QCOMPARE(r.code, 0);
     const auto bench = QJsonDocument::fromJson(r.out).object()["benchmark"].toObject();

@@ -4,6 +4,11 @@
 #include <torch/nn/functional/dropout.h>
 #include <torch/nn/init.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+
+#include <mutex>
+
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -12,10 +17,48 @@ namespace vit {
 
 namespace F = torch::nn::functional;
 
+torch::Tensor dropout_mask(at::IntArrayRef sizes, double p) {
+  // torch::dropout draws each element with bernoulli_ through CPUGeneratorImpl::random64, ~20% of a
+  // small-ViT training step here. We take one 64-bit seed from LibTorch's default generator (so
+  // torch::manual_seed still makes runs reproducible) and fill the mask from splitmix64 streams,
+  // one per chunk of 16k elements, in parallel: the same seed gives the same mask at any thread
+  // count.
+  auto mask = torch::empty(sizes, torch::kFloat32);
+  float* m = mask.data_ptr<float>();
+  const int64_t n = mask.numel();
+  uint64_t seed;
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    seed = gen.get<at::CPUGeneratorImpl>()->random64();
+  }
+  // Keep an element when its 24-bit uniform draw is >= p * 2^24.
+  const uint32_t threshold = static_cast<uint32_t>(p * double(1 << 24));
+  const float keep_scale = static_cast<float>(1.0 / (1.0 - p));
+  constexpr int64_t kChunk = 1 << 14;
+  at::parallel_for(0, (n + kChunk - 1) / kChunk, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      uint64_t state = seed ^ (0x9e3779b97f4a7c15ULL * uint64_t(c + 1));
+      const int64_t lo = c * kChunk, hi = std::min(n, lo + kChunk);
+      for (int64_t i = lo; i < hi; i += 2) {
+        // splitmix64: one 64-bit draw gives two 24-bit uniforms.
+        uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        z ^= z >> 31;
+        m[i] = uint32_t(z & 0xffffff) >= threshold ? keep_scale : 0.0f;
+        if (i + 1 < hi) m[i + 1] = uint32_t((z >> 32) & 0xffffff) >= threshold ? keep_scale : 0.0f;
+      }
+    }
+  });
+  return mask;
+}
+
 namespace {
 
 torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
-  return (training && p > 0.0) ? torch::dropout(x, p, /*train=*/true) : x;
+  if (!training || p <= 0.0) return x;
+  return x * dropout_mask(x.sizes(), p);  // the mask is a constant: autograd scales the gradient
 }
 
 // Stochastic depth (Huang et al. 2016): drop a whole residual branch per sample, scale the rest.

@@ -95,6 +95,11 @@ struct VisionTransformerImpl : torch::nn::Module {
 };
 TORCH_MODULE(VisionTransformer);
 
+// Inverted-dropout mask for CPU float tensors: each element is 0 with probability p, else
+// 1 / (1 - p). Seeded from LibTorch's default generator; much cheaper than torch::dropout's
+// per-element bernoulli draw.
+torch::Tensor dropout_mask(at::IntArrayRef sizes, double p);
+
 // Number of parameter elements of a module (all of them, or only those that require grad).
 int64_t count_parameters(const torch::nn::Module& module, bool trainable_only = false);
 

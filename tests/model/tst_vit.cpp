@@ -204,6 +204,22 @@ class TstVit : public QObject {
     QVERIFY(!torch::equal(model->forward(x), model->forward(x)));
   }
 
+  void dropoutMaskHasTheRightStatistics() {
+    torch::manual_seed(5);
+    const auto a = vit::dropout_mask({1000, 1000}, 0.25);
+    const double zeros = a.eq(0).to(torch::kFloat64).mean().item<double>();
+    QVERIFY2(std::abs(zeros - 0.25) < 0.003, std::to_string(zeros).c_str());
+    QVERIFY(a.ne(0).logical_and(a.ne(1.0f / 0.75f)).sum().item<int64_t>() == 0);  // 0 or 1/(1-p)
+    QVERIFY(std::abs(a.mean().item<double>() - 1.0) < 0.005);  // expectation preserved
+    torch::manual_seed(5);
+    QVERIFY(torch::equal(vit::dropout_mask({1000, 1000}, 0.25), a));  // reproducible
+    QVERIFY(!torch::equal(vit::dropout_mask({1000, 1000}, 0.25), a));  // fresh draws differ
+    // No long runs of one value: neighbours are independent (zeros of adjacent pairs ~ p^2).
+    const auto flat = a.flatten().eq(0);
+    const double pairs = flat.slice(0, 0, -1).logical_and(flat.slice(0, 1)).to(torch::kFloat64).mean().item<double>();
+    QVERIFY2(std::abs(pairs - 0.0625) < 0.003, std::to_string(pairs).c_str());
+  }
+
   void everyParameterGetsAGradient() {
     ViTConfig c = tiny();
     c.head_hidden = {8};

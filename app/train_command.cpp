@@ -56,7 +56,10 @@ AugmentConfig augmentation(const std::string& name, const ViTConfig& model) {
     a.zoom = 0.2;
     return a;
   }
-  if (name == "light" || (name == "default" && model.image_size <= 32)) {
+  // "default": none for small inputs, where short runs learn faster without it (Fashion-MNIST,
+  // batch 64: val top-1 after 3 epochs 77.7% with "light", 83.8% with none); Keras' otherwise.
+  if (name == "default" && model.image_size <= 32) return a;
+  if (name == "light") {
     a.hflip = true;
     a.translate = 0.1;
     return a;
@@ -235,7 +238,7 @@ void add_train_command(CLI::App& app, SetAction set_action) {
   cmd->add_option("--grad-clip", t.grad_clip, "Max gradient norm (0 = off)")->capture_default_str();
   cmd->add_option("--val-fraction", t.val_fraction, "Validation share of the training set")->capture_default_str();
   cmd->add_option("--seed", t.seed, "Random seed")->capture_default_str();
-  cmd->add_option("--augment", o->augment, "none | light (flip + shift) | keras (flip, rotate, zoom)")
+  cmd->add_option("--augment", o->augment, "none | light (flip + shift) | keras (flip, rotate, zoom); default: none up to 32 px, else keras")
       ->capture_default_str();
   cmd->add_option("--log-every", t.log_every, "Steps between progress reports")->capture_default_str();
   cmd->add_option("--max-steps", t.max_steps, "Stop after N optimizer steps (0 = no limit)");

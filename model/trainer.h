@@ -24,11 +24,11 @@ struct DataSplits;
 struct TrainConfig {
   std::string dataset = "fashion-mnist";  // spec for load_dataset(), recorded in config.json
   int epochs = 10;               // passes over the training split
-  int batch_size = 128;          // images per optimizer step
-  double lr = 1e-3;              // peak learning rate after warmup
+  int batch_size = 64;           // images per optimizer step (small ViTs gain from more steps)
+  double lr = 2e-3;              // peak learning rate after warmup
   double min_lr = 1e-5;          // floor of the cosine decay
   double weight_decay = 0.05;    // AdamW decoupled decay (not on norms, biases, embeddings)
-  double warmup_epochs = 1.0;    // linear warmup from 0 to lr, in (fractional) epochs
+  double warmup_epochs = 0.5;    // linear warmup from 0 to lr, in (fractional) epochs
   double label_smoothing = 0.1;  // cross-entropy target smoothing
   double grad_clip = 1.0;        // max global gradient norm; 0 disables
   uint64_t seed = 42;            // model init, split, shuffling and augmentation

@@ -19,6 +19,7 @@
 
 namespace vit {
 
+struct Dataset;
 struct DataSplits;
 
 struct TrainConfig {
@@ -98,7 +99,7 @@ TrainResult train(const ViTConfig& model_config, const TrainConfig& train_config
                   const DataSplits& data, const std::string& run_dir,
                   const TrainCallbacks& callbacks = {}, bool resume = false);
 
-// Evaluates the weights of a run (best.safetensors, else last) on a data split.
+// What a run directory's config.json says: the model, the training settings, the preprocessing.
 struct RunInfo {
   ViTConfig model;
   TrainConfig train;
@@ -106,10 +107,7 @@ struct RunInfo {
 };
 RunInfo read_run(const std::string& run_dir);
 
-}  // namespace vit
-
-namespace vit {
-struct Dataset;
 // Loss (plain cross-entropy), top-1 and top-5 of a run's best weights (else last) on `data`.
 EvalResult evaluate_run(const std::string& run_dir, const Dataset& data);
+
 }  // namespace vit

@@ -14,25 +14,14 @@
 #include <optional>
 #include <vector>
 
+#include "train_config.h"
+
 namespace vit {
 
 struct Dataset;
 
-// Per-channel mean and std of pixel values scaled to [0, 1].
-struct Normalization {
-  std::vector<float> mean;
-  std::vector<float> std;
-};
 // Keras Normalization.adapt: mean and std per channel over the given images (all when empty).
 Normalization compute_normalization(const Dataset& data, const std::vector<int64_t>& indices = {});
-
-struct AugmentConfig {
-  bool hflip = false;      // random horizontal flip (RandomFlip("horizontal"))
-  double rotation = 0.0;   // max rotation as a fraction of a full turn (RandomRotation(0.02))
-  double zoom = 0.0;       // max zoom in/out per axis, e.g. 0.2 (RandomZoom(0.2, 0.2))
-  double translate = 0.0;  // max shift as a fraction of the side (RandomTranslation)
-  bool enabled() const { return hflip || rotation > 0 || zoom > 0 || translate > 0; }
-};
 
 struct Batch {
   at::Tensor images;  // float (B, C, S, S), normalized

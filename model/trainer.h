@@ -15,35 +15,14 @@
 #include <nlohmann/json.hpp>
 
 #include "data_pipeline.h"
+#include "run_log.h"
+#include "train_config.h"
 #include "vit_config.h"
 
 namespace vit {
 
 struct Dataset;
 struct DataSplits;
-
-struct TrainConfig {
-  std::string dataset = "fashion-mnist";  // spec for load_dataset(), recorded in config.json
-  int epochs = 12;               // passes over the training split (fmnist-small: ~7.5 min)
-  int batch_size = 64;           // images per optimizer step (small ViTs gain from more steps)
-  double lr = 2e-3;              // peak learning rate after warmup
-  double min_lr = 1e-5;          // floor of the cosine decay
-  double weight_decay = 0.05;    // AdamW decoupled decay (not on norms, biases, embeddings)
-  double warmup_epochs = 0.5;    // linear warmup from 0 to lr, in (fractional) epochs
-  double label_smoothing = 0.1;  // cross-entropy target smoothing
-  double grad_clip = 1.0;        // max global gradient norm; 0 disables
-  uint64_t seed = 42;            // model init, split, shuffling and augmentation
-  double val_fraction = 0.1;     // share of the training set held out for validation
-  AugmentConfig augment;         // training-time augmentation
-  std::vector<float> mean, std;  // normalization; empty = computed from the training split
-  int log_every = 10;            // steps between on_step callbacks and steps.csv rows
-  int64_t max_steps = 0;         // stop after this many optimizer steps (0 = no limit)
-  int eval_batch_size = 512;     // batch size of validation and test passes
-};
-
-std::vector<std::string> validate(const TrainConfig& config);  // messages naming the field
-nlohmann::json to_json(const TrainConfig& config);
-TrainConfig train_config_from_json(const nlohmann::json& j);
 
 struct StepStats {
   int epoch = 0;                 // 0-based
@@ -98,14 +77,6 @@ struct TrainResult {
 TrainResult train(const ViTConfig& model_config, const TrainConfig& train_config,
                   const DataSplits& data, const std::string& run_dir,
                   const TrainCallbacks& callbacks = {}, bool resume = false);
-
-// What a run directory's config.json says: the model, the training settings, the preprocessing.
-struct RunInfo {
-  ViTConfig model;
-  TrainConfig train;
-  Normalization normalization;
-};
-RunInfo read_run(const std::string& run_dir);
 
 // Loss (plain cross-entropy), top-1 and top-5 of a run's best weights (else last) on `data`.
 EvalResult evaluate_run(const std::string& run_dir, const Dataset& data);

@@ -1,0 +1,88 @@
+#include "train_config.h"
+
+#include <stdexcept>
+
+namespace vit {
+
+std::vector<std::string> validate(const TrainConfig& c) {
+  std::vector<std::string> errors;
+  auto need = [&](bool ok, const std::string& message) {
+    if (!ok) errors.push_back(message);
+  };
+  need(c.epochs > 0 && c.epochs <= 100000, "epochs must be in 1..100000 (got " + std::to_string(c.epochs) + "); for example 10");
+  need(c.batch_size > 0 && c.batch_size <= 65536, "batch_size must be in 1..65536 (got " + std::to_string(c.batch_size) + "); for example 128");
+  need(c.lr > 0 && c.lr < 10, "lr must be in (0, 10) (got " + std::to_string(c.lr) + "); for example 1e-3");
+  need(c.min_lr >= 0 && c.min_lr <= c.lr, "min_lr must be in [0, lr]; for example 1e-5");
+  need(c.weight_decay >= 0 && c.weight_decay < 10, "weight_decay must be in [0, 10); for example 0.05");
+  need(c.warmup_epochs >= 0 && c.warmup_epochs <= c.epochs, "warmup_epochs must be in [0, epochs]; for example 1");
+  need(c.label_smoothing >= 0 && c.label_smoothing < 1, "label_smoothing must be in [0, 1); for example 0.1");
+  need(c.grad_clip >= 0, "grad_clip must be >= 0 (0 disables); for example 1.0");
+  need(c.val_fraction >= 0 && c.val_fraction < 1, "val_fraction must be in [0, 1); for example 0.1");
+  need(c.log_every > 0, "log_every must be positive; for example 10");
+  need(c.max_steps >= 0, "max_steps must be >= 0 (0 = no limit)");
+  need(c.eval_batch_size > 0, "eval_batch_size must be positive; for example 512");
+  need(c.augment.rotation >= 0 && c.augment.rotation <= 0.5, "rotation must be in [0, 0.5] turns; for example 0.02");
+  need(c.augment.zoom >= 0 && c.augment.zoom < 1, "zoom must be in [0, 1); for example 0.2");
+  need(c.augment.translate >= 0 && c.augment.translate < 1, "translate must be in [0, 1); for example 0.1");
+  need(c.mean.size() == c.std.size(), "give as many mean values as std values (one per channel)");
+  for (float s : c.std) need(s > 0, "every std value must be positive");
+  return errors;
+}
+
+nlohmann::json to_json(const TrainConfig& c) {
+  return {{"dataset", c.dataset},
+          {"epochs", c.epochs},
+          {"batch_size", c.batch_size},
+          {"lr", c.lr},
+          {"min_lr", c.min_lr},
+          {"weight_decay", c.weight_decay},
+          {"warmup_epochs", c.warmup_epochs},
+          {"label_smoothing", c.label_smoothing},
+          {"grad_clip", c.grad_clip},
+          {"seed", c.seed},
+          {"val_fraction", c.val_fraction},
+          {"augment",
+           {{"hflip", c.augment.hflip},
+            {"rotation", c.augment.rotation},
+            {"zoom", c.augment.zoom},
+            {"translate", c.augment.translate}}},
+          {"mean", c.mean},
+          {"std", c.std},
+          {"log_every", c.log_every},
+          {"max_steps", c.max_steps},
+          {"eval_batch_size", c.eval_batch_size}};
+}
+
+TrainConfig train_config_from_json(const nlohmann::json& j) {
+  TrainConfig c;
+  try {
+    c.dataset = j.value("dataset", c.dataset);
+    c.epochs = j.value("epochs", c.epochs);
+    c.batch_size = j.value("batch_size", c.batch_size);
+    c.lr = j.value("lr", c.lr);
+    c.min_lr = j.value("min_lr", c.min_lr);
+    c.weight_decay = j.value("weight_decay", c.weight_decay);
+    c.warmup_epochs = j.value("warmup_epochs", c.warmup_epochs);
+    c.label_smoothing = j.value("label_smoothing", c.label_smoothing);
+    c.grad_clip = j.value("grad_clip", c.grad_clip);
+    c.seed = j.value("seed", c.seed);
+    c.val_fraction = j.value("val_fraction", c.val_fraction);
+    if (j.contains("augment")) {
+      const auto& a = j.at("augment");
+      c.augment.hflip = a.value("hflip", false);
+      c.augment.rotation = a.value("rotation", 0.0);
+      c.augment.zoom = a.value("zoom", 0.0);
+      c.augment.translate = a.value("translate", 0.0);
+    }
+    c.mean = j.value("mean", c.mean);
+    c.std = j.value("std", c.std);
+    c.log_every = j.value("log_every", c.log_every);
+    c.max_steps = j.value("max_steps", c.max_steps);
+    c.eval_batch_size = j.value("eval_batch_size", c.eval_batch_size);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::invalid_argument(std::string("bad training config: ") + e.what());
+  }
+  return c;
+}
+
+}  // namespace vit

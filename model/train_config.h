@@ -1,0 +1,50 @@
+// Training settings: what the trainer, the CLI and the GUI's panel share. Torch-free on purpose,
+// so the window's widgets validate with the same rules as the core without pulling LibTorch in.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace vit {
+
+// Per-channel mean and std of pixel values scaled to [0, 1].
+struct Normalization {
+  std::vector<float> mean;
+  std::vector<float> std;
+};
+
+struct AugmentConfig {
+  bool hflip = false;      // random horizontal flip (RandomFlip("horizontal"))
+  double rotation = 0.0;   // max rotation as a fraction of a full turn (RandomRotation(0.02))
+  double zoom = 0.0;       // max zoom in/out per axis, e.g. 0.2 (RandomZoom(0.2, 0.2))
+  double translate = 0.0;  // max shift as a fraction of the side (RandomTranslation)
+  bool enabled() const { return hflip || rotation > 0 || zoom > 0 || translate > 0; }
+};
+
+struct TrainConfig {
+  std::string dataset = "fashion-mnist";  // spec for load_dataset(), recorded in config.json
+  int epochs = 12;               // passes over the training split (fmnist-small: ~7.5 min)
+  int batch_size = 64;           // images per optimizer step (small ViTs gain from more steps)
+  double lr = 2e-3;              // peak learning rate after warmup
+  double min_lr = 1e-5;          // floor of the cosine decay
+  double weight_decay = 0.05;    // AdamW decoupled decay (not on norms, biases, embeddings)
+  double warmup_epochs = 0.5;    // linear warmup from 0 to lr, in (fractional) epochs
+  double label_smoothing = 0.1;  // cross-entropy target smoothing
+  double grad_clip = 1.0;        // max global gradient norm; 0 disables
+  uint64_t seed = 42;            // model init, split, shuffling and augmentation
+  double val_fraction = 0.1;     // share of the training set held out for validation
+  AugmentConfig augment;         // training-time augmentation
+  std::vector<float> mean, std;  // normalization; empty = computed from the training split
+  int log_every = 10;            // steps between on_step callbacks and steps.csv rows
+  int64_t max_steps = 0;         // stop after this many optimizer steps (0 = no limit)
+  int eval_batch_size = 512;     // batch size of validation and test passes
+};
+
+std::vector<std::string> validate(const TrainConfig& config);  // messages naming the field
+nlohmann::json to_json(const TrainConfig& config);
+TrainConfig train_config_from_json(const nlohmann::json& j);
+
+}  // namespace vit

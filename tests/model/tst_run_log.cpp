@@ -1,0 +1,81 @@
+// run_log: the torch-free readers the window uses for earlier runs and for runs a headless
+// `vit train` is still writing.
+#include "run_log.h"
+
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include <fstream>
+
+class TestRunLog : public QObject {
+  Q_OBJECT
+
+  static void write(const QString& path, const std::string& text) {
+    std::ofstream out(path.toStdString(), std::ios::binary);
+    out << text;
+  }
+
+ private slots:
+  void stepsSkipsARowStillBeingWritten() {
+    QTemporaryDir dir;
+    const QString path = dir.filePath("steps.csv");
+    write(path, std::string(vit::kStepsHeader) +
+                    "\n10,0,2.5,0.1,0.001,900,1.5\n20,0,2.25,0.2,0.002,950,3\n30,0,2.");
+    const auto rows = vit::read_steps_csv(path.toStdString());
+    QCOMPARE(rows.size(), size_t(2));
+    QCOMPARE(rows[1].step, int64_t(20));
+    QCOMPARE(rows[1].loss, 2.25);
+    QCOMPARE(rows[1].images_per_second, 950.0);
+  }
+
+  void metricsParsesEveryColumn() {
+    QTemporaryDir dir;
+    const QString path = dir.filePath("metrics.csv");
+    write(path, std::string(vit::kMetricsHeader) + "\r\n0,1.5,0.6,0.9,1.25,0.7,0.95,0.002,30.5\r\n");
+    const auto rows = vit::read_metrics_csv(path.toStdString());
+    QCOMPARE(rows.size(), size_t(1));
+    QCOMPARE(rows[0].val_loss, 1.25);
+    QCOMPARE(rows[0].val_top5_accuracy, 0.95);
+    QCOMPARE(rows[0].seconds, 30.5);
+  }
+
+  void malformedRowsAreSkipped() {
+    QTemporaryDir dir;
+    const QString path = dir.filePath("steps.csv");
+    write(path, std::string(vit::kStepsHeader) + "\n10,0,x,0.1,0.001,900,1.5\n10,0,1\n20,0,2,0.2,0.002,950,3\n");
+    const auto rows = vit::read_steps_csv(path.toStdString());
+    QCOMPARE(rows.size(), size_t(1));
+    QCOMPARE(rows[0].step, int64_t(20));
+  }
+
+  void missingFileGivesNoRows() {
+    QTemporaryDir dir;
+    QVERIFY(vit::read_steps_csv(dir.filePath("nope.csv").toStdString()).empty());
+  }
+
+  void wrongHeaderNamesTheFile() {
+    QTemporaryDir dir;
+    const QString path = dir.filePath("metrics.csv");
+    write(path, "a,b,c\n1,2,3\n");
+    try {
+      vit::read_metrics_csv(path.toStdString());
+      QFAIL("expected an error");
+    } catch (const std::runtime_error& e) {
+      QVERIFY(QString(e.what()).contains(path));
+      QVERIFY(QString(e.what()).contains("unexpected header"));
+    }
+  }
+
+  void readRunNamesAMissingConfig() {
+    QTemporaryDir dir;
+    try {
+      vit::read_run(dir.path().toStdString());
+      QFAIL("expected an error");
+    } catch (const std::runtime_error& e) {
+      QVERIFY(QString(e.what()).contains("config.json"));
+    }
+  }
+};
+
+QTEST_GUILESS_MAIN(TestRunLog)
+#include "tst_run_log.moc"

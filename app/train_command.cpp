@@ -45,32 +45,12 @@ struct TrainOptions {
   bool channels_given = false, classes_given = false;
 };
 
-// Augmentation presets; "keras" is the Keras example's RandomFlip + RandomRotation(0.02) +
-// RandomZoom(0.2, 0.2).
 AugmentConfig augmentation(const std::string& name, const ViTConfig& model) {
-  AugmentConfig a;
-  if (name == "none") return a;
-  if (name == "keras") {
-    a.hflip = true;
-    a.rotation = 0.02;
-    a.zoom = 0.2;
-    return a;
+  try {
+    return augmentation_preset(name, model.image_size);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--augment: ") + e.what());
   }
-  // "default": none for small inputs, where short runs learn faster without it (Fashion-MNIST,
-  // batch 64: val top-1 after 3 epochs 77.7% with "light", 83.8% with none); Keras' otherwise.
-  if (name == "default" && model.image_size <= 32) return a;
-  if (name == "light") {
-    a.hflip = true;
-    a.translate = 0.1;
-    return a;
-  }
-  if (name == "default") {
-    a.hflip = true;
-    a.rotation = 0.02;
-    a.zoom = 0.2;
-    return a;
-  }
-  throw UsageError("--augment must be none, light or keras (got '" + name + "')");
 }
 
 void print_progress(const StepStats& s, bool tty) {

@@ -4,6 +4,28 @@
 
 namespace vit {
 
+AugmentConfig augmentation_preset(const std::string& name, int image_size) {
+  AugmentConfig a;
+  if (name == "none" || (name == "default" && image_size <= 32)) return a;
+  if (name == "light") {
+    a.hflip = true;
+    a.translate = 0.1;
+    return a;
+  }
+  if (name == "keras" || name == "default") {
+    a.hflip = true;
+    a.rotation = 0.02;
+    a.zoom = 0.2;
+    return a;
+  }
+  throw std::invalid_argument("augmentation must be default, none, light or keras (got '" + name + "')");
+}
+
+const std::vector<std::string>& augmentation_preset_names() {
+  static const std::vector<std::string> names{"default", "none", "light", "keras"};
+  return names;
+}
+
 std::vector<std::string> validate(const TrainConfig& c) {
   std::vector<std::string> errors;
   auto need = [&](bool ok, const std::string& message) {

@@ -43,6 +43,13 @@ struct TrainConfig {
   int eval_batch_size = 512;     // batch size of validation and test passes
 };
 
+// Augmentation presets by name: "none"; "light" (flip + 10% shift); "keras", the Keras example's
+// RandomFlip + RandomRotation(0.02) + RandomZoom(0.2, 0.2); "default", none for inputs of 32 px
+// or less (short Fashion-MNIST runs learn faster without it: val top-1 after 3 epochs 77.7% with
+// "light", 83.8% with none) and "keras" above. Throws std::invalid_argument for another name.
+AugmentConfig augmentation_preset(const std::string& name, int image_size);
+const std::vector<std::string>& augmentation_preset_names();
+
 std::vector<std::string> validate(const TrainConfig& config);  // messages naming the field
 nlohmann::json to_json(const TrainConfig& config);
 TrainConfig train_config_from_json(const nlohmann::json& j);

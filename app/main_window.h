@@ -1,0 +1,93 @@
+// The ViT Studio window: the hyperparameter panel (left), tabs with the live curves, the model
+// summary and the log (centre), a progress line (bottom), and Start / Pause / Stop / Open run.
+// It wires the widgets of ui/ to the TrainingSession; torch never appears here.
+#pragma once
+
+#include <QMainWindow>
+#include <QStringList>
+
+class ConfigPanel;
+class CurvesView;
+class QAction;
+class QLabel;
+class QMenu;
+class QPlainTextEdit;
+class QTabWidget;
+class QTimer;
+class SummaryView;
+class TrainingSession;
+class TrainingStatus;
+struct TrainingOutcome;
+struct TrainingProgress;
+namespace vit {
+struct EpochRow;
+}
+
+class MainWindow : public QMainWindow {
+  Q_OBJECT
+
+ public:
+  explicit MainWindow(QWidget* parent = nullptr);
+  ~MainWindow() override;
+
+  // Where new runs go: <root>/<preset>-<date>-<time>. Persisted in QSettings.
+  void setRunsRoot(const QString& dir);
+  QString runsRoot() const { return runsRoot_; }
+
+  // Shows a run directory: its settings in the panel, its curves; follows it while a headless
+  // `vit train` keeps writing. Returns false (and says why in the message bar) when it can't.
+  bool openRun(const QString& dir);
+  void startTraining();
+  void continueRun();  // resume the shown run where it stopped
+  void showTab(const QString& name);  // "curves", "summary", "log"
+
+  ConfigPanel* panel() const { return panel_; }
+  SummaryView* summary() const { return summary_; }
+  CurvesView* curves() const { return curves_; }
+  TrainingStatus* status() const { return status_; }
+  TrainingSession* session() const { return session_; }
+  QAction* startAction() const { return start_; }
+  QAction* pauseAction() const { return pause_; }
+  QAction* stopAction() const { return stop_; }
+  QString shownRun() const { return shownRun_; }
+  QString lastMessage() const;  // the message bar's text ("" when hidden)
+
+ signals:
+  void runFinished(const TrainingOutcome& outcome);  // after the window has shown the outcome
+
+ protected:
+  void closeEvent(QCloseEvent* event) override;
+  void dragEnterEvent(QDragEnterEvent* event) override;
+  void dropEvent(QDropEvent* event) override;
+
+ private:
+  void buildActions();
+  void updateActions();
+  void onProgress(const TrainingProgress& p);
+  void onEpoch(const vit::EpochRow& e, bool best);
+  void onFinished(const TrainingOutcome& outcome);
+  void log(const QString& text);
+  void showMessage(const QString& text, bool error);
+  void followShownRun();
+  void addRecent(const QString& dir);
+  void rebuildRecentMenu();
+  void saveSettings() const;
+  void loadSettings();
+
+  ConfigPanel* panel_;
+  SummaryView* summary_;
+  CurvesView* curves_;
+  QPlainTextEdit* log_;
+  QTabWidget* tabs_;
+  TrainingStatus* status_;
+  TrainingSession* session_;
+  QLabel* messageBar_;
+  QAction *start_, *pause_, *stop_, *open_, *continue_;
+  QMenu* recentMenu_;
+  QTimer* followTimer_;
+  QString runsRoot_;
+  QString shownRun_;        // run whose curves are shown (ours or opened)
+  qint64 followedBytes_ = -1;  // size of the followed run's logs at the last read
+  QStringList recent_;
+  bool closeWhenStopped_ = false;
+};

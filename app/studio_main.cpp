@@ -1,0 +1,87 @@
+// `vit-studio`: the ViT Studio window. Options exist for scripted use (screenshots for the
+// README, demos): open a run, set fields, start training, grab the window after a delay.
+#include <QAbstractSpinBox>
+#include <QApplication>
+#include <QCheckBox>
+#include <QComboBox>
+#include <QCommandLineParser>
+#include <QDoubleSpinBox>
+#include <QLineEdit>
+#include <QScreen>
+#include <QSpinBox>
+#include <QTimer>
+
+#include <cstdio>
+
+#include "config_panel.h"
+#include "main_window.h"
+#include "runtime.h"
+
+namespace {
+
+// --set field=value on the panel's editor of that field.
+bool setField(ConfigPanel* panel, const QString& assignment) {
+  const QString name = assignment.section('=', 0, 0), value = assignment.section('=', 1);
+  QWidget* w = panel->field(name);
+  if (auto* s = qobject_cast<QSpinBox*>(w)) s->setValue(value.toInt());
+  else if (auto* d = qobject_cast<QDoubleSpinBox*>(w)) d->setValue(value.toDouble());
+  else if (auto* e = qobject_cast<QLineEdit*>(w)) e->setText(value);
+  else if (auto* c = qobject_cast<QComboBox*>(w)) c->setCurrentText(value);
+  else if (auto* b = qobject_cast<QCheckBox*>(w)) b->setChecked(value == "1" || value == "true");
+  else return false;
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // No OMP_WAIT_POLICY=ACTIVE here (the CLI uses it): a desktop window must not keep spinning
+  // threads busy between steps or while idle.
+  QApplication app(argc, argv);
+  QApplication::setOrganizationName("ViT Studio");
+  QApplication::setApplicationName("ViT Studio");
+  QApplication::setApplicationVersion(VIT_VERSION);
+
+  QCommandLineParser parser;
+  parser.setApplicationDescription("ViT Studio: train, inspect and use Vision Transformers");
+  parser.addHelpOption();
+  parser.addVersionOption();
+  QCommandLineOption openRun("open-run", "Show the run directory DIR.", "DIR");
+  QCommandLineOption set("set", "Set a panel field, e.g. heads=4 (repeatable).", "FIELD=VALUE");
+  QCommandLineOption start("start", "Start training at once.");
+  QCommandLineOption tab("tab", "Show the tab curves, summary or log.", "NAME");
+  QCommandLineOption runsRoot("runs-root", "Folder for new runs.", "DIR");
+  QCommandLineOption screenshot("screenshot", "Save a PNG of the window after --screenshot-delay, then quit.", "FILE");
+  QCommandLineOption delay("screenshot-delay", "Milliseconds before the screenshot (default 1500).", "MS", "1500");
+  QCommandLineOption size("size", "Window size WxH.", "WxH");
+  parser.addOptions({openRun, set, start, tab, runsRoot, screenshot, delay, size});
+  parser.process(app);
+
+  const vit::RuntimeInfo runtime = vit::configure_runtime(0);
+
+  MainWindow window;
+  if (parser.isSet(runsRoot)) window.setRunsRoot(parser.value(runsRoot));
+  if (parser.isSet(size)) {
+    const QStringList wh = parser.value(size).split('x');
+    if (wh.size() == 2) window.resize(wh[0].toInt(), wh[1].toInt());
+  }
+  window.show();
+  if (!runtime.warning.empty()) std::fprintf(stderr, "vit-studio: %s\n", runtime.warning.c_str());
+  if (parser.isSet(openRun)) window.openRun(parser.value(openRun));
+  for (const QString& a : parser.values(set)) {
+    if (!setField(window.panel(), a)) {
+      std::fprintf(stderr, "vit-studio: --set %s: no such field\n", qPrintable(a));
+      return 2;
+    }
+  }
+  if (parser.isSet(tab)) window.showTab(parser.value(tab));
+  if (parser.isSet(start)) window.startTraining();
+  if (parser.isSet(screenshot)) {
+    const QString file = parser.value(screenshot);
+    QTimer::singleShot(parser.value(delay).toInt(), &window, [&window, file] {
+      if (!window.grab().save(file)) std::fprintf(stderr, "vit-studio: cannot write %s\n", qPrintable(file));
+      window.close();  // stops a run cleanly first
+    });
+  }
+  return app.exec();
+}

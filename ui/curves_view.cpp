@@ -1,0 +1,351 @@
+#include "curves_view.h"
+
+#include <qcustomplot.h>
+
+#include <QCheckBox>
+#include <QFile>
+#include <QFileDialog>
+#include <QGridLayout>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QMenu>
+#include <QMessageBox>
+#include <QPdfWriter>
+#include <QPushButton>
+#include <QRegularExpression>
+#include <QSlider>
+#include <QTextStream>
+#include <QTimer>
+#include <QVBoxLayout>
+
+#include <cmath>
+
+namespace {
+
+const QColor kTrain(31, 119, 180);   // matplotlib/TensorBoard blue
+const QColor kVal(255, 127, 14);     // orange
+const QColor kTop5(44, 160, 44);     // green
+const QColor kLr(148, 103, 189);     // purple
+
+QCPGraph* addGraph(QCustomPlot* plot, const QString& name, const QColor& color, bool dots,
+                   int width = 2) {
+  QCPGraph* g = plot->addGraph();
+  g->setName(name);
+  g->setPen(QPen(color, width));
+  if (dots) g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, 5));
+  return g;
+}
+
+}  // namespace
+
+CurvesView::CurvesView(QWidget* parent) : QWidget(parent) {
+  auto* layout = new QVBoxLayout(this);
+  auto* controls = new QHBoxLayout;
+  smoothingSlider_ = new QSlider(Qt::Horizontal);
+  smoothingSlider_->setRange(0, 99);
+  smoothingSlider_->setMaximumWidth(200);
+  smoothingSlider_->setToolTip(tr("TensorBoard-style exponential moving average of the step loss"));
+  smoothingLabel_ = new QLabel;
+  logLoss_ = new QCheckBox(tr("Log scale loss"));
+  auto* fitButton = new QPushButton(tr("Fit"));
+  fitButton->setToolTip(tr("Show all points again (also: double-click a plot)"));
+  auto* exportButton = new QPushButton(tr("Export"));
+  auto* menu = new QMenu(exportButton);
+  menu->addAction(tr("Image (PNG)..."), this, [this] {
+    const QString f = QFileDialog::getSaveFileName(this, tr("Save curves"), "curves.png", "PNG (*.png)");
+    if (!f.isEmpty()) {
+      if (const QString e = saveImage(f); !e.isEmpty()) QMessageBox::warning(this, tr("Export"), e);
+    }
+  });
+  menu->addAction(tr("Vector (PDF)..."), this, [this] {
+    const QString f = QFileDialog::getSaveFileName(this, tr("Save curves"), "curves.pdf", "PDF (*.pdf)");
+    if (!f.isEmpty()) {
+      if (const QString e = savePdf(f); !e.isEmpty()) QMessageBox::warning(this, tr("Export"), e);
+    }
+  });
+  menu->addAction(tr("Data (CSV)..."), this, [this] {
+    const QString f = QFileDialog::getSaveFileName(this, tr("Save the per-step data; per-epoch data goes next to it"),
+                                                   "steps.csv", "CSV (*.csv)");
+    if (f.isEmpty()) return;
+    QString epochs = f;
+    epochs.replace(QRegularExpression("(\\.csv)?$"), "-epochs.csv");
+    if (const QString e = saveCsv(f, epochs); !e.isEmpty()) QMessageBox::warning(this, tr("Export"), e);
+  });
+  exportButton->setMenu(menu);
+  controls->addWidget(new QLabel(tr("Smoothing")));
+  controls->addWidget(smoothingSlider_);
+  controls->addWidget(smoothingLabel_);
+  controls->addSpacing(12);
+  controls->addWidget(logLoss_);
+  controls->addStretch(1);
+  controls->addWidget(fitButton);
+  controls->addWidget(exportButton);
+  layout->addLayout(controls);
+
+  plotArea_ = new QWidget;
+  auto* grid = new QGridLayout(plotArea_);
+  grid->setContentsMargins(0, 0, 0, 0);
+  stepLoss_ = makePlot(tr("Training loss per step"), tr("step"), tr("loss"));
+  epochLoss_ = makePlot(tr("Loss per epoch"), tr("epoch"), tr("loss"));
+  accuracy_ = makePlot(tr("Accuracy per epoch"), tr("epoch"), tr("accuracy (%)"));
+  lr_ = makePlot(tr("Learning rate"), tr("step"), tr("lr"));
+  grid->addWidget(stepLoss_, 0, 0);
+  grid->addWidget(epochLoss_, 0, 1);
+  grid->addWidget(accuracy_, 1, 0);
+  grid->addWidget(lr_, 1, 1);
+  layout->addWidget(plotArea_, 1);
+
+  QColor faint = kTrain;
+  faint.setAlpha(70);
+  graphs_["loss"] = addGraph(stepLoss_, tr("loss"), faint, false, 1);
+  graphs_["loss_ema"] = addGraph(stepLoss_, tr("smoothed"), kTrain, false);
+  graphs_["epoch_loss"] = addGraph(epochLoss_, tr("train"), kTrain, true);
+  graphs_["val_loss"] = addGraph(epochLoss_, tr("validation"), kVal, true);
+  graphs_["accuracy"] = addGraph(accuracy_, tr("train top-1"), kTrain, true);
+  graphs_["val_accuracy"] = addGraph(accuracy_, tr("val top-1"), kVal, true);
+  graphs_["val_top5_accuracy"] = addGraph(accuracy_, tr("val top-5"), kTop5, true);
+  graphs_["lr"] = addGraph(lr_, tr("lr"), kLr, false);
+  for (QCustomPlot* p : {epochLoss_, accuracy_}) {
+    QSharedPointer<QCPAxisTickerFixed> ticker(new QCPAxisTickerFixed);
+    ticker->setTickStep(1.0);
+    ticker->setScaleStrategy(QCPAxisTickerFixed::ssMultiples);  // whole epochs only
+    p->xAxis->setTicker(ticker);
+  }
+  lr_->legend->setVisible(false);
+  lr_->yAxis->setNumberFormat("gb");
+  accuracy_->legend->setVisible(true);
+  accuracy_->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignBottom | Qt::AlignRight);
+
+  redrawTimer_ = new QTimer(this);
+  redrawTimer_->setSingleShot(true);
+  redrawTimer_->setInterval(kRedrawMs);
+  connect(redrawTimer_, &QTimer::timeout, this, &CurvesView::redraw);
+  connect(smoothingSlider_, &QSlider::valueChanged, this, [this](int v) { setSmoothing(v / 100.0); });
+  connect(logLoss_, &QCheckBox::toggled, this, &CurvesView::setLogLoss);
+  connect(fitButton, &QPushButton::clicked, this, &CurvesView::fit);
+  setSmoothing(smoothing_);
+}
+
+QCustomPlot* CurvesView::makePlot(const QString& title, const QString& xLabel, const QString& yLabel) {
+  auto* plot = new QCustomPlot;
+  plot->setMinimumSize(260, 180);
+  plot->plotLayout()->insertRow(0);
+  auto* heading = new QCPTextElement(plot, title, QFont(font().family(), font().pointSize() + 1, QFont::Bold));
+  plot->plotLayout()->addElement(0, 0, heading);
+  plot->xAxis->setLabel(xLabel);
+  plot->yAxis->setLabel(yLabel);
+  plot->legend->setVisible(true);
+  plot->legend->setBrush(QColor(255, 255, 255, 200));
+  plot->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
+  plot->setNoAntialiasingOnDrag(true);
+  // Once the user zooms or pans, new points no longer move the view; double-click refits.
+  connect(plot, &QCustomPlot::mousePress, this, [this] { followData_ = false; });
+  connect(plot, &QCustomPlot::mouseWheel, this, [this] { followData_ = false; });
+  connect(plot, &QCustomPlot::mouseDoubleClick, this, &CurvesView::fit);
+  return plot;
+}
+
+std::vector<double> CurvesView::smooth(const std::vector<double>& values, double weight) {
+  std::vector<double> out;
+  out.reserve(values.size());
+  double last = 0.0;
+  int n = 0;
+  for (double v : values) {
+    if (!std::isfinite(v)) {
+      out.push_back(v);
+      continue;
+    }
+    last = last * weight + (1.0 - weight) * v;
+    ++n;
+    const double debias = weight == 0.0 ? 1.0 : 1.0 - std::pow(weight, n);
+    out.push_back(last / debias);
+  }
+  return out;
+}
+
+void CurvesView::clear() {
+  steps_.clear();
+  epochs_.clear();
+  followData_ = true;
+  redraw();
+}
+
+void CurvesView::setHistory(const std::vector<vit::StepRow>& steps, const std::vector<vit::EpochRow>& epochs) {
+  steps_ = steps;
+  epochs_ = epochs;
+  followData_ = true;
+  redraw();
+}
+
+void CurvesView::addStep(const vit::StepRow& step) {
+  steps_.push_back(step);
+  scheduleRedraw();
+}
+
+void CurvesView::addEpoch(const vit::EpochRow& epoch) {
+  epochs_.push_back(epoch);
+  scheduleRedraw();
+}
+
+void CurvesView::setSmoothing(double weight) {
+  smoothing_ = std::clamp(weight, 0.0, 0.99);
+  const int v = int(std::lround(smoothing_ * 100));
+  if (smoothingSlider_->value() != v) smoothingSlider_->setValue(v);
+  smoothingLabel_->setText(QString::number(smoothing_, 'f', 2));
+  scheduleRedraw();
+}
+
+void CurvesView::setPlannedEpochs(int epochs) {
+  plannedEpochs_ = epochs;
+  scheduleRedraw();
+}
+
+void CurvesView::setLogLoss(bool log) {
+  if (logLoss_->isChecked() != log) logLoss_->setChecked(log);
+  for (QCustomPlot* p : {stepLoss_, epochLoss_}) {
+    if (log) {
+      p->yAxis->setScaleType(QCPAxis::stLogarithmic);
+      p->yAxis->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));
+    } else {
+      p->yAxis->setScaleType(QCPAxis::stLinear);
+      p->yAxis->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
+    }
+  }
+  followData_ = true;
+  scheduleRedraw();
+}
+
+int CurvesView::drawnPoints(const QString& name) const {
+  const QCPGraph* g = graphs_.value(name);
+  return g ? g->dataCount() : -1;
+}
+
+void CurvesView::scheduleRedraw() {
+  if (!redrawTimer_->isActive()) redrawTimer_->start();
+}
+
+void CurvesView::redraw() {
+  redrawTimer_->stop();
+  QVector<double> step, loss, lr;
+  std::vector<double> rawLoss;
+  for (const auto& s : steps_) {
+    step << double(s.step);
+    loss << s.loss;
+    lr << s.lr;
+    rawLoss.push_back(s.loss);
+  }
+  const auto ema = smooth(rawLoss, smoothing_);
+  graphs_["loss"]->setData(step, loss, true);
+  graphs_["loss"]->setVisible(smoothing_ > 0);
+  graphs_["loss_ema"]->setData(step, QVector<double>(ema.begin(), ema.end()), true);
+  graphs_["lr"]->setData(step, lr, true);
+  QVector<double> epoch, trainLoss, valLoss, acc, valAcc, valTop5;
+  for (const auto& e : epochs_) {
+    epoch << e.epoch + 1.0;
+    trainLoss << e.loss;
+    valLoss << e.val_loss;
+    acc << 100.0 * e.accuracy;
+    valAcc << 100.0 * e.val_accuracy;
+    valTop5 << 100.0 * e.val_top5_accuracy;
+  }
+  graphs_["epoch_loss"]->setData(epoch, trainLoss, true);
+  graphs_["val_loss"]->setData(epoch, valLoss, true);
+  graphs_["accuracy"]->setData(epoch, acc, true);
+  graphs_["val_accuracy"]->setData(epoch, valAcc, true);
+  graphs_["val_top5_accuracy"]->setData(epoch, valTop5, true);
+  if (followData_) {
+    for (QCustomPlot* p : {stepLoss_, epochLoss_, accuracy_, lr_}) {
+      p->rescaleAxes();
+      QCPRange x = p->xAxis->range(), y = p->yAxis->range();
+      const bool empty = p->graph(0)->dataCount() == 0;
+      if (empty) x = QCPRange(0, 1), y = QCPRange(0, 1);
+      if (x.size() <= 0) x = QCPRange(x.lower - 1, x.upper + 1);  // a single point
+      if (y.size() <= 0) y = QCPRange(y.lower - std::max(1e-6, std::abs(y.lower) * 0.1), y.upper + std::max(1e-6, std::abs(y.upper) * 0.1));
+      else if (p->yAxis->scaleType() == QCPAxis::stLinear) y = QCPRange(y.lower - 0.05 * y.size(), y.upper + 0.05 * y.size());
+      p->xAxis->setRange(x);
+      p->yAxis->setRange(y);
+    }
+    // Epoch axes span the whole planned run; accuracy stays within 0..100%.
+    const int lastEpoch = std::max(plannedEpochs_, int(epochs_.size()));
+    if (lastEpoch > 0)
+      for (QCustomPlot* p : {epochLoss_, accuracy_}) p->xAxis->setRange(0.5, lastEpoch + 0.5);
+    if (epochs_.empty()) {
+      epochLoss_->yAxis->setRange(stepLoss_->graph(0)->dataCount() ? stepLoss_->yAxis->range() : QCPRange(0, 1));
+      accuracy_->yAxis->setRange(0, 100);
+    } else {
+      const QCPRange a = accuracy_->yAxis->range();
+      accuracy_->yAxis->setRange(std::max(0.0, a.lower), std::min(100.0, a.upper));
+    }
+    if (steps_.empty() && plannedEpochs_ == 0) {
+      stepLoss_->xAxis->setRange(0, 100);
+      lr_->xAxis->setRange(0, 100);
+    }
+  }
+  for (QCustomPlot* p : {stepLoss_, epochLoss_, accuracy_, lr_}) p->replot(QCustomPlot::rpQueuedReplot);
+  ++redraws_;
+}
+
+void CurvesView::fit() {
+  followData_ = true;
+  redraw();
+}
+
+QString CurvesView::saveImage(const QString& path) {
+  redraw();
+  const QPixmap pixmap = plotArea_->grab();
+  if (!pixmap.save(path, "PNG")) return tr("Cannot write %1: check the folder exists and is writable.").arg(path);
+  return {};
+}
+
+QString CurvesView::savePdf(const QString& path) {
+  redraw();
+  QPdfWriter writer(path);
+  writer.setPageSize(QPageSize(QPageSize::A4));
+  writer.setPageOrientation(QPageLayout::Landscape);
+  writer.setTitle(tr("ViT Studio training curves"));
+  QCPPainter painter;
+  if (!painter.begin(&writer)) return tr("Cannot write %1: check the folder exists and is writable.").arg(path);
+  // Each plot is drawn as vectors into one quarter of the page.
+  const QRect page = writer.pageLayout().paintRectPixels(writer.resolution());
+  const int w = page.width() / 2, h = page.height() / 2;
+  const QList<QCustomPlot*> plots{stepLoss_, epochLoss_, accuracy_, lr_};
+  const double scale = double(w) / 600.0;
+  for (int i = 0; i < plots.size(); ++i) {
+    painter.save();
+    painter.translate((i % 2) * w, (i / 2) * h);
+    painter.scale(scale, scale);
+    plots[i]->toPainter(&painter, int(w / scale), int(h / scale));
+    painter.restore();
+  }
+  return {};
+}
+
+QString CurvesView::saveCsv(const QString& stepsPath, const QString& epochsPath) const {
+  auto write = [](const QString& path, const QString& text) {
+    QFile f(path);
+    if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate | QIODevice::Text)) return false;
+    return f.write(text.toUtf8()) >= 0 && f.flush();
+  };
+  QString steps = QString(vit::kStepsHeader) + ",loss_smoothed\n";
+  std::vector<double> raw;
+  for (const auto& s : steps_) raw.push_back(s.loss);
+  const auto ema = smooth(raw, smoothing_);
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    const auto& s = steps_[i];
+    steps += QString("%1,%2,%3,%4,%5,%6,%7,%8\n")
+                 .arg(s.step).arg(s.epoch).arg(s.loss, 0, 'g', 8).arg(s.accuracy, 0, 'g', 8)
+                 .arg(s.lr, 0, 'g', 8).arg(s.images_per_second, 0, 'g', 8)
+                 .arg(s.elapsed_seconds, 0, 'g', 8).arg(ema[i], 0, 'g', 8);
+  }
+  QString epochs = QString(vit::kMetricsHeader) + "\n";
+  for (const auto& e : epochs_) {
+    epochs += QString("%1,%2,%3,%4,%5,%6,%7,%8,%9\n")
+                  .arg(e.epoch).arg(e.loss, 0, 'g', 8).arg(e.accuracy, 0, 'g', 8)
+                  .arg(e.top5_accuracy, 0, 'g', 8).arg(e.val_loss, 0, 'g', 8)
+                  .arg(e.val_accuracy, 0, 'g', 8).arg(e.val_top5_accuracy, 0, 'g', 8)
+                  .arg(e.lr, 0, 'g', 8).arg(e.seconds, 0, 'g', 8);
+  }
+  if (!write(stepsPath, steps)) return tr("Cannot write %1: check the folder exists and is writable.").arg(stepsPath);
+  if (!write(epochsPath, epochs)) return tr("Cannot write %1: check the folder exists and is writable.").arg(epochsPath);
+  return {};
+}

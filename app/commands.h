@@ -14,5 +14,11 @@ using SetAction = std::function<void(std::function<int()>)>;
 
 void add_summary_command(CLI::App& app, SetAction set_action);
 void add_train_command(CLI::App& app, SetAction set_action);  // train and eval
+void add_predict_command(CLI::App& app, SetAction set_action);  // predict and attention
+void add_weights_commands(CLI::App& app, SetAction set_action);  // import and export
+
+// The model `vit train --init FILE` fine-tunes: the file's architecture, with the image size,
+// channels, classes and regularization from `flags`; other differing flags are a UsageError.
+ViTConfig pretrained_model_config(const std::string& init, const ModelFlags& flags);
 
 }  // namespace vit::cli

@@ -70,7 +70,9 @@ void print_progress(const StepStats& s, bool tty) {
 }
 
 int run_train(TrainOptions o) {
-  ViTConfig model = resolve(o.model);
+  ViTConfig model = o.train.init_weights.empty() || !o.resume.empty()
+                        ? resolve(o.model)
+                        : pretrained_model_config(o.train.init_weights, o.model);
   const RuntimeInfo runtime = configure_runtime(o.threads);
   if (!runtime.warning.empty()) std::cerr << "vit: warning: " << runtime.warning << "\n";
   if (auto errors = validate(o.train); !errors.empty()) throw UsageError(errors.front());
@@ -86,7 +88,7 @@ int run_train(TrainOptions o) {
     char stamp[32];
     const auto t = std::time(nullptr);
     std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&t));
-    run_dir = "runs/" + o.model.preset + "-" + stamp;
+    run_dir = "runs/" + (o.train.init_weights.empty() ? o.model.preset : "finetune") + "-" + stamp;
   }
   if (o.train.dataset.empty()) o.train.dataset = "fashion-mnist";
 
@@ -181,6 +183,7 @@ int run_eval(const EvalOptions& o) {
   configure_runtime(o.threads);
   const RunInfo info = read_run(o.run);
   const std::string spec = o.dataset.empty() ? info.train.dataset : o.dataset;
+  if (spec.empty()) throw UsageError(o.run + " records no data set (an imported model): give --dataset SPEC");
   DataSplits data = load_dataset(spec, info.model.image_size, info.model.in_channels);
   const Dataset& split = data.test ? *data.test : data.train;
   const EvalResult r = evaluate_run(o.run, split);
@@ -225,11 +228,17 @@ void add_train_command(CLI::App& app, SetAction set_action) {
   cmd->add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
   cmd->add_option("--out", o->out, "Run directory (default runs/<preset>-<time>)");
   cmd->add_option("--resume", o->resume, "Continue the run in this directory");
+  cmd->add_option("--init", t.init_weights, "Fine-tune pretrained weights: safetensors, .pth/.bin, .npz or a run directory");
+  cmd->add_flag("--freeze-backbone", t.freeze_backbone, "With --init: train only the head");
+  cmd->add_option("--layer-decay", t.layer_decay, "Layer-wise lr decay, e.g. 0.75 (1 = off)")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print one JSON object as the last line of stdout");
   cmd->callback([o, set_action, cmd] {
     o->channels_given = cmd->count("--channels") > 0;
     o->classes_given = cmd->count("--classes") > 0;
     if (!o->resume.empty() && !o->out.empty()) throw UsageError("give --resume or --out, not both");
+    if (!o->train.init_weights.empty() && !o->resume.empty()) throw UsageError("give --init or --resume, not both");
+    if (!o->train.init_weights.empty() && cmd->count("--preset"))
+      throw UsageError("--init takes the model from the weights: drop --preset");
     set_action([o] { return run_train(*o); });
   });
 

@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   auto set_action = [&action](std::function<int()> a) { action = std::move(a); };
   vit::cli::add_summary_command(app, set_action);
   vit::cli::add_train_command(app, set_action);
+  vit::cli::add_predict_command(app, set_action);
+  vit::cli::add_weights_commands(app, set_action);
 
   if (argc > 1 && argv[1][0] != '-') {
     try {

@@ -670,4 +670,14 @@ at::Tensor load_image(const std::string& path, int image_size, int channels) {
   return out;
 }
 
+std::string convert_decoded_image(const cv::Mat& image, int image_size, int channels, uint8_t* out) {
+  check_image_args(image_size, channels);
+  if (image.empty()) return "empty image";
+  try {
+    return convert_image(image, image_size, channels, out);
+  } catch (const cv::Exception& e) {
+    return "OpenCV cannot convert it: " + e.msg;
+  }
+}
+
 }  // namespace vit

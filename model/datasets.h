@@ -31,6 +31,10 @@
 #include <string>
 #include <vector>
 
+namespace cv {
+class Mat;
+}
+
 namespace vit {
 
 struct Dataset {
@@ -78,5 +82,10 @@ DataSplits load_dataset(const std::string& spec, int image_size, int channels);
 // image folders: uint8 (channels, image_size, image_size). Throws std::runtime_error naming the
 // file when it is missing, unreadable or not a decodable image.
 at::Tensor load_image(const std::string& path, int image_size, int channels);
+
+// The conversion above for an image already decoded with cv::IMREAD_UNCHANGED (1-4 channels,
+// 8/16-bit or float): writes `channels` x image_size x image_size uint8 planes (RGB order) to
+// `out`. Returns "" on success, else why the image cannot be used.
+std::string convert_decoded_image(const cv::Mat& image, int image_size, int channels, uint8_t* out);
 
 }  // namespace vit

@@ -48,6 +48,8 @@ std::vector<std::string> validate(const TrainConfig& c) {
   need(c.augment.translate >= 0 && c.augment.translate < 1, "translate must be in [0, 1); for example 0.1");
   need(c.mean.size() == c.std.size(), "give as many mean values as std values (one per channel)");
   for (float s : c.std) need(s > 0, "every std value must be positive");
+  need(c.layer_decay > 0 && c.layer_decay <= 1, "layer_decay must be in (0, 1] (1 = off); for example 0.75");
+  need(!c.freeze_backbone || !c.init_weights.empty(), "freeze_backbone needs init_weights: pretrained weights to keep");
   return errors;
 }
 
@@ -72,7 +74,10 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"std", c.std},
           {"log_every", c.log_every},
           {"max_steps", c.max_steps},
-          {"eval_batch_size", c.eval_batch_size}};
+          {"eval_batch_size", c.eval_batch_size},
+          {"init_weights", c.init_weights},
+          {"freeze_backbone", c.freeze_backbone},
+          {"layer_decay", c.layer_decay}};
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& j) {
@@ -101,6 +106,9 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.log_every = j.value("log_every", c.log_every);
     c.max_steps = j.value("max_steps", c.max_steps);
     c.eval_batch_size = j.value("eval_batch_size", c.eval_batch_size);
+    c.init_weights = j.value("init_weights", c.init_weights);
+    c.freeze_backbone = j.value("freeze_backbone", c.freeze_backbone);
+    c.layer_decay = j.value("layer_decay", c.layer_decay);
   } catch (const nlohmann::json::exception& e) {
     throw std::invalid_argument(std::string("bad training config: ") + e.what());
   }

@@ -41,6 +41,11 @@ struct TrainConfig {
   int log_every = 10;            // steps between on_step callbacks and steps.csv rows
   int64_t max_steps = 0;         // stop after this many optimizer steps (0 = no limit)
   int eval_batch_size = 512;     // batch size of validation and test passes
+  // Fine-tuning (model/weights_io.h): start from these pretrained weights (any file `vit import`
+  // reads, or a run directory); empty = random init. The normalization then defaults to theirs.
+  std::string init_weights;
+  bool freeze_backbone = false;  // train only the head (needs init_weights)
+  double layer_decay = 1.0;      // layer-wise lr decay: block i gets lr x decay^(depth - i); 1 = off
 };
 
 // Augmentation presets by name: "none"; "light" (flip + 10% shift); "keras", the Keras example's

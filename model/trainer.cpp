@@ -17,6 +17,7 @@
 #include "datasets.h"
 #include "tensorboard.h"
 #include "vit.h"
+#include "weights_io.h"
 
 namespace vit {
 
@@ -207,10 +208,15 @@ TrainResult train(const ViTConfig& model_config_in, const TrainConfig& train_con
   std::vector<int64_t> train_rows(order.begin() + n_val, order.end());
   std::sort(val_rows.begin(), val_rows.end());
 
+  std::optional<ImportedWeights> init;  // fine-tuning: the pretrained weights to start from
+  if (!resume && !tc.init_weights.empty())
+    init = import_weights(tc.init_weights, ImportOptions{model_config.heads});
   if (!resume) {
     if (!tc.mean.empty()) {
       norm.mean = tc.mean;
       norm.std = tc.std;
+    } else if (init) {
+      norm = adapt_normalization(init->normalization, model_config.in_channels);  // theirs
     } else {
       norm = compute_normalization(full, train_rows);  // Keras Normalization.adapt
     }
@@ -244,17 +250,22 @@ TrainResult train(const ViTConfig& model_config_in, const TrainConfig& train_con
 
   torch::manual_seed(tc.seed);
   VisionTransformer model(model_config);
-  std::vector<torch::Tensor> decay, no_decay;
-  for (const auto& p : model->named_parameters()) {
-    // timm convention: no weight decay on biases, norms, position embedding and class token.
-    const bool skip = p.value().dim() < 2 || p.key() == "pos_embed" || p.key() == "cls_token";
-    (skip ? no_decay : decay).push_back(p.value());
+  if (init) {
+    say("starting from " + init->path + " (" + init->naming + " names)");
+    for (const auto& note : load_pretrained(*model, *init).notes) say(note);
+    init.reset();  // release the file's tensors
   }
+  if (tc.freeze_backbone)
+    say("backbone frozen: training the head only (" + std::to_string(freeze_backbone(*model)) +
+        " parameters fixed)");
+  // AdamW groups: decay / no decay (timm), split by layer when layer_decay < 1 (weights_io.h).
+  std::vector<double> lr_scales;
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
-                                 torch::optim::AdamWOptions(tc.lr).weight_decay(tc.weight_decay)));
-  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
-                                    torch::optim::AdamWOptions(tc.lr).weight_decay(0.0)));
+  for (auto& g : param_groups(*model, tc.weight_decay, tc.layer_decay)) {
+    groups.emplace_back(g.params, std::make_unique<torch::optim::AdamWOptions>(
+                                      torch::optim::AdamWOptions(tc.lr).weight_decay(g.weight_decay)));
+    lr_scales.push_back(g.lr_scale);
+  }
   torch::optim::AdamW optimizer(std::move(groups), torch::optim::AdamWOptions(tc.lr));
   if (resume) {
     load_weights((ckpt_dir / "last.safetensors").string(), *model);
@@ -335,7 +346,8 @@ TrainResult train(const ViTConfig& model_config_in, const TrainConfig& train_con
         }
       }
       lr = lr_at(tc, state.global_step, total_steps, steps_per_epoch);
-      for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+      for (size_t g = 0; g < lr_scales.size(); ++g)
+        optimizer.param_groups()[g].options().set_lr(lr * lr_scales[g]);
 
       const auto t0 = Clock::now();
       auto logits = model->forward(batch->images);

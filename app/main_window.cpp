@@ -1,6 +1,8 @@
 #include "main_window.h"
 
 #include <QAction>
+#include <QClipboard>
+#include <QGuiApplication>
 #include <QCloseEvent>
 #include <QDateTime>
 #include <QDir>
@@ -20,7 +22,12 @@
 #include <QToolBar>
 #include <QVBoxLayout>
 
+#include "attention_view.h"
 #include "config_panel.h"
+#include "evaluation_view.h"
+#include "inspector.h"
+#include "patch_view.h"
+#include "predictions_view.h"
 #include "curves_view.h"
 #include "run_log.h"
 #include "summary_view.h"
@@ -60,7 +67,18 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   tabs_ = new QTabWidget;
   tabs_->addTab(curves_, tr("Curves"));
   tabs_->addTab(summary_, tr("Summary"));
+  patches_ = new PatchView;
+  attention_ = new AttentionView;
+  predictions_ = new PredictionsView;
+  evaluation_ = new EvaluationView;
+  evaluation_->setEnabledForModel(false);
+  tabs_->addTab(patches_, tr("Patches"));
+  tabs_->addTab(attention_, tr("Attention"));
+  tabs_->addTab(predictions_, tr("Predict"));
+  tabs_->addTab(evaluation_, tr("Evaluation"));
   tabs_->addTab(log_, tr("Log"));
+  inspector_ = new Inspector(this);
+  probe_.testIndex = 0;
 
   messageBar_ = new QLabel;
   messageBar_->setWordWrap(true);
@@ -100,6 +118,71 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     status_->setState(paused ? tr("Paused") : tr("Training"));
     updateActions();
   });
+
+  // Inspection: the model shown (a finished run, an opened one, or the latest epoch of ours).
+  connect(inspector_, &Inspector::loaded, this, [this](const ModelInfo& info) {
+    attention_->setModel(info.depth, info.heads, info.classes);
+    evaluation_->setEnabledForModel(true);
+    if (!info.note.isEmpty()) log(info.note);
+    refreshProbe();
+  });
+  connect(inspector_, &Inspector::loadFailed, this, [this](const QString& e) {
+    log(tr("Cannot load the model to inspect: %1").arg(e));
+  });
+  connect(inspector_, &Inspector::inspected, attention_, &AttentionView::showInspection);
+  connect(inspector_, &Inspector::patchesReady, patches_, &PatchView::showPatches);
+  connect(inspector_, &Inspector::predicted, predictions_, &PredictionsView::addResult);
+  connect(inspector_, &Inspector::evaluationProgress, evaluation_, &EvaluationView::setProgress);
+  connect(inspector_, &Inspector::evaluated, evaluation_, &EvaluationView::showReport);
+  connect(inspector_, &Inspector::cellReady, evaluation_, &EvaluationView::showCell);
+  connect(attention_, &AttentionView::paramsChanged, this, [this] {
+    if (inspector_->hasModel()) inspector_->inspect(probe_, attention_->params());
+  });
+  connect(attention_, &AttentionView::stepSource, this, [this](int delta) {
+    ImageSource s;
+    s.testIndex = std::max(0, (probe_.testIndex < 0 ? 0 : probe_.testIndex) + delta);
+    setProbe(s);
+  });
+  connect(attention_, &AttentionView::openImage, this, [this] {
+    const QString f = QFileDialog::getOpenFileName(this, tr("Image to inspect"), QString(),
+                                                   tr("Images (*.png *.jpg *.jpeg *.bmp *.webp *.tif *.tiff *.pgm *.ppm)"));
+    if (f.isEmpty()) return;
+    ImageSource s;
+    s.path = f;
+    setProbe(s);
+  });
+  connect(patches_, &PatchView::patchClicked, this, [this](int n) {
+    probePatch_ = n;
+    inspector_->patches(probe_, n);
+  });
+  connect(predictions_, &PredictionsView::openImages, this, [this] {
+    const QStringList files = QFileDialog::getOpenFileNames(this, tr("Images to classify"), QString(),
+                                                            tr("Images (*.png *.jpg *.jpeg *.bmp *.webp *.tif *.tiff *.pgm *.ppm);;All files (*)"));
+    if (!files.isEmpty()) classifyFiles(files);
+  });
+  connect(evaluation_, &EvaluationView::evaluateRequested, inspector_, &Inspector::evaluate);
+  // Fine-tuning: the architecture comes from the chosen weights.
+  connect(panel_, &ConfigPanel::initWeightsChanged, this, [this](const QString& path) {
+    if (path.isEmpty()) return;
+    log(tr("Reading %1...").arg(path));
+    inspector_->describeWeights(path);
+  });
+  connect(inspector_, &Inspector::weightsDescribed, this,
+          [this](const QString& path, const vit::ViTConfig& config, const QString& summary, const QString& error) {
+            if (path != panel_->trainConfig().init_weights.c_str()) return;  // chosen again since
+            if (!error.isEmpty()) {
+              panel_->setInitWeightsError(error);
+              return;
+            }
+            panel_->setPretrainedArchitecture(config);
+            log(tr("Fine-tuning from %1").arg(summary));
+          });
+  connect(evaluation_, &EvaluationView::cellClicked, inspector_, &Inspector::cell);
+  auto* paste = new QAction(tr("Paste image"), this);
+  paste->setShortcut(QKeySequence::Paste);
+  paste->setShortcutContext(Qt::WindowShortcut);
+  connect(paste, &QAction::triggered, this, &MainWindow::pasteImage);
+  addAction(paste);
 
   runsRoot_ = QDir::homePath() + "/vit-runs";
   loadSettings();
@@ -238,6 +321,10 @@ void MainWindow::onProgress(const TrainingProgress& p) {
 
 void MainWindow::onEpoch(const vit::EpochRow& e, bool best) {
   curves_->addEpoch(e);
+  // The probe's attention and prediction follow training: the trainer has just written the
+  // epoch's weights (atomically) to last.safetensors.
+  const QString last = session_->runDir() + "/checkpoints/last.safetensors";
+  if (QFileInfo::exists(last)) inspector_->load(last);
   log(tr("Epoch %1: loss %2, val loss %3, val top-1 %4%, top-5 %5%%6")
           .arg(e.epoch + 1)
           .arg(e.loss, 0, 'f', 4)
@@ -265,6 +352,9 @@ void MainWindow::onFinished(const TrainingOutcome& o) {
     text += tr(" Test set (best weights): top-1 %1%, top-5 %2%.")
                 .arg(100 * o.testAccuracy, 0, 'f', 2)
                 .arg(100 * o.testTop5, 0, 'f', 2);
+  if (QFileInfo::exists(o.runDir + "/checkpoints/best.safetensors") ||
+      QFileInfo::exists(o.runDir + "/checkpoints/last.safetensors"))
+    inspector_->load(o.runDir);
   status_->setState(error ? tr("Failed") : o.stopReason == "stopped" ? tr("Stopped") : tr("Finished"));
   showMessage(text, error);
   log(text);
@@ -316,6 +406,9 @@ bool MainWindow::openRun(const QString& dir) {
       messageBar_->hide();
     }
     addRecent(shownRun_);
+    if (QFileInfo::exists(shownRun_ + "/checkpoints/best.safetensors") ||
+        QFileInfo::exists(shownRun_ + "/checkpoints/last.safetensors"))
+      inspector_->load(shownRun_);
     updateActions();
     return true;
   } catch (const std::exception& e) {
@@ -339,8 +432,68 @@ void MainWindow::followShownRun() {
   }
 }
 
+void MainWindow::setProbe(const ImageSource& source) {
+  probe_ = source;
+  attention_->setSourceName(source.name());
+  refreshProbe();
+}
+
+void MainWindow::refreshProbe() {
+  if (!inspector_->hasModel()) return;
+  inspector_->inspect(probe_, attention_->params());
+  inspector_->patches(probe_, probePatch_);
+}
+
+void MainWindow::classifyFiles(const QStringList& paths) {
+  QStringList images;
+  for (const QString& path : paths) {
+    const QFileInfo fi(path);
+    if (fi.isDir()) {
+      const auto entries = QDir(path).entryInfoList(QDir::Files, QDir::Name);
+      for (const QFileInfo& e : entries) {
+        if (Inspector::looksLikeImage(e.filePath())) images << e.filePath();
+        else predictions_->addRefused(e.filePath(), tr("not an image file (%1 work)").arg("PNG, JPEG, BMP, WebP, TIFF, PNM"));
+      }
+    } else if (Inspector::looksLikeImage(path)) {
+      images << path;
+    } else {
+      predictions_->addRefused(path, fi.exists() ? tr("not an image file (%1 work)").arg("PNG, JPEG, BMP, WebP, TIFF, PNM")
+                                                 : tr("no such file"));
+    }
+  }
+  if (images.size() > 500) {
+    predictions_->addRefused(tr("%1 more images").arg(images.size() - 500), tr("at most 500 at a time"));
+    images = images.mid(0, 500);
+  }
+  tabs_->setCurrentWidget(predictions_);
+  if (!inspector_->hasModel()) {
+    showMessage(tr("No model to classify with yet: train one, or open a run (File > Open run)."), true);
+    for (const QString& f : images) predictions_->addRefused(f, tr("no model loaded"));
+    return;
+  }
+  inspector_->predict(images);
+}
+
+void MainWindow::pasteImage() {
+  const QMimeData* mime = QGuiApplication::clipboard()->mimeData();
+  if (!mime) return;
+  if (mime->hasImage()) {
+    const QImage image = qvariant_cast<QImage>(mime->imageData());
+    if (!image.isNull() && inspector_->hasModel()) {
+      tabs_->setCurrentWidget(predictions_);
+      inspector_->predictImage(image, tr("pasted image"));
+      return;
+    }
+  }
+  QStringList files;
+  for (const QUrl& url : mime->urls())
+    if (url.isLocalFile()) files << url.toLocalFile();
+  if (!files.isEmpty()) classifyFiles(files);
+  else if (!inspector_->hasModel()) showMessage(tr("No model to classify with yet: train one, or open a run."), true);
+}
+
 void MainWindow::showTab(const QString& name) {
-  const QStringList names{"curves", "summary", "log"};
+  const QStringList names{"curves", "summary", "patches", "attention", "predict", "evaluation", "log"};
   if (const int i = int(names.indexOf(name.toLower())); i >= 0) tabs_->setCurrentIndex(i);
 }
 
@@ -396,14 +549,35 @@ void MainWindow::closeEvent(QCloseEvent* event) {
 }
 
 void MainWindow::dragEnterEvent(QDragEnterEvent* event) {
-  const auto urls = event->mimeData()->urls();
-  if (!session_->isRunning() && urls.size() == 1 && QFileInfo(urls.first().toLocalFile()).isDir())
-    event->acceptProposedAction();
+  if (event->mimeData()->hasUrls() || event->mimeData()->hasImage()) event->acceptProposedAction();
 }
 
-// A dropped folder is a run directory when it has a config.json, else an image-folder data set.
+// A dropped folder with a config.json is a run directory to show; a folder with class
+// sub-folders (and no images of its own) is an image-folder data set; images, and folders of
+// images, are classified.
 void MainWindow::dropEvent(QDropEvent* event) {
-  const QString dir = event->mimeData()->urls().value(0).toLocalFile();
-  if (QFileInfo::exists(dir + "/config.json")) openRun(dir);
-  else panel_->setImageFolder(dir);
+  QStringList paths;
+  for (const QUrl& url : event->mimeData()->urls())
+    if (url.isLocalFile()) paths << url.toLocalFile();
+  if (paths.isEmpty() && event->mimeData()->hasImage()) {
+    const QImage image = qvariant_cast<QImage>(event->mimeData()->imageData());
+    if (!image.isNull() && inspector_->hasModel()) inspector_->predictImage(image, tr("dropped image"));
+    return;
+  }
+  if (paths.size() == 1 && QFileInfo(paths[0]).isDir()) {
+    const QString dir = paths[0];
+    if (QFileInfo::exists(dir + "/config.json")) {
+      openRun(dir);
+      return;
+    }
+    const QFileInfoList files = QDir(dir).entryInfoList(QDir::Files);
+    const bool hasImages = std::any_of(files.cbegin(), files.cend(), [](const QFileInfo& f) {
+      return Inspector::looksLikeImage(f.filePath());
+    });
+    if (!hasImages && !session_->isRunning()) {
+      panel_->setImageFolder(dir);
+      return;
+    }
+  }
+  classifyFiles(paths);
 }

@@ -6,8 +6,15 @@
 #include <QMainWindow>
 #include <QStringList>
 
+#include "inspection_types.h"
+
+class AttentionView;
 class ConfigPanel;
 class CurvesView;
+class EvaluationView;
+class Inspector;
+class PatchView;
+class PredictionsView;
 class QAction;
 class QLabel;
 class QMenu;
@@ -39,13 +46,23 @@ class MainWindow : public QMainWindow {
   bool openRun(const QString& dir);
   void startTraining();
   void continueRun();  // resume the shown run where it stopped
-  void showTab(const QString& name);  // "curves", "summary", "log"
+  void showTab(const QString& name);  // "curves", "summary", "patches", "attention", "predict", "evaluation", "log"
+  // Classifies image files (folders: the images directly inside); other files are refused with
+  // a message. What dropping files on the window does.
+  void classifyFiles(const QStringList& paths);
+  void pasteImage();  // an image or image files from the clipboard
+  void setProbe(const ImageSource& source);  // the image of the patch and attention views
 
   ConfigPanel* panel() const { return panel_; }
   SummaryView* summary() const { return summary_; }
   CurvesView* curves() const { return curves_; }
   TrainingStatus* status() const { return status_; }
   TrainingSession* session() const { return session_; }
+  Inspector* inspector() const { return inspector_; }
+  AttentionView* attentionView() const { return attention_; }
+  PatchView* patchView() const { return patches_; }
+  PredictionsView* predictionsView() const { return predictions_; }
+  EvaluationView* evaluationView() const { return evaluation_; }
   QAction* startAction() const { return start_; }
   QAction* pauseAction() const { return pause_; }
   QAction* stopAction() const { return stop_; }
@@ -71,11 +88,19 @@ class MainWindow : public QMainWindow {
   void followShownRun();
   void addRecent(const QString& dir);
   void rebuildRecentMenu();
+  void refreshProbe();
   void saveSettings() const;
   void loadSettings();
 
   ConfigPanel* panel_;
   SummaryView* summary_;
+  PatchView* patches_;
+  AttentionView* attention_;
+  PredictionsView* predictions_;
+  EvaluationView* evaluation_;
+  Inspector* inspector_;
+  ImageSource probe_;
+  int probePatch_ = 0;
   CurvesView* curves_;
   QPlainTextEdit* log_;
   QTabWidget* tabs_;

@@ -6,7 +6,9 @@
 #include <QComboBox>
 #include <QCommandLineParser>
 #include <QDoubleSpinBox>
+#include <QIcon>
 #include <QLineEdit>
+#include <QPushButton>
 #include <QScreen>
 #include <QSpinBox>
 #include <QTimer>
@@ -14,6 +16,8 @@
 #include <cstdio>
 
 #include "config_panel.h"
+#include "evaluation_view.h"
+#include "inspector.h"
 #include "main_window.h"
 #include "runtime.h"
 
@@ -41,6 +45,7 @@ int main(int argc, char** argv) {
   QApplication::setOrganizationName("ViT Studio");
   QApplication::setApplicationName("ViT Studio");
   QApplication::setApplicationVersion(VIT_VERSION);
+  QApplication::setWindowIcon(QIcon(":/icons/vit-studio.png"));
 
   QCommandLineParser parser;
   parser.setApplicationDescription("ViT Studio: train, inspect and use Vision Transformers");
@@ -54,7 +59,10 @@ int main(int argc, char** argv) {
   QCommandLineOption screenshot("screenshot", "Save a PNG of the window after --screenshot-delay, then quit.", "FILE");
   QCommandLineOption delay("screenshot-delay", "Milliseconds before the screenshot (default 1500).", "MS", "1500");
   QCommandLineOption size("size", "Window size WxH.", "WxH");
-  parser.addOptions({openRun, set, start, tab, runsRoot, screenshot, delay, size});
+  QCommandLineOption classify("classify", "Classify an image file or folder once a model is loaded (repeatable).", "PATH");
+  QCommandLineOption evaluate("evaluate", "Evaluate the model on the test set once it is loaded.");
+  QCommandLineOption probe("probe", "Test image N as the probe of the patch and attention views.", "N");
+  parser.addOptions({openRun, set, start, tab, runsRoot, screenshot, delay, size, classify, evaluate, probe});
   parser.process(app);
 
   const vit::RuntimeInfo runtime = vit::configure_runtime(0);
@@ -74,6 +82,19 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (parser.isSet(probe)) {
+    ImageSource source;
+    source.testIndex = parser.value(probe).toInt();
+    window.setProbe(source);
+  }
+  // Requests that need the model wait for it to load (the first time only).
+  auto* once = new QObject(&window);
+  QObject::connect(window.inspector(), &Inspector::loaded, once, [&window, &parser, classify, evaluate, tab, once] {
+    if (parser.isSet(classify)) window.classifyFiles(parser.values(classify));
+    if (parser.isSet(evaluate)) window.evaluationView()->findChild<QPushButton*>()->click();
+    if (parser.isSet(tab)) window.showTab(parser.value(tab));
+    once->deleteLater();
+  });
   if (parser.isSet(tab)) window.showTab(parser.value(tab));
   if (parser.isSet(start)) window.startTraining();
   if (parser.isSet(screenshot)) {

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Screenshots of the real window for the README, made under Xvfb with fresh settings:
-#   scripts/screenshots.sh [finished-run-dir]
-# writes docs/screenshots/{start,invalid,training,run}.png. "training" trains the default preset
-# for TRAIN_SECONDS (default 150) first; "run" needs a finished run directory (e.g. from
-# `vit train --out runs/fm`).
+#   scripts/screenshots.sh
+# writes docs/screenshots/*.png (each with fresh settings): the start state, an invalid value, training (the default preset
+# trained for TRAIN_SECONDS, default 150, then stopped by closing the window), and that run
+# reopened in each inspection tab.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=docs/screenshots
@@ -11,14 +11,19 @@ mkdir -p "$out"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 studio() {
-  XDG_CONFIG_HOME="$tmp/config" QT_QPA_PLATFORM=xcb \
+  XDG_CONFIG_HOME="$(mktemp -d -p "$tmp")" QT_QPA_PLATFORM=xcb \
     xvfb-run -a -s "-screen 0 1600x1000x24" build/app/vit-studio --runs-root "$tmp/runs" --size 1360x860 "$@"
 }
 studio --tab summary --screenshot "$out/start.png"
 studio --tab summary --set heads=5 --screenshot "$out/invalid.png"
 studio --start --set epochs=4 --screenshot "$out/training.png" \
   --screenshot-delay "$(( ${TRAIN_SECONDS:-150} * 1000 ))"
-if [ -n "${1:-}" ]; then
-  studio --open-run "$1" --screenshot "$out/run.png"
-fi
+run=$(ls -d "$tmp"/runs/*/ | head -1)
+studio --open-run "$run" --screenshot "$out/run.png"
+studio --open-run "$run" --tab patches --probe 3 --screenshot "$out/patches.png" --screenshot-delay 5000
+studio --open-run "$run" --tab attention --probe 3 --screenshot "$out/attention.png" --screenshot-delay 5000
+studio --open-run "$run" --tab predict --classify resources/samples --classify README.md \
+  --screenshot "$out/predict.png" --screenshot-delay 6000
+studio --open-run "$run" --tab evaluation --evaluate --screenshot "$out/evaluation.png" \
+  --screenshot-delay "$(( ${EVAL_SECONDS:-40} * 1000 ))"
 ls -l "$out"

@@ -209,6 +209,33 @@ ConfigPanel::ConfigPanel(QWidget* parent) : QWidget(parent) {
            tr("Intra-op threads for LibTorch; default one per core."));
   layout->addWidget(trainBox);
 
+  // --- fine-tuning
+  auto* tuneBox = new QGroupBox(tr("Fine-tuning"));
+  auto* tuneForm = new QFormLayout(tuneBox);
+  initWeights_ = new QLineEdit;
+  initWeights_->setPlaceholderText(tr("none: random initialization"));
+  browseInit_ = new QPushButton(tr("Browse..."));
+  auto* initRow = new QWidget;
+  auto* initLayout = new QHBoxLayout(initRow);
+  initLayout->setContentsMargins(0, 0, 0, 0);
+  initLayout->addWidget(initWeights_);
+  initLayout->addWidget(browseInit_);
+  addField(tuneForm, "init_weights", tr("Start from"), initRow,
+           tr("Pretrained weights to fine-tune: timm or Hugging Face .safetensors, a PyTorch .pth/.bin "
+              "state_dict, Google's .npz, or a run directory. The architecture comes from the file; "
+              "a new head is made for your classes and position embeddings are resized to the image size."));
+  fields_["init_weights"] = initWeights_;
+  freezeBackbone_ = new QCheckBox(tr("freeze all but the head"));
+  addField(tuneForm, "freeze_backbone", QString(), freezeBackbone_,
+           tr("Train only the classification head (linear probing)."));
+  layerDecay_ = new QDoubleSpinBox;
+  layerDecay_->setRange(0.0, 1.0);
+  layerDecay_->setDecimals(2);
+  layerDecay_->setSingleStep(0.05);
+  addField(tuneForm, "layer_decay", tr("Layer lr decay"), layerDecay_,
+           tr("Block i learns at lr x decay^(depth - i): lower blocks change less. 1 = off; 0.65-0.75 is usual for fine-tuning."));
+  layout->addWidget(tuneBox);
+
   summaryError_ = new QLabel;
   summaryError_->setWordWrap(true);
   summaryError_->setStyleSheet("color: #c0392b;");
@@ -231,6 +258,11 @@ ConfigPanel::ConfigPanel(QWidget* parent) : QWidget(parent) {
     if (!updating_ && index < int(vit::presets().size())) applyPreset(preset_->itemText(index));
   });
   connect(browse_, &QPushButton::clicked, this, &ConfigPanel::browseDataset);
+  connect(browseInit_, &QPushButton::clicked, this, &ConfigPanel::browseInitWeights);
+  connect(initWeights_, &QLineEdit::editingFinished, this, [this] {
+    initError_.clear();
+    emit initWeightsChanged(initWeights_->text().trimmed());
+  });
 
   // A new user's defaults: the Fashion-MNIST preset and the trainer's defaults.
   updating_ = true;
@@ -302,6 +334,9 @@ vit::TrainConfig ConfigPanel::trainConfig() const {
   t.grad_clip = gradClip_->value();
   t.val_fraction = valFraction_->value();
   t.seed = uint64_t(seed_->value());
+  t.init_weights = initWeights_->text().trimmed().toStdString();
+  t.freeze_backbone = freezeBackbone_->isChecked();
+  t.layer_decay = layerDecay_->value();
   try {
     t.augment = vit::augmentation_preset(augmentation().toStdString(), imageSize_->value());
   } catch (const std::invalid_argument&) {
@@ -370,6 +405,9 @@ void ConfigPanel::setConfigs(const vit::ViTConfig& c, const vit::TrainConfig& t)
   gradClip_->setValue(t.grad_clip);
   valFraction_->setValue(t.val_fraction);
   seed_->setValue(int(std::min<uint64_t>(t.seed, 2147483647)));
+  initWeights_->setText(QString::fromStdString(t.init_weights));
+  freezeBackbone_->setChecked(t.freeze_backbone);
+  layerDecay_->setValue(t.layer_decay);
   updating_ = false;
   onEdited();
 }
@@ -385,9 +423,43 @@ QString ConfigPanel::errorFor(const QString& field) const {
   return l && !l->isHidden() ? l->text() : QString();
 }
 
+void ConfigPanel::setPretrainedArchitecture(const vit::ViTConfig& w) {
+  vit::ViTConfig c = modelConfig();
+  const vit::TrainConfig t = trainConfig();
+  c.image_size = w.image_size;  // what the weights were trained at; the user may change it
+  c.patch_size = w.patch_size;
+  c.dim = w.dim;
+  c.depth = w.depth;
+  c.heads = w.heads;
+  c.mlp_hidden = w.mlp_hidden;
+  c.mlp_act_after_fc2 = w.mlp_act_after_fc2;
+  c.qkv_bias = w.qkv_bias;
+  c.class_token = w.class_token;
+  c.pool = w.pool;
+  c.head_hidden = w.head_hidden;
+  initError_.clear();
+  setConfigs(c, t);
+}
+
+void ConfigPanel::setInitWeightsError(const QString& message) {
+  initError_ = message;
+  revalidate();
+}
+
+void ConfigPanel::browseInitWeights() {
+  const QString f = QFileDialog::getOpenFileName(
+      this, tr("Pretrained weights"), initWeights_->text(),
+      tr("Weights (*.safetensors *.pth *.bin *.pt *.npz);;All files (*)"));
+  if (f.isEmpty()) return;
+  initWeights_->setText(f);
+  initError_.clear();
+  emit initWeightsChanged(f);
+}
+
 void ConfigPanel::setLocked(bool locked) {
   for (QWidget* w : fields_) w->setEnabled(!locked);
   browse_->setEnabled(!locked);
+  browseInit_->setEnabled(!locked);
   setAcceptDrops(!locked);
 }
 
@@ -438,6 +510,7 @@ void ConfigPanel::revalidate() {
     const QString message = QString::fromStdString(m);
     QString field = message.section(' ', 0, 0);
     if (field == "rotation" || field == "zoom" || field == "translate") field = "augmentation";
+    if (field == "freeze_backbone") field = "init_weights";
     if (!errorLabels_.contains(field)) field = "epochs";  // never drop a message
     byField[field] << message;
   }
@@ -450,6 +523,10 @@ void ConfigPanel::revalidate() {
   } else if (kind == ImageFolder && countClasses(dir) < 2) {
     byField["dataset_path"] << tr("%1 needs one sub-folder per class, at least two").arg(dir);
   }
+  const QString init = initWeights_->text().trimmed();
+  if (!initError_.isEmpty()) byField["init_weights"] << initError_;
+  else if (!init.isEmpty() && !QFileInfo::exists(init))
+    byField["init_weights"] << tr("%1 does not exist: choose a weights file or a run directory").arg(init);
   for (auto it = errorLabels_.begin(); it != errorLabels_.end(); ++it) {
     const QStringList messages = byField.value(it.key());
     it.value()->setText(messages.join("\n"));

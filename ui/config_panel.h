@@ -40,6 +40,11 @@ class ConfigPanel : public QWidget {
   void setImageFolder(const QString& dir);
 
   void setConfigs(const vit::ViTConfig& model, const vit::TrainConfig& train);
+  // Fine-tuning: the architecture of the chosen pretrained weights (the window reads it from the
+  // file); image size, dropout and the training fields stay the user's. An empty message clears
+  // the weights field's error, otherwise it is shown there (unreadable file, ...).
+  void setPretrainedArchitecture(const vit::ViTConfig& config);
+  void setInitWeightsError(const QString& message);
   void applyPreset(const QString& name);
 
   bool isValid() const { return errors_.isEmpty(); }
@@ -59,6 +64,7 @@ class ConfigPanel : public QWidget {
  signals:
   void configChanged();             // any edit; the summary refreshes on it
   void validityChanged(bool valid);
+  void initWeightsChanged(const QString& path);  // "" when cleared
 
  protected:
   void dragEnterEvent(QDragEnterEvent* event) override;
@@ -71,6 +77,7 @@ class ConfigPanel : public QWidget {
   void revalidate();
   void updateDataFields();
   void browseDataset();
+  void browseInitWeights();
 
   QHash<QString, QWidget*> fields_;
   QHash<QString, QLabel*> errorLabels_;
@@ -92,5 +99,10 @@ class ConfigPanel : public QWidget {
   QLineEdit *lr_, *minLr_, *weightDecay_;
   QDoubleSpinBox *warmup_, *labelSmoothing_, *gradClip_, *valFraction_;
   QComboBox* augment_;
+  QLineEdit* initWeights_;
+  QPushButton* browseInit_;
+  QCheckBox* freezeBackbone_;
+  QDoubleSpinBox* layerDecay_;
+  QString initError_;
   QLabel* summaryError_;
 };

@@ -3,10 +3,14 @@
 // consistent run directory, and an earlier run (or one another process writes) reopens with its
 // curves. Runs offscreen on a small image folder the test writes itself.
 #include <QAction>
+#include <QCheckBox>
 #include <QComboBox>
 #include <QDir>
 #include <QImage>
 #include <QLineEdit>
+#include <QMimeData>
+#include <QPushButton>
+#include <QTableWidget>
 #include <QRandomGenerator>
 #include <QSettings>
 #include <QSignalSpy>
@@ -14,13 +18,22 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include "attention_view.h"
 #include "config_panel.h"
+#include "evaluation_view.h"
+#include "inspector.h"
+#include "patch_view.h"
+#include "predictions_view.h"
 #include "curves_view.h"
 #include "main_window.h"
 #include "run_log.h"
 #include "summary.h"
 #include "summary_view.h"
 #include "training_session.h"
+
+// QSignalSpy::wait() only counts emissions that happen while it waits; signals emitted on a worker
+// thread (session, inspector) can land before it starts, so wait on the count instead.
+#define WAIT_FOR_COUNT(spy, n, ms) QTRY_VERIFY_WITH_TIMEOUT((spy).count() >= (n), ms)
 
 namespace {
 
@@ -141,6 +154,112 @@ class TestStudio : public QObject {
     QVERIFY(w.lastMessage().contains("config.json"));
   }
 
+  // Patches, attention, drag-and-drop classification and evaluation of a finished run.
+  void inspectionViewsShowTheRun() {
+    QVERIFY(!finishedRun_.isEmpty());
+    MainWindow w;
+    QSignalSpy loaded(w.inspector(), &Inspector::loaded);
+    QVERIFY(w.openRun(finishedRun_));
+    WAIT_FOR_COUNT(loaded, 1, 30000);
+    const auto info = loaded.at(0).at(0).value<ModelInfo>();
+    QCOMPARE(info.classes, QStringList({"bright", "dark"}));
+    QCOMPARE(info.heads, 2);
+    QCOMPARE(info.grid, 2);
+    // The probe (test image 0) is analyzed: overlay, top classes, one tile per head.
+    QTRY_VERIFY_WITH_TIMEOUT(!w.attentionView()->shown().overlay.isNull(), 30000);
+    QCOMPARE(w.attentionView()->shown().top.size(), 2);  // top-5 clamps to the 2 classes
+    QCOMPARE(w.attentionView()->headTiles(), 2);
+    QTRY_COMPARE_WITH_TIMEOUT(w.patchView()->shown().grid, 2, 30000);
+    // Clicking a patch asks for its position similarity.
+    const int half = w.patchView()->gridWidget()->width() / 2;
+    QTest::mouseClick(w.patchView()->gridWidget(), Qt::LeftButton, {}, QPoint(half + 3, half + 3));
+    QTRY_COMPARE_WITH_TIMEOUT(w.patchView()->shown().patch, 3, 30000);
+    QCOMPARE(w.patchView()->shown().values.size(), 4);
+    QCOMPARE(w.patchView()->shown().values[3], 1.0f);  // a patch is most similar to itself
+
+    // Dropping files: images are classified, the rest refused with a message.
+    const QString text = tmp_.filePath("notes.txt");
+    QFile(text).open(QIODevice::WriteOnly);
+    const QString fake = tmp_.filePath("fake.png");  // an image by name only
+    QFile f(fake);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write("not a png");
+    f.close();
+    QMimeData mime;
+    mime.setUrls({QUrl::fromLocalFile(data_ + "/dark/0.png"), QUrl::fromLocalFile(data_ + "/bright/1.png"),
+                  QUrl::fromLocalFile(text), QUrl::fromLocalFile(fake)});
+    QDragEnterEvent enter(QPoint(10, 10), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(&w, &enter);
+    QVERIFY(enter.isAccepted());
+    QDropEvent drop(QPointF(10, 10), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(&w, &drop);
+    QTRY_COMPARE_WITH_TIMEOUT(w.predictionsView()->cards(), 2, 30000);
+    QTRY_COMPARE_WITH_TIMEOUT(w.predictionsView()->refused().size(), 2, 30000);
+    QVERIFY(w.predictionsView()->refused().contains(text));
+    QVERIFY(w.predictionsView()->refused().contains(fake));
+
+    // Evaluation: the confusion matrix counts every image once.
+    QSignalSpy evaluated(w.inspector(), &Inspector::evaluated);
+    w.evaluationView()->findChild<QPushButton*>()->click();
+    WAIT_FOR_COUNT(evaluated, 1, 60000);
+    const auto report = evaluated.at(0).at(0).value<EvaluationReport>();
+    QVERIFY2(report.error.isEmpty(), qPrintable(report.error));
+    qint64 total = 0;
+    for (const auto& row : report.confusion)
+      for (qint64 c : row) total += c;
+    QCOMPARE(total, report.count);
+    QCOMPARE(report.count, qint64(160));  // no test split: the training images
+    QTRY_COMPARE_WITH_TIMEOUT(w.evaluationView()->matrix()->rowCount(), 2, 5000);  // the view gets it queued
+    QSignalSpy cell(w.inspector(), &Inspector::cellReady);
+    w.evaluationView()->matrix()->cellClicked(0, 0);
+    WAIT_FOR_COUNT(cell, 1, 30000);
+    QCOMPARE(qint64(cell.at(0).at(0).value<CellImages>().images.size()), std::min<qint64>(60, report.confusion[0][0]));
+  }
+
+  // Fine-tuning from the window: the architecture comes from the weights, a bigger image resizes
+  // the position embeddings, and a frozen backbone trains only the head.
+  void fineTuneFromAnEarlierRun() {
+    QVERIFY(!finishedRun_.isEmpty());
+    MainWindow w;
+    w.setRunsRoot(runs_);
+    setTiny(w.panel(), data_, 1);
+    qobject_cast<QSpinBox*>(w.panel()->field("dim"))->setValue(32);  // the weights will say 16
+    QSignalSpy described(w.inspector(), &Inspector::weightsDescribed);
+    auto* init = qobject_cast<QLineEdit*>(w.panel()->field("init_weights"));
+    init->setText(finishedRun_);
+    emit init->editingFinished();
+    WAIT_FOR_COUNT(described, 1, 30000);
+    QVERIFY2(described.at(0).at(3).toString().isEmpty(), qPrintable(described.at(0).at(3).toString()));
+    QTRY_COMPARE_WITH_TIMEOUT(w.panel()->modelConfig().dim, 16, 5000);
+    qobject_cast<QSpinBox*>(w.panel()->field("image_size"))->setValue(16);  // grid 2 -> 4
+    qobject_cast<QCheckBox*>(w.panel()->field("freeze_backbone"))->setChecked(true);
+    QVERIFY2(w.panel()->isValid(), qPrintable(w.panel()->errors().join("; ")));
+    QSignalSpy messages(w.session(), &TrainingSession::message);
+    QSignalSpy finished(&w, &MainWindow::runFinished);
+    w.startTraining();
+    QVERIFY(finished.wait(120000));
+    const auto outcome = finished.at(0).at(0).value<TrainingOutcome>();
+    QCOMPARE(outcome.stopReason, QString("completed"));
+    QStringList said;
+    for (const auto& m : messages) said << m.at(0).toString();
+    QVERIFY2(said.join("\n").contains("backbone frozen"), qPrintable(said.join("\n")));
+    QCOMPARE(vit::read_run(outcome.runDir.toStdString()).model.image_size, 16);
+
+    // An unreadable file gets its message under the field and blocks Start.
+    init->setText(tmp_.filePath("data/dark/0.png"));
+    emit init->editingFinished();
+    QTRY_VERIFY_WITH_TIMEOUT(!w.panel()->errorFor("init_weights").isEmpty(), 30000);
+    QVERIFY(!w.startAction()->isEnabled());
+  }
+
+  void droppingWithoutAModelSaysSo() {
+    MainWindow w;
+    w.classifyFiles({data_ + "/dark/0.png"});
+    QCOMPARE(w.predictionsView()->cards(), 0);
+    QCOMPARE(w.predictionsView()->refused().size(), 1);
+    QVERIFY(w.lastMessage().contains("No model"));
+  }
+
   // A run another process is writing: new rows appear without reopening.
   void followsARunBeingWritten() {
     QVERIFY(!finishedRun_.isEmpty());
@@ -166,7 +285,7 @@ class TestStudio : public QObject {
     QSignalSpy progress(w.session(), &TrainingSession::progress);
     QSignalSpy finished(&w, &MainWindow::runFinished);
     w.startTraining();
-    QVERIFY(progress.wait(60000));
+    WAIT_FOR_COUNT(progress, 1, 60000);
     w.stopAction()->trigger();
     QVERIFY(finished.wait(30000));
     const auto outcome = finished.at(0).at(0).value<TrainingOutcome>();
@@ -182,7 +301,7 @@ class TestStudio : public QObject {
     finished.clear();
     w.continueRun();
     QVERIFY(w.session()->isRunning());
-    QVERIFY2(progress.wait(60000), qPrintable(w.lastMessage()));
+    WAIT_FOR_COUNT(progress, 1, 60000);
     const auto first = progress.at(0).at(0).value<TrainingProgress>();
     QVERIFY2(first.row.step > outcome.steps, qPrintable(QString::number(first.row.step)));
     w.session()->stop();
@@ -196,7 +315,7 @@ class TestStudio : public QObject {
     QSignalSpy progress(w.session(), &TrainingSession::progress);
     QSignalSpy finished(&w, &MainWindow::runFinished);
     w.startTraining();
-    QVERIFY(progress.wait(60000));
+    WAIT_FOR_COUNT(progress, 1, 60000);
     w.pauseAction()->trigger();
     QVERIFY(w.session()->isPaused());
     QCOMPARE(w.pauseAction()->text(), QString("&Resume"));
@@ -206,7 +325,7 @@ class TestStudio : public QObject {
     QCOMPARE(progress.count(), count);
     w.pauseAction()->trigger();
     QVERIFY(!w.session()->isPaused());
-    QVERIFY(progress.wait(30000));
+    WAIT_FOR_COUNT(progress, count + 1, 30000);
     w.session()->stop();
     QVERIFY(finished.wait(30000));
   }
@@ -221,7 +340,7 @@ class TestStudio : public QObject {
     QSignalSpy finished(w, &MainWindow::runFinished);
     w->startTraining();
     const QString dir = w->session()->runDir();
-    QVERIFY(progress.wait(60000));
+    WAIT_FOR_COUNT(progress, 1, 60000);
     QVERIFY(!w->close());  // not yet: the trainer stops first
     QVERIFY(w->isVisible());
     QVERIFY(finished.wait(30000));

@@ -104,6 +104,26 @@ struct Inspector::Impl {
     return toMat(s.image);
   }
 
+  // A Predict card: top-5 and the attention rollout of one image (`read` may throw).
+  Inspection classify(const QString& name, const std::function<cv::Mat()>& read) {
+    Inspection r;
+    r.source = name;
+    try {
+      if (!predictor) throw std::runtime_error("no model loaded: open a run or train one first");
+      const cv::Mat img = read();
+      const vit::ImageAnalysis a = predictor->analyze(img);
+      vit::AttentionRequest rollout;
+      rollout.rollout = true;
+      const cv::Mat shown = vit::display_image(img, 160, 160);
+      r.image = toQImage(shown);
+      r.overlay = toQImage(vit::overlay_heatmap(shown, a.attention(rollout).map, 0.5));
+      r.top = items(a.prediction());
+    } catch (const std::exception& e) {
+      r.error = QString::fromUtf8(e.what());
+    }
+    return r;
+  }
+
   int trueLabel(const ImageSource& s) {
     if (s.testIndex < 0 || !data) return -1;
     const vit::Dataset& d = data->test ? *data->test : data->train;
@@ -249,49 +269,12 @@ int Inspector::patches(const ImageSource& source, int patch) {
 }
 
 void Inspector::predict(const QStringList& files) {
-  for (const QString& file : files) {
-    impl_->post([this, file] {
-      Impl& d = *impl_;
-      Inspection r;
-      r.source = file;
-      try {
-        if (!d.predictor) throw std::runtime_error("no model loaded: open a run or train one first");
-        const cv::Mat img = vit::read_image(file.toStdString());
-        const vit::ImageAnalysis a = d.predictor->analyze(img);
-        vit::AttentionRequest rollout;
-        rollout.rollout = true;
-        const cv::Mat shown = vit::display_image(img, 160, 160);
-        r.image = toQImage(shown);
-        r.overlay = toQImage(vit::overlay_heatmap(shown, a.attention(rollout).map, 0.5));
-        r.top = items(a.prediction());
-      } catch (const std::exception& e) {
-        r.error = QString::fromUtf8(e.what());
-      }
-      emit predicted(r);
-    });
-  }
+  for (const QString& file : files)
+    impl_->post([this, file] { emit predicted(impl_->classify(file, [&] { return vit::read_image(file.toStdString()); })); });
 }
 
 void Inspector::predictImage(const QImage& image, const QString& name) {
-  impl_->post([this, image, name] {
-    Impl& d = *impl_;
-    Inspection r;
-    r.source = name;
-    try {
-      if (!d.predictor) throw std::runtime_error("no model loaded: open a run or train one first");
-      const cv::Mat img = toMat(image);
-      const vit::ImageAnalysis a = d.predictor->analyze(img);
-      vit::AttentionRequest rollout;
-      rollout.rollout = true;
-      const cv::Mat shown = vit::display_image(img, 160, 160);
-      r.image = toQImage(shown);
-      r.overlay = toQImage(vit::overlay_heatmap(shown, a.attention(rollout).map, 0.5));
-      r.top = items(a.prediction());
-    } catch (const std::exception& e) {
-      r.error = QString::fromUtf8(e.what());
-    }
-    emit predicted(r);
-  });
+  impl_->post([this, image, name] { emit predicted(impl_->classify(name, [&] { return toMat(image); })); });
 }
 
 void Inspector::evaluate() {

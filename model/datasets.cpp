@@ -318,6 +318,8 @@ bool has_image_extension(const fs::path& p) {
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp" || ext == ".webp";
 }
 
+}  // namespace
+
 // Alpha-blends a gray+alpha or BGRA 8-bit image over a white background, dropping alpha.
 cv::Mat composite_over_white(const cv::Mat& src) {
   const int cn = src.channels(), colors = cn - 1;
@@ -332,6 +334,8 @@ cv::Mat composite_over_white(const cv::Mat& src) {
   }
   return dst;
 }
+
+namespace {
 
 // Any image cv::imdecode(IMREAD_UNCHANGED) returns -> `channels` x size x size uint8 planes at
 // `out`, RGB order. Returns an empty string, or why the image cannot be used.

@@ -88,4 +88,8 @@ at::Tensor load_image(const std::string& path, int image_size, int channels);
 // `out`. Returns "" on success, else why the image cannot be used.
 std::string convert_decoded_image(const cv::Mat& image, int image_size, int channels, uint8_t* out);
 
+// Alpha-blends an 8-bit gray+alpha or BGRA image over a white background, dropping alpha (how
+// transparent images are seen in training and in inference alike).
+cv::Mat composite_over_white(const cv::Mat& src);
+
 }  // namespace vit

@@ -93,21 +93,6 @@ std::string megapixels(int64_t pixels) {
   return buf;
 }
 
-// Alpha-blends an 8-bit gray+alpha or BGRA image over white, dropping alpha.
-cv::Mat over_white(const cv::Mat& src) {
-  const int cn = src.channels(), colors = cn - 1;
-  cv::Mat dst(src.rows, src.cols, CV_8UC(colors));
-  for (int y = 0; y < src.rows; ++y) {
-    const uint8_t* s = src.ptr<uint8_t>(y);
-    uint8_t* d = dst.ptr<uint8_t>(y);
-    for (int x = 0; x < src.cols; ++x, s += cn, d += colors) {
-      const int a = s[colors];
-      for (int c = 0; c < colors; ++c) d[c] = uint8_t((s[c] * a + 255 * (255 - a) + 127) / 255);
-    }
-  }
-  return dst;
-}
-
 // Any image check_image accepts -> 8-bit BGR at its own size.
 cv::Mat to_bgr8(const cv::Mat& image) {
   if (const std::string problem = check_image(image); !problem.empty())
@@ -119,7 +104,7 @@ cv::Mat to_bgr8(const cv::Mat& image) {
     case CV_64F: img.convertTo(img, CV_8U, 255.0); break;
     default: break;
   }
-  if (img.channels() == 2 || img.channels() == 4) img = over_white(img);
+  if (img.channels() == 2 || img.channels() == 4) img = composite_over_white(img);
   if (img.channels() == 1) cv::cvtColor(img, img, cv::COLOR_GRAY2BGR);
   return img;
 }

@@ -1,6 +1,8 @@
 #include "run_log.h"
 
 #include <charconv>
+#include <chrono>
+#include <ctime>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +13,13 @@
 namespace vit {
 
 namespace fs = std::filesystem;
+
+std::string utc_timestamp() {
+  const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
 
 RunInfo read_run(const std::string& run_dir) {
   const fs::path path = fs::path(run_dir) / "config.json";

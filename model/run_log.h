@@ -41,6 +41,9 @@ struct StepRow {
   double loss = 0, accuracy = 0, lr = 0, images_per_second = 0, elapsed_seconds = 0;
 };
 
+// Now as "2026-11-24T10:04:59Z", the form config.json records creation times in.
+std::string utc_timestamp();
+
 // Rows of metrics.csv / steps.csv. A missing file gives no rows; a header other than the
 // expected one throws std::runtime_error naming the file. A last line cut short by a writer in
 // progress (or any row that does not parse) is skipped, never fatal.

@@ -144,13 +144,6 @@ double lr_at(const TrainConfig& c, int64_t step, int64_t total, int64_t steps_pe
   return c.min_lr + (c.lr - c.min_lr) * 0.5 * (1.0 + std::cos(M_PI * progress));
 }
 
-std::string now_iso() {
-  const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -234,7 +227,7 @@ TrainResult train(const ViTConfig& model_config_in, const TrainConfig& train_con
     nlohmann::json config = {
         {"program", "ViT Studio"},
         {"version", VIT_VERSION},
-        {"created", now_iso()},
+        {"created", utc_timestamp()},
         {"model", to_json(model_config)},
         {"train", to_json(tc)},
         {"normalization", {{"mean", norm.mean}, {"std", norm.std}}},

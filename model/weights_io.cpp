@@ -2,6 +2,8 @@
 
 #include "weights_io.h"
 
+#include "run_log.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -818,17 +820,6 @@ std::vector<ParamGroup> param_groups(VisionTransformerImpl& model, double weight
 // ---------------------------------------------------------------------------------------------
 // Import into a run directory, export
 
-namespace {
-
-std::string now_iso() {
-  const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
-}  // namespace
-
 PretrainedLoad write_imported_run(const ImportedWeights& weights, const ViTConfig& config,
                                   const std::string& dir) {
   const fs::path d(dir);
@@ -851,7 +842,7 @@ PretrainedLoad write_imported_run(const ImportedWeights& weights, const ViTConfi
   const json run = {
       {"program", "ViT Studio"},
       {"version", VIT_VERSION},
-      {"created", now_iso()},
+      {"created", utc_timestamp()},
       {"model", to_json(config)},
       {"train", to_json(train)},
       {"normalization", {{"mean", norm.mean}, {"std", norm.std}}},

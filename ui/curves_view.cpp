@@ -103,6 +103,9 @@ CurvesView::CurvesView(QWidget* parent) : QWidget(parent) {
   graphs_["val_loss"] = addGraph(epochLoss_, tr("validation"), kVal, true);
   graphs_["accuracy"] = addGraph(accuracy_, tr("train top-1"), kTrain, true);
   graphs_["val_accuracy"] = addGraph(accuracy_, tr("val top-1"), kVal, true);
+  QColor trainTop5 = kTop5;
+  trainTop5.setAlpha(110);
+  graphs_["top5_accuracy"] = addGraph(accuracy_, tr("train top-5"), trainTop5, true);
   graphs_["val_top5_accuracy"] = addGraph(accuracy_, tr("val top-5"), kTop5, true);
   graphs_["lr"] = addGraph(lr_, tr("lr"), kLr, false);
   for (QCustomPlot* p : {epochLoss_, accuracy_}) {
@@ -239,7 +242,7 @@ void CurvesView::redraw() {
   graphs_["loss"]->setVisible(smoothing_ > 0);
   graphs_["loss_ema"]->setData(step, QVector<double>(ema.begin(), ema.end()), true);
   graphs_["lr"]->setData(step, lr, true);
-  QVector<double> epoch, trainLoss, valLoss, acc, valAcc, valTop5;
+  QVector<double> epoch, trainLoss, valLoss, acc, valAcc, valTop5, top5;
   for (const auto& e : epochs_) {
     epoch << e.epoch + 1.0;
     trainLoss << e.loss;
@@ -247,12 +250,14 @@ void CurvesView::redraw() {
     acc << 100.0 * e.accuracy;
     valAcc << 100.0 * e.val_accuracy;
     valTop5 << 100.0 * e.val_top5_accuracy;
+    top5 << 100.0 * e.top5_accuracy;
   }
   graphs_["epoch_loss"]->setData(epoch, trainLoss, true);
   graphs_["val_loss"]->setData(epoch, valLoss, true);
   graphs_["accuracy"]->setData(epoch, acc, true);
   graphs_["val_accuracy"]->setData(epoch, valAcc, true);
   graphs_["val_top5_accuracy"]->setData(epoch, valTop5, true);
+  graphs_["top5_accuracy"]->setData(epoch, top5, true);
   if (followData_) {
     for (QCustomPlot* p : {stepLoss_, epochLoss_, accuracy_, lr_}) {
       p->rescaleAxes();

@@ -44,7 +44,7 @@ class CurvesView : public QWidget {
   const std::vector<vit::StepRow>& steps() const { return steps_; }
   const std::vector<vit::EpochRow>& epochs() const { return epochs_; }
   // Points currently drawn by the graph named `name` ("loss", "loss_ema", "lr", "epoch_loss",
-  // "val_loss", "accuracy", "val_accuracy", "val_top5_accuracy"), for tests.
+  // "val_loss", "accuracy", "val_accuracy", "top5_accuracy", "val_top5_accuracy"), for tests.
   int drawnPoints(const QString& name) const;
   int redraws() const { return redraws_; }  // replots done so far (batching is testable)
 

@@ -128,6 +128,8 @@ class TestStudio : public QObject {
     QVERIFY(progress.count() >= 3);  // 18 steps an epoch, a report every 10 steps
     QCOMPARE(epochs.count(), 3);
     QTRY_COMPARE_WITH_TIMEOUT(w.curves()->drawnPoints("val_accuracy"), 3, 2000);
+    QCOMPARE(w.curves()->drawnPoints("top5_accuracy"), 3);
+    QCOMPARE(w.curves()->drawnPoints("val_top5_accuracy"), 3);
     QCOMPARE(w.curves()->drawnPoints("loss_ema"), progress.count());
     QCOMPARE(w.curves()->drawnPoints("lr"), progress.count());
     // The tiny model learns dark vs bright.

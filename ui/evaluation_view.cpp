@@ -45,7 +45,8 @@ EvaluationView::EvaluationView(QWidget* parent) : QWidget(parent) {
   matrix_->setSelectionMode(QAbstractItemView::SingleSelection);
   matrix_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
   matrix_->verticalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
-  matrix_->setToolTip(tr("Rows: true class. Columns: predicted class. Click a cell to see its images."));
+  matrix_->setToolTip(tr("Rows: true class, with its accuracy first. Columns: predicted class. "
+                         "Click a cell to see its images."));
   auto* right = new QWidget;
   auto* rv = new QVBoxLayout(right);
   galleryTitle_ = new QLabel(tr("<b>Most confidently wrong</b>"));
@@ -72,8 +73,8 @@ EvaluationView::EvaluationView(QWidget* parent) : QWidget(parent) {
     emit evaluateRequested();
   });
   connect(matrix_, &QTableWidget::cellClicked, this, [this](int row, int col) {
-    const int n = int(report_.classes.size());
-    if (row < n && col < n) emit cellClicked(row, col);
+    const int n = int(report_.classes.size());  // column 0 is the class's accuracy
+    if (row < n && col >= 1 && col <= n) emit cellClicked(row, col - 1);
   });
 }
 
@@ -99,8 +100,8 @@ void EvaluationView::showReport(const EvaluationReport& r) {
   matrix_->clear();
   matrix_->setRowCount(n);
   matrix_->setColumnCount(n + 1);
-  QStringList columns = r.classes;
-  columns << tr("accuracy");
+  QStringList columns{tr("accuracy")};
+  columns << r.classes;
   matrix_->setHorizontalHeaderLabels(columns);
   matrix_->setVerticalHeaderLabels(r.classes);
   for (int t = 0; t < n; ++t) {
@@ -116,11 +117,12 @@ void EvaluationView::showReport(const EvaluationReport& r) {
       bg.setAlphaF(std::min(1.0, share * (t == p ? 1.0 : 3.0)));
       item->setBackground(bg);
       if (share > 0.5) item->setForeground(Qt::white);
-      matrix_->setItem(t, p, item);
+      matrix_->setItem(t, p + 1, item);
     }
     auto* acc = new QTableWidgetItem(QString::number(100.0 * r.classAccuracy.value(t), 'f', 1) + "%");
     acc->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
-    matrix_->setItem(t, n, acc);
+    acc->setFont([&] { QFont f = acc->font(); f.setBold(true); return f; }());
+    matrix_->setItem(t, 0, acc);
   }
   galleryTitle_->setText(tr("<b>Most confidently wrong</b> (%1)").arg(r.wrong.size()));
   gallery_->clear();

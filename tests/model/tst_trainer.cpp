@@ -13,26 +13,11 @@
 #include "tensorboard.h"
 #include "trainer.h"
 
+#include "bars_dataset.h"
+
 namespace fs = std::filesystem;
 
 namespace {
-
-// Two classes a ViT must look at positions to tell apart: a bright bar on the left half of the
-// image (class 0) or on the right half (class 1), on noise.
-vit::Dataset bars(int64_t n, uint64_t seed) {
-  torch::manual_seed(seed);
-  vit::Dataset d;
-  d.name = "bars";
-  d.classes = {"left", "right"};
-  d.labels = torch::randint(0, 2, {n}, torch::kInt64);
-  auto images = torch::randint(0, 60, {n, 1, 8, 8}, torch::kInt64);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t col = d.labels[i].item<int64_t>() == 0 ? 1 : 6;
-    images[i][0].select(1, col).fill_(250);
-  }
-  d.images = images.to(torch::kUInt8).contiguous();
-  return d;
-}
 
 vit::ViTConfig tiny_model() {
   vit::ViTConfig c;

@@ -154,6 +154,8 @@ Inspector::~Inspector() {
 
 bool Inspector::hasModel() const { return impl_->hasModel; }
 
+QString Inspector::imageFormats() { return QString::fromUtf8(vit::kImageFormats); }
+
 bool Inspector::looksLikeImage(const QString& path) {
   static const QStringList ext{"png", "jpg", "jpeg", "bmp", "webp", "tif", "tiff", "pgm", "ppm", "pnm", "pbm"};
   return QFileInfo(path).isFile() && ext.contains(QFileInfo(path).suffix().toLower());

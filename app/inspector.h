@@ -45,6 +45,8 @@ class Inspector : public QObject {
 
   // Files a drop may hold that are images we can read, by extension; the rest are refused.
   static bool looksLikeImage(const QString& path);
+  // The formats named in messages (the core's vit::kImageFormats).
+  static QString imageFormats();
 
  signals:
   void loaded(const ModelInfo& info);

@@ -452,12 +452,12 @@ void MainWindow::classifyFiles(const QStringList& paths) {
       const auto entries = QDir(path).entryInfoList(QDir::Files, QDir::Name);
       for (const QFileInfo& e : entries) {
         if (Inspector::looksLikeImage(e.filePath())) images << e.filePath();
-        else predictions_->addRefused(e.filePath(), tr("not an image file (%1 work)").arg("PNG, JPEG, BMP, WebP, TIFF, PNM"));
+        else predictions_->addRefused(e.filePath(), tr("not an image file (%1 work)").arg(Inspector::imageFormats()));
       }
     } else if (Inspector::looksLikeImage(path)) {
       images << path;
     } else {
-      predictions_->addRefused(path, fi.exists() ? tr("not an image file (%1 work)").arg("PNG, JPEG, BMP, WebP, TIFF, PNM")
+      predictions_->addRefused(path, fi.exists() ? tr("not an image file (%1 work)").arg(Inspector::imageFormats())
                                                  : tr("no such file"));
     }
   }

@@ -42,6 +42,7 @@ struct TrainOptions {
   std::string out, resume;
   bool json = false;
   int threads = 0;
+  std::string parallel = "data";
   bool channels_given = false, classes_given = false;
 };
 
@@ -75,6 +76,7 @@ int run_train(TrainOptions o) {
                         : pretrained_model_config(o.train.init_weights, o.model);
   const RuntimeInfo runtime = configure_runtime(o.threads);
   if (!runtime.warning.empty()) std::cerr << "vit: warning: " << runtime.warning << "\n";
+  o.train.data_parallel = o.parallel == "data";
   if (auto errors = validate(o.train); !errors.empty()) throw UsageError(errors.front());
 
   const bool resume = !o.resume.empty();
@@ -221,11 +223,16 @@ void add_train_command(CLI::App& app, SetAction set_action) {
   cmd->add_option("--grad-clip", t.grad_clip, "Max gradient norm (0 = off)")->capture_default_str();
   cmd->add_option("--val-fraction", t.val_fraction, "Validation share of the training set")->capture_default_str();
   cmd->add_option("--seed", t.seed, "Random seed")->capture_default_str();
-  cmd->add_option("--augment", o->augment, "none | light (flip + shift) | keras (flip, rotate, zoom); default: none up to 32 px, else keras")
+  cmd->add_option("--augment", o->augment, "none | flip | light (flip + shift) | keras (flip, rotate, zoom); default: none up to 32 px, else keras")
       ->capture_default_str();
   cmd->add_option("--log-every", t.log_every, "Steps between progress reports")->capture_default_str();
   cmd->add_option("--max-steps", t.max_steps, "Stop after N optimizer steps (0 = no limit)");
   cmd->add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
+  cmd->add_option("--parallel", o->parallel,
+                  "data: each thread trains a shard of the batch (faster for small ViTs); ops: "
+                  "every op is split across the threads")
+      ->check(CLI::IsMember({"data", "ops"}))
+      ->capture_default_str();
   cmd->add_option("--out", o->out, "Run directory (default runs/<preset>-<time>)");
   cmd->add_option("--resume", o->resume, "Continue the run in this directory");
   cmd->add_option("--init", t.init_weights, "Fine-tune pretrained weights: safetensors, .pth/.bin, .npz or a run directory");

@@ -7,6 +7,10 @@ namespace vit {
 AugmentConfig augmentation_preset(const std::string& name, int image_size) {
   AugmentConfig a;
   if (name == "none" || (name == "default" && image_size <= 32)) return a;
+  if (name == "flip") {
+    a.hflip = true;
+    return a;
+  }
   if (name == "light") {
     a.hflip = true;
     a.translate = 0.1;
@@ -18,11 +22,11 @@ AugmentConfig augmentation_preset(const std::string& name, int image_size) {
     a.zoom = 0.2;
     return a;
   }
-  throw std::invalid_argument("augmentation must be default, none, light or keras (got '" + name + "')");
+  throw std::invalid_argument("augmentation must be default, none, flip, light or keras (got '" + name + "')");
 }
 
 const std::vector<std::string>& augmentation_preset_names() {
-  static const std::vector<std::string> names{"default", "none", "light", "keras"};
+  static const std::vector<std::string> names{"default", "none", "flip", "light", "keras"};
   return names;
 }
 
@@ -77,7 +81,8 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"eval_batch_size", c.eval_batch_size},
           {"init_weights", c.init_weights},
           {"freeze_backbone", c.freeze_backbone},
-          {"layer_decay", c.layer_decay}};
+          {"layer_decay", c.layer_decay},
+          {"data_parallel", c.data_parallel}};
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& j) {
@@ -109,6 +114,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.init_weights = j.value("init_weights", c.init_weights);
     c.freeze_backbone = j.value("freeze_backbone", c.freeze_backbone);
     c.layer_decay = j.value("layer_decay", c.layer_decay);
+    c.data_parallel = j.value("data_parallel", c.data_parallel);
   } catch (const nlohmann::json::exception& e) {
     throw std::invalid_argument(std::string("bad training config: ") + e.what());
   }

@@ -14,6 +14,7 @@
 #include "atomic_file.h"
 #include "checkpoint.h"
 #include "config_json.h"
+#include "data_parallel.h"
 #include "datasets.h"
 #include "tensorboard.h"
 #include "vit.h"
@@ -54,7 +55,7 @@ struct Accumulator {
 };
 
 EvalResult evaluate(VisionTransformer& model, const Dataset& data, std::vector<int64_t> indices,
-                    const Normalization& norm, int batch_size) {
+                    const Normalization& norm, int batch_size, bool data_parallel) {
   model->eval();
   torch::NoGradGuard no_grad;
   LoaderOptions o;
@@ -66,7 +67,7 @@ EvalResult evaluate(VisionTransformer& model, const Dataset& data, std::vector<i
   loader.start_epoch(0);
   Accumulator acc;
   while (auto batch = loader.next()) {
-    auto logits = model->forward(batch->images);
+    auto logits = predict_logits(model, batch->images, data_parallel);
     acc.add(logits, batch->labels, torch::cross_entropy_loss(logits, batch->labels).item<double>());
   }
   return acc.result();
@@ -315,7 +316,13 @@ TrainResult train(const ViTConfig& model_config_in, const TrainConfig& train_con
   const auto run_start = Clock::now();
   double step_seconds = 0.0;
   int64_t images_trained = 0, steps_this_call = 0;
-  auto params = model->parameters();
+  std::vector<torch::Tensor> params;  // the trainable ones: a frozen backbone is left out
+  for (const auto& p : model->parameters())
+    if (p.requires_grad()) params.push_back(p);
+  const int shards = shard_count(tc.data_parallel, tc.batch_size);
+  if (shards > 1)
+    say("data parallel: each batch of " + std::to_string(tc.batch_size) + " runs as " +
+        std::to_string(shards) + " shards on " + std::to_string(shards) + " threads");
   bool stop = false;
 
   for (; state.epoch < tc.epochs && !stop; ) {
@@ -343,13 +350,9 @@ TrainResult train(const ViTConfig& model_config_in, const TrainConfig& train_con
         optimizer.param_groups()[g].options().set_lr(lr * lr_scales[g]);
 
       const auto t0 = Clock::now();
-      auto logits = model->forward(batch->images);
-      auto loss = torch::nn::functional::cross_entropy(
-          logits, batch->labels,
-          torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(tc.label_smoothing));
-      for (auto& p : params) p.mutable_grad().reset();  // set_to_none: no memset per step
-      loss.backward();
-      const double loss_value = loss.item<double>();
+      const auto step = forward_backward(model, params, batch->images, batch->labels,
+                                         tc.label_smoothing, shards);
+      const double loss_value = step.loss;
       if (!std::isfinite(loss_value)) {
         std::ostringstream m;
         m << "the training loss became " << loss_value << " at step " << state.global_step + 1
@@ -376,8 +379,8 @@ TrainResult train(const ViTConfig& model_config_in, const TrainConfig& train_con
 
       {
         torch::NoGradGuard no_grad;
-        train_acc.add(logits.detach(), batch->labels, loss_value);
-        window.add(logits.detach(), batch->labels, loss_value);
+        train_acc.add(step.logits, batch->labels, loss_value);
+        window.add(step.logits, batch->labels, loss_value);
       }
       const bool limit = tc.max_steps > 0 && steps_this_call >= tc.max_steps;
       if (state.global_step % tc.log_every == 0 || limit) {
@@ -420,7 +423,7 @@ TrainResult train(const ViTConfig& model_config_in, const TrainConfig& train_con
     e.accuracy = t.accuracy;
     e.top5_accuracy = t.top5_accuracy;
     if (!val_rows.empty()) {
-      const auto v = evaluate(model, full, val_rows, norm, tc.eval_batch_size);
+      const auto v = evaluate(model, full, val_rows, norm, tc.eval_batch_size, tc.data_parallel);
       e.val_loss = v.loss;
       e.val_accuracy = v.accuracy;
       e.val_top5_accuracy = v.top5_accuracy;
@@ -463,7 +466,7 @@ TrainResult train(const ViTConfig& model_config_in, const TrainConfig& train_con
     const fs::path best = ckpt_dir / "best.safetensors";
     if (fs::exists(best)) load_weights(best.string(), *model);
     say("evaluating on the test set (" + std::to_string(data.test->size()) + " images)");
-    result.test = evaluate(model, *data.test, all_rows(*data.test), norm, tc.eval_batch_size);
+    result.test = evaluate(model, *data.test, all_rows(*data.test), norm, tc.eval_batch_size, tc.data_parallel);
     nlohmann::json test = {{"loss", result.test->loss},
                            {"accuracy", result.test->accuracy},
                            {"top5_accuracy", result.test->top5_accuracy},
@@ -485,7 +488,8 @@ EvalResult evaluate_run(const std::string& run_dir, const Dataset& data) {
     throw std::invalid_argument("the data set has " + std::to_string(data.images.size(1)) +
                                 " channel(s) but the run's model expects " +
                                 std::to_string(info.model.in_channels));
-  return evaluate(model, data, all_rows(data), info.normalization, info.train.eval_batch_size);
+  return evaluate(model, data, all_rows(data), info.normalization, info.train.eval_batch_size,
+                  /*data_parallel=*/true);
 }
 
 }  // namespace vit

@@ -2,6 +2,7 @@
 
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/dropout.h>
+#include <torch/nn/functional/linear.h>
 #include <torch/nn/init.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -17,6 +18,40 @@ namespace vit {
 
 namespace F = torch::nn::functional;
 
+namespace {
+
+// The calling thread's private seed stream (RandomStreamScope), if any.
+thread_local bool t_has_stream = false;
+thread_local uint64_t t_stream_state = 0;
+
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+uint64_t next_mask_seed() { return t_has_stream ? splitmix64(t_stream_state) : draw_seed(); }
+
+}  // namespace
+
+uint64_t draw_seed() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get<at::CPUGeneratorImpl>()->random64();
+}
+
+RandomStreamScope::RandomStreamScope(uint64_t seed)
+    : had_stream_(t_has_stream), saved_state_(t_stream_state) {
+  t_has_stream = true;
+  t_stream_state = seed;
+}
+
+RandomStreamScope::~RandomStreamScope() {
+  t_has_stream = had_stream_;
+  t_stream_state = saved_state_;
+}
+
 torch::Tensor dropout_mask(at::IntArrayRef sizes, double p) {
   // torch::dropout draws each element with bernoulli_ through CPUGeneratorImpl::random64, ~20% of a
   // small-ViT training step here. We take one 64-bit seed from LibTorch's default generator (so
@@ -26,12 +61,7 @@ torch::Tensor dropout_mask(at::IntArrayRef sizes, double p) {
   auto mask = torch::empty(sizes, torch::kFloat32);
   float* m = mask.data_ptr<float>();
   const int64_t n = mask.numel();
-  uint64_t seed;
-  {
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    seed = gen.get<at::CPUGeneratorImpl>()->random64();
-  }
+  const uint64_t seed = next_mask_seed();
   // Keep an element when its 24-bit uniform draw is >= p * 2^24.
   const uint32_t threshold = static_cast<uint32_t>(p * double(1 << 24));
   const float keep_scale = static_cast<float>(1.0 / (1.0 - p));
@@ -42,10 +72,7 @@ torch::Tensor dropout_mask(at::IntArrayRef sizes, double p) {
       const int64_t lo = c * kChunk, hi = std::min(n, lo + kChunk);
       for (int64_t i = lo; i < hi; i += 2) {
         // splitmix64: one 64-bit draw gives two 24-bit uniforms.
-        uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        z ^= z >> 31;
+        const uint64_t z = splitmix64(state);
         m[i] = uint32_t(z & 0xffffff) >= threshold ? keep_scale : 0.0f;
         if (i + 1 < hi) m[i + 1] = uint32_t((z >> 32) & 0xffffff) >= threshold ? keep_scale : 0.0f;
       }
@@ -64,9 +91,7 @@ torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
 // Stochastic depth (Huang et al. 2016): drop a whole residual branch per sample, scale the rest.
 torch::Tensor drop_path(const torch::Tensor& x, double p, bool training) {
   if (!training || p <= 0.0) return x;
-  const double keep = 1.0 - p;
-  auto mask = torch::empty({x.size(0), 1, 1}, x.options()).bernoulli_(keep);  // (B, 1, 1)
-  return x * mask.div_(keep);
+  return x * dropout_mask({x.size(0), 1, 1}, p);  // (B, 1, 1): 0 or 1 / (1 - p) per sample
 }
 
 // Normal(mean, std) truncated to [a, b] by inverse-CDF sampling, as timm's trunc_normal_ (which
@@ -104,7 +129,13 @@ PatchEmbedImpl::PatchEmbedImpl(const ViTConfig& c) {
 }
 
 torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& x) {
-  return proj(x).flatten(2).transpose(1, 2);  // (B, D, G, G) -> (B, N, D)
+  // The convolution has kernel = stride = patch, so it is one matrix product of the flattened
+  // patches with the kernel: the same numbers as proj(x) up to summation order, without oneDNN's
+  // convolution (which deadlocked inside data-parallel shards, model/data_parallel.h).
+  const auto& w = proj->weight;  // (D, C, P, P)
+  const int64_t B = x.size(0), C = x.size(1), P = w.size(2), G = x.size(2) / P, D = w.size(0);
+  auto patches = x.reshape({B, C, G, P, G, P}).permute({0, 2, 4, 1, 3, 5}).reshape({B, G * G, C * P * P});
+  return torch::nn::functional::linear(patches, w.view({D, C * P * P}), proj->bias);  // (B, N, D)
 }
 
 AttentionImpl::AttentionImpl(const ViTConfig& c)

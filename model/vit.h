@@ -96,9 +96,29 @@ struct VisionTransformerImpl : torch::nn::Module {
 TORCH_MODULE(VisionTransformer);
 
 // Inverted-dropout mask for CPU float tensors: each element is 0 with probability p, else
-// 1 / (1 - p). Seeded from LibTorch's default generator; much cheaper than torch::dropout's
-// per-element bernoulli draw.
+// 1 / (1 - p). One 64-bit seed per mask, from LibTorch's default generator (or from the calling
+// thread's RandomStreamScope); much cheaper than torch::dropout's per-element bernoulli draw.
 torch::Tensor dropout_mask(at::IntArrayRef sizes, double p);
+
+// While alive, dropout and stochastic-depth masks made on this thread take their seeds from a
+// private stream started at `seed` instead of the shared default generator. Data-parallel
+// training runs its shards on several threads at once; the order in which they would reach the
+// shared generator depends on timing, so each shard gets its own stream seeded in shard order,
+// and a run stays reproducible.
+class RandomStreamScope {
+ public:
+  explicit RandomStreamScope(uint64_t seed);
+  ~RandomStreamScope();
+  RandomStreamScope(const RandomStreamScope&) = delete;
+  RandomStreamScope& operator=(const RandomStreamScope&) = delete;
+
+ private:
+  bool had_stream_;
+  uint64_t saved_state_;
+};
+
+// One 64-bit draw from LibTorch's default generator (what torch::manual_seed seeds).
+uint64_t draw_seed();
 
 // Number of parameter elements of a module (all of them, or only those that require grad).
 int64_t count_parameters(const torch::nn::Module& module, bool trainable_only = false);

@@ -207,6 +207,12 @@ ConfigPanel::ConfigPanel(QWidget* parent) : QWidget(parent) {
            tr("Model init, validation split, shuffling and augmentation."));
   addField(trainForm, "threads", tr("Threads"), threads_,
            tr("Intra-op threads for LibTorch; default one per core."));
+  dataParallel_ = new QCheckBox(tr("one batch shard per thread"));
+  dataParallel_->setChecked(true);
+  addField(trainForm, "data_parallel", QString(), dataParallel_,
+           tr("Data parallel: each thread trains its share of every batch with single-threaded "
+              "ops (about 1.6x faster for small ViTs on 2 cores). Off: every op is split across "
+              "the threads."));
   layout->addWidget(trainBox);
 
   // --- fine-tuning
@@ -337,6 +343,7 @@ vit::TrainConfig ConfigPanel::trainConfig() const {
   t.init_weights = initWeights_->text().trimmed().toStdString();
   t.freeze_backbone = freezeBackbone_->isChecked();
   t.layer_decay = layerDecay_->value();
+  t.data_parallel = dataParallel_->isChecked();
   try {
     t.augment = vit::augmentation_preset(augmentation().toStdString(), imageSize_->value());
   } catch (const std::invalid_argument&) {
@@ -408,6 +415,7 @@ void ConfigPanel::setConfigs(const vit::ViTConfig& c, const vit::TrainConfig& t)
   initWeights_->setText(QString::fromStdString(t.init_weights));
   freezeBackbone_->setChecked(t.freeze_backbone);
   layerDecay_->setValue(t.layer_decay);
+  dataParallel_->setChecked(t.data_parallel);
   updating_ = false;
   onEdited();
 }

@@ -102,6 +102,7 @@ class ConfigPanel : public QWidget {
   QLineEdit* initWeights_;
   QPushButton* browseInit_;
   QCheckBox* freezeBackbone_;
+  QCheckBox* dataParallel_;
   QDoubleSpinBox* layerDecay_;
   QString initError_;
   QLabel* summaryError_;

@@ -93,6 +93,26 @@ class TstDataPipeline : public QObject {
     QVERIFY(mirrored > 5 && same > 5);  // both happen, about half each
   }
 
+  void augmentationPresetsByName() {
+    const auto flip = vit::augmentation_preset("flip", 28);  // mirror only: exact, no resampling
+    QVERIFY(flip.hflip);
+    QCOMPARE(flip.translate, 0.0);
+    QCOMPARE(flip.rotation, 0.0);
+    QCOMPARE(flip.zoom, 0.0);
+    const auto light = vit::augmentation_preset("light", 28);
+    QVERIFY(light.hflip && light.translate > 0);
+    QVERIFY(!vit::augmentation_preset("default", 28).enabled());  // small inputs: none
+    QVERIFY(vit::augmentation_preset("default", 72).zoom > 0);    // the Keras example's set
+    for (const auto& name : vit::augmentation_preset_names())
+      (void)vit::augmentation_preset(name, 28);  // every listed name is accepted
+    try {
+      vit::augmentation_preset("mixup", 28);
+      QFAIL("an unknown name must throw");
+    } catch (const std::invalid_argument& e) {
+      QVERIFY2(QString(e.what()).contains("flip"), e.what());  // the message lists the choices
+    }
+  }
+
   void augmentationIsSeededAndStaysInRange() {
     std::vector<uint8_t> src(28 * 28);
     for (size_t i = 0; i < src.size(); ++i) src[i] = uint8_t((i * 13) % 256);

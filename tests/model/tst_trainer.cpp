@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "checkpoint.h"
+#include "data_parallel.h"
 #include "datasets.h"
 #include "safetensors.h"
 #include "tensorboard.h"
@@ -156,6 +157,97 @@ class TstTrainer : public QObject {
     for (const auto& [name, t] : a.tensors)
       QVERIFY2(torch::allclose(t, *b.find(name), 1e-4, 1e-6), name.c_str());
     QVERIFY(std::abs(resumed.test->accuracy - straight.test->accuracy) < 0.02);
+  }
+
+  // Data parallelism (model/data_parallel.h) must compute the same gradient as one pass over the
+  // whole batch: each shard's loss is weighted by its share of the rows, uneven shards included.
+  void dataParallelGradientsMatchOneShard() {
+    torch::set_num_threads(2);
+    auto cfg = tiny_model();
+    cfg.num_classes = 5;
+    torch::manual_seed(3);
+    vit::VisionTransformer model(cfg);
+    model->train();
+    std::vector<torch::Tensor> params;
+    for (const auto& p : model->parameters()) params.push_back(p);
+    const auto images = torch::randn({10, 1, 8, 8});
+    const auto labels = torch::randint(0, 5, {10}, torch::kLong);
+    auto grads_of = [&](int shards) {
+      const auto out = vit::forward_backward(model, params, images, labels, 0.1, shards);
+      std::vector<torch::Tensor> g;
+      for (const auto& p : params) g.push_back(p.grad().clone());
+      return std::make_pair(out, g);
+    };
+    const auto [whole, g1] = grads_of(1);
+    QCOMPARE(whole.logits.size(0), int64_t(10));
+    for (int shards : {2, 3, 10}) {  // 3: shards of 3, 3 and 4 rows
+      const auto [split, g] = grads_of(shards);
+      QVERIFY(std::abs(split.loss - whole.loss) < 1e-5);
+      QVERIFY(torch::allclose(split.logits, whole.logits, 1e-5, 1e-6));
+      for (size_t i = 0; i < g.size(); ++i)
+        QVERIFY2(torch::allclose(g[i], g1[i], 1e-4, 1e-6),
+                 (std::to_string(shards) + " shards, parameter " + std::to_string(i) + ": max diff " +
+                  std::to_string((g[i] - g1[i]).abs().max().item<double>()) + " of max " +
+                  std::to_string(g1[i].abs().max().item<double>())).c_str());
+    }
+    // The comparison above means something only for a gradient that is not zero.
+    QVERIFY(g1[0].abs().sum().item<double>() > 0);
+    torch::set_num_threads(1);
+  }
+
+  // With dropout and stochastic depth the shards draw their masks from seeds taken in shard
+  // order, so the same seed gives the same gradient however the threads are scheduled.
+  void dataParallelDropoutIsReproducible() {
+    torch::set_num_threads(2);
+    auto cfg = tiny_model();
+    cfg.dropout = 0.3;
+    cfg.drop_path = 0.2;
+    torch::manual_seed(5);
+    vit::VisionTransformer model(cfg);
+    model->train();
+    std::vector<torch::Tensor> params;
+    for (const auto& p : model->parameters()) params.push_back(p);
+    const auto images = torch::randn({16, 1, 8, 8});
+    const auto labels = torch::randint(0, 2, {16}, torch::kLong);
+    auto grads_of = [&](uint64_t seed) {
+      torch::manual_seed(seed);
+      vit::forward_backward(model, params, images, labels, 0.0, 2);
+      std::vector<torch::Tensor> g;
+      for (const auto& p : params) g.push_back(p.grad().clone());
+      return g;
+    };
+    const auto a = grads_of(11);
+    for (int repeat = 0; repeat < 5; ++repeat) {
+      const auto b = grads_of(11);
+      for (size_t i = 0; i < a.size(); ++i) QVERIFY(torch::equal(a[i], b[i]));
+    }
+    const auto c = grads_of(12);
+    bool differs = false;
+    for (size_t i = 0; i < a.size(); ++i) differs |= !torch::equal(a[i], c[i]);
+    QVERIFY2(differs, "another seed should draw other dropout masks");
+    torch::set_num_threads(1);
+  }
+
+  // A whole data-parallel run on 2 threads: learns, and the same seed gives the same weights.
+  void dataParallelRunLearnsAndRepeats() {
+    torch::set_num_threads(2);
+    QTemporaryDir tmp;
+    const fs::path base(tmp.path().toStdString());
+    auto cfg = quick(4);
+    cfg.data_parallel = true;
+    auto model = tiny_model();
+    model.dropout = 0.1;
+    const auto data = splits();
+    const auto a = vit::train(model, cfg, data, (base / "a").string());
+    const auto b = vit::train(model, cfg, data, (base / "b").string());
+    torch::set_num_threads(1);
+    QVERIFY2(a.test->accuracy > 0.9, std::to_string(a.test->accuracy).c_str());
+    QCOMPARE(a.test->accuracy, b.test->accuracy);
+    const auto wa = vit::load_safetensors((base / "a/checkpoints/last.safetensors").string());
+    const auto wb = vit::load_safetensors((base / "b/checkpoints/last.safetensors").string());
+    for (const auto& [name, t] : wa.tensors) QVERIFY2(torch::equal(t, *wb.find(name)), name.c_str());
+    std::ifstream config(base / "a" / "config.json");
+    QVERIFY(nlohmann::json::parse(config)["train"]["data_parallel"].get<bool>());
   }
 
   void pauseWaitsThenContinues() {

@@ -94,8 +94,11 @@ class TestUiWidgets : public QObject {
     qobject_cast<QSpinBox*>(a.field("depth"))->setValue(6);
     qobject_cast<QLineEdit*>(a.field("weight_decay"))->setText("0.1");
     qobject_cast<QComboBox*>(a.field("augmentation"))->setCurrentText("light");
+    QVERIFY(a.trainConfig().data_parallel);  // the default
+    qobject_cast<QCheckBox*>(a.field("data_parallel"))->setChecked(false);
     ConfigPanel b;
     QVERIFY(b.restoreState(a.saveState()));
+    QVERIFY(!b.trainConfig().data_parallel);
     QCOMPARE(b.modelConfig().depth, 6);
     QCOMPARE(b.trainConfig().weight_decay, 0.1);
     QCOMPARE(b.augmentation(), QString("light"));

@@ -26,7 +26,7 @@ struct AugmentConfig {
 
 struct TrainConfig {
   std::string dataset = "fashion-mnist";  // spec for load_dataset(), recorded in config.json
-  int epochs = 12;               // passes over the training split (fmnist-small: ~7.5 min)
+  int epochs = 20;               // passes over the training split (fmnist-small: ~8 min)
   int batch_size = 64;           // images per optimizer step (small ViTs gain from more steps)
   double lr = 2e-3;              // peak learning rate after warmup
   double min_lr = 1e-5;          // floor of the cosine decay

@@ -185,10 +185,12 @@ ViTConfig keras_cifar() {
 }
 
 ViTConfig fmnist_small() {
-  // Fashion-MNIST (28x28x1): 7x7 patches -> 16 tokens + [CLS], dim 96, 4 blocks of 3 heads.
-  // Chosen for accuracy per minute on two cores: 89.1% test after 12 epochs in 7.5 minutes
-  // (~1,500 images/s); 4x4 patches with dim 64 trained at ~750 images/s and reached 87.4% after
-  // 7 epochs in the same budget.
+  // Fashion-MNIST (28x28x1): 7x7 patches -> 16 tokens + [CLS], dim 96, 4 blocks of 3 heads, the
+  // head on the mean of the patch tokens. Chosen for accuracy per minute on two cores with
+  // data-parallel training (~2,500 images/s): 20 epochs fit in the 10-minute budget. Measured
+  // (test top-1, README "Fashion-MNIST today"): class-token head 89.1% after 12 epochs; mean
+  // pooling 89.6% (12 epochs, no dropout) and 89.8% (20 epochs, dropout 0.1); 4x4 patches with
+  // dim 64 ran at ~60% of the speed and were behind after 11 epochs (val 88.6% against 89.1%).
   ViTConfig c;
   c.image_size = 28;
   c.patch_size = 7;
@@ -199,6 +201,7 @@ ViTConfig fmnist_small() {
   c.heads = 3;
   c.mlp_hidden = 192;
   c.dropout = 0.1;
+  c.pool = Pool::Mean;
   return c;
 }
 

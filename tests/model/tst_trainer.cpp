@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "checkpoint.h"
 #include "data_parallel.h"
@@ -57,6 +58,24 @@ std::vector<std::string> lines(const fs::path& p) {
   std::vector<std::string> out;
   for (std::string l; std::getline(in, l);) out.push_back(l);
   return out;
+}
+
+// Intra-op threads for one test; back to 1 (the suite's setting) however the test ends.
+struct ThreadsForTest {
+  explicit ThreadsForTest(int n) { torch::set_num_threads(n); }
+  ~ThreadsForTest() { torch::set_num_threads(1); }
+};
+
+std::vector<torch::Tensor> all_parameters(vit::VisionTransformer& model) {
+  std::vector<torch::Tensor> params;
+  for (const auto& p : model->parameters()) params.push_back(p);
+  return params;
+}
+
+std::vector<torch::Tensor> gradients(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> g;
+  for (const auto& p : params) g.push_back(p.grad().clone());
+  return g;
 }
 
 }  // namespace
@@ -162,21 +181,18 @@ class TstTrainer : public QObject {
   // Data parallelism (model/data_parallel.h) must compute the same gradient as one pass over the
   // whole batch: each shard's loss is weighted by its share of the rows, uneven shards included.
   void dataParallelGradientsMatchOneShard() {
-    torch::set_num_threads(2);
+    ThreadsForTest threads(2);
     auto cfg = tiny_model();
     cfg.num_classes = 5;
     torch::manual_seed(3);
     vit::VisionTransformer model(cfg);
     model->train();
-    std::vector<torch::Tensor> params;
-    for (const auto& p : model->parameters()) params.push_back(p);
+    const auto params = all_parameters(model);
     const auto images = torch::randn({10, 1, 8, 8});
     const auto labels = torch::randint(0, 5, {10}, torch::kLong);
     auto grads_of = [&](int shards) {
       const auto out = vit::forward_backward(model, params, images, labels, 0.1, shards);
-      std::vector<torch::Tensor> g;
-      for (const auto& p : params) g.push_back(p.grad().clone());
-      return std::make_pair(out, g);
+      return std::make_pair(out, gradients(params));
     };
     const auto [whole, g1] = grads_of(1);
     QCOMPARE(whole.logits.size(0), int64_t(10));
@@ -192,29 +208,25 @@ class TstTrainer : public QObject {
     }
     // The comparison above means something only for a gradient that is not zero.
     QVERIFY(g1[0].abs().sum().item<double>() > 0);
-    torch::set_num_threads(1);
   }
 
   // With dropout and stochastic depth the shards draw their masks from seeds taken in shard
   // order, so the same seed gives the same gradient however the threads are scheduled.
   void dataParallelDropoutIsReproducible() {
-    torch::set_num_threads(2);
+    ThreadsForTest threads(2);
     auto cfg = tiny_model();
     cfg.dropout = 0.3;
     cfg.drop_path = 0.2;
     torch::manual_seed(5);
     vit::VisionTransformer model(cfg);
     model->train();
-    std::vector<torch::Tensor> params;
-    for (const auto& p : model->parameters()) params.push_back(p);
+    const auto params = all_parameters(model);
     const auto images = torch::randn({16, 1, 8, 8});
     const auto labels = torch::randint(0, 2, {16}, torch::kLong);
     auto grads_of = [&](uint64_t seed) {
       torch::manual_seed(seed);
       vit::forward_backward(model, params, images, labels, 0.0, 2);
-      std::vector<torch::Tensor> g;
-      for (const auto& p : params) g.push_back(p.grad().clone());
-      return g;
+      return gradients(params);
     };
     const auto a = grads_of(11);
     for (int repeat = 0; repeat < 5; ++repeat) {
@@ -225,12 +237,11 @@ class TstTrainer : public QObject {
     bool differs = false;
     for (size_t i = 0; i < a.size(); ++i) differs |= !torch::equal(a[i], c[i]);
     QVERIFY2(differs, "another seed should draw other dropout masks");
-    torch::set_num_threads(1);
   }
 
   // A whole data-parallel run on 2 threads: learns, and the same seed gives the same weights.
   void dataParallelRunLearnsAndRepeats() {
-    torch::set_num_threads(2);
+    std::optional<ThreadsForTest> threads(std::in_place, 2);  // reset before the asserts
     QTemporaryDir tmp;
     const fs::path base(tmp.path().toStdString());
     auto cfg = quick(4);
@@ -240,7 +251,7 @@ class TstTrainer : public QObject {
     const auto data = splits();
     const auto a = vit::train(model, cfg, data, (base / "a").string());
     const auto b = vit::train(model, cfg, data, (base / "b").string());
-    torch::set_num_threads(1);
+    threads.reset();
     QVERIFY2(a.test->accuracy > 0.9, std::to_string(a.test->accuracy).c_str());
     QCOMPARE(a.test->accuracy, b.test->accuracy);
     const auto wa = vit::load_safetensors((base / "a/checkpoints/last.safetensors").string());

@@ -48,7 +48,7 @@ struct TrainConfig {
   double layer_decay = 1.0;      // layer-wise lr decay: block i gets lr x decay^(depth - i); 1 = off
   // Data parallelism: cut each batch into one shard per intra-op thread and run the shards at
   // the same time, each single-threaded, instead of splitting every op across the threads. Small
-  // ViTs run ~1.8x faster this way on 2 cores (README, "Speed"). Same seed and thread count give
+  // ViTs run ~1.6x faster this way on 2 cores (README, "Data parallel"). Same seed and thread count give
   // the same run either way; results differ between the two modes and between thread counts.
   bool data_parallel = true;
 };

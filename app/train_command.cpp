@@ -39,6 +39,8 @@ struct TrainOptions {
   ModelFlags model;
   TrainConfig train;
   std::string augment = "default";
+  int crop = -1;      // --crop: overrides the preset's when given
+  double erase = -1;  // --erase: likewise
   std::string out, resume;
   bool json = false;
   int threads = 0;
@@ -118,6 +120,9 @@ int run_train(TrainOptions o) {
     model.num_classes = data_classes;
   }
   o.train.augment = augmentation(o.augment, model);
+  if (o.crop >= 0) o.train.augment.crop = o.crop;
+  if (o.erase >= 0) o.train.augment.erase = o.erase;
+  if (auto errors = validate(o.train); !errors.empty()) throw UsageError(errors.front());
 
   std::signal(SIGINT, on_sigint);
   std::signal(SIGTERM, on_sigint);
@@ -223,8 +228,12 @@ void add_train_command(CLI::App& app, SetAction set_action) {
   cmd->add_option("--grad-clip", t.grad_clip, "Max gradient norm (0 = off)")->capture_default_str();
   cmd->add_option("--val-fraction", t.val_fraction, "Validation share of the training set")->capture_default_str();
   cmd->add_option("--seed", t.seed, "Random seed")->capture_default_str();
-  cmd->add_option("--augment", o->augment, "none | flip | light (flip + shift) | keras (flip, rotate, zoom); default: none up to 32 px, else keras")
+  cmd->add_option("--augment", o->augment, "none | flip | light (flip + shift) | crop (flip + padded random crop) | keras (flip, rotate, zoom); default: none up to 32 px, else keras")
       ->capture_default_str();
+  cmd->add_option("--crop", o->crop, "Random crop after zero padding of N pixels (overrides the --augment preset's)")
+      ->check(CLI::Range(0, 64));
+  cmd->add_option("--erase", o->erase, "Random erasing probability (overrides the --augment preset's)")
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--log-every", t.log_every, "Steps between progress reports")->capture_default_str();
   cmd->add_option("--max-steps", t.max_steps, "Stop after N optimizer steps (0 = no limit)");
   cmd->add_option("--threads", o->threads, "Intra-op threads (default: one per core)");

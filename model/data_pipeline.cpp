@@ -88,39 +88,86 @@ void prepare_image(const uint8_t* src, int C, int H, int W, int S, const Normali
     }
     return;
   }
-  // Inverse map, output pixel -> source pixel: src = A (dst - centre_out - shift) + centre_in,
-  // A = resize . flip . rotate(-angle) . zoom^-1.
-  double zx = 1.0, zy = 1.0, angle = 0.0, tx = 0.0, ty = 0.0, flip = 1.0;
-  if (augment.enabled()) {
-    std::mt19937_64 rng(rng_seed);
-    std::uniform_real_distribution<double> u(-1.0, 1.0);
-    if (augment.hflip && (rng() & 1)) flip = -1.0;
-    if (augment.rotation > 0) angle = u(rng) * augment.rotation * 2.0 * M_PI;
-    if (augment.zoom > 0) {
-      zx = 1.0 + u(rng) * augment.zoom;
-      zy = 1.0 + u(rng) * augment.zoom;
-    }
-    if (augment.translate > 0) {
-      tx = u(rng) * augment.translate * S;
-      ty = u(rng) * augment.translate * S;
+  // Draws, in a fixed order so that adding a transform keeps the others' draws: flip, rotation,
+  // zoom, translation, crop, erasing.
+  std::mt19937_64 rng(rng_seed);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  double zx = 1.0, zy = 1.0, angle = 0.0, tx = 0.0, ty = 0.0;
+  bool flip = false;
+  if (augment.hflip) flip = rng() & 1;
+  if (augment.rotation > 0) angle = u(rng) * augment.rotation * 2.0 * M_PI;
+  if (augment.zoom > 0) {
+    zx = 1.0 + u(rng) * augment.zoom;
+    zy = 1.0 + u(rng) * augment.zoom;
+  }
+  if (augment.translate > 0) {
+    tx = u(rng) * augment.translate * S;
+    ty = u(rng) * augment.translate * S;
+  }
+  int dx = 0, dy = 0;  // crop offset: output (y, x) reads (y + dy, x + dx)
+  if (augment.crop > 0) {
+    std::uniform_int_distribution<int> d(-augment.crop, augment.crop);
+    dx = d(rng);
+    dy = d(rng);
+  }
+  int ex0 = 0, ey0 = 0, ex1 = 0, ey1 = 0;  // erased rectangle [ex0, ex1) x [ey0, ey1)
+  if (augment.erase > 0 && std::uniform_real_distribution<double>(0, 1)(rng) < augment.erase) {
+    std::uniform_real_distribution<double> area(0.02, 0.4), log_aspect(std::log(0.3), std::log(1 / 0.3));
+    for (int attempt = 0; attempt < 10; ++attempt) {  // torchvision's retry rule
+      const double a = area(rng) * plane, r = std::exp(log_aspect(rng));
+      const int h = int(std::lround(std::sqrt(a * r))), w = int(std::lround(std::sqrt(a / r)));
+      if (h < 1 || w < 1 || h > S || w > S) continue;
+      ey0 = std::uniform_int_distribution<int>(0, S - h)(rng);
+      ex0 = std::uniform_int_distribution<int>(0, S - w)(rng);
+      ey1 = ey0 + h;
+      ex1 = ex0 + w;
+      break;
     }
   }
-  const double cs = std::cos(angle), sn = std::sin(angle);
-  const double rx = double(W) / S, ry = double(H) / S;
-  // rotate(-angle) . zoom^-1 = [[cs/zx, sn/zy], [-sn/zx, cs/zy]], then flip x, then resize.
-  const double a00 = rx * flip * cs / zx, a01 = rx * flip * sn / zy;
-  const double a10 = ry * -sn / zx, a11 = ry * cs / zy;
-  const double cox = (S - 1) / 2.0 + tx, coy = (S - 1) / 2.0 + ty;
-  const double cix = (W - 1) / 2.0, ciy = (H - 1) / 2.0;
-  cv::Matx23d M(a00, a01, cix - (a00 * cox + a01 * coy), a10, a11, ciy - (a10 * cox + a11 * coy));
-  cv::Mat warped(S, S, CV_8UC1);
+
+  // The geometric part as an S x S uint8 plane per channel: the source itself when only flip and
+  // crop apply (exact, no resampling), else an affine warp.
+  const bool warp = H != S || W != S || augment.rotation > 0 || augment.zoom > 0 || augment.translate > 0;
+  cv::Mat warped;
+  cv::Matx23d M;
+  if (warp) {
+    // Inverse map, output pixel -> source pixel: src = A (dst - centre_out - shift) + centre_in,
+    // A = resize . flip . rotate(-angle) . zoom^-1.
+    const double cs = std::cos(angle), sn = std::sin(angle), f = flip ? -1.0 : 1.0;
+    const double rx = double(W) / S, ry = double(H) / S;
+    const double a00 = rx * f * cs / zx, a01 = rx * f * sn / zy;
+    const double a10 = ry * -sn / zx, a11 = ry * cs / zy;
+    const double cox = (S - 1) / 2.0 + tx, coy = (S - 1) / 2.0 + ty;
+    const double cix = (W - 1) / 2.0, ciy = (H - 1) / 2.0;
+    M = cv::Matx23d(a00, a01, cix - (a00 * cox + a01 * coy), a10, a11, ciy - (a10 * cox + a11 * coy));
+    warped.create(S, S, CV_8UC1);
+  }
   for (int c = 0; c < C; ++c) {
-    cv::Mat in(H, W, CV_8UC1, const_cast<uint8_t*>(src + int64_t(c) * H * W));
-    cv::warpAffine(in, warped, M, cv::Size(S, S), cv::INTER_LINEAR | cv::WARP_INVERSE_MAP,
-                   cv::BORDER_REFLECT_101);
-    const uint8_t* p = warped.ptr<uint8_t>();
+    const uint8_t* p = src + int64_t(c) * H * W;
+    bool mirror = flip;
+    if (warp) {
+      cv::Mat in(H, W, CV_8UC1, const_cast<uint8_t*>(p));
+      cv::warpAffine(in, warped, M, cv::Size(S, S), cv::INTER_LINEAR | cv::WARP_INVERSE_MAP,
+                     cv::BORDER_REFLECT_101);
+      p = warped.ptr<uint8_t>();
+      mirror = false;  // the warp has flipped already
+    }
     float* o = out + c * plane;
-    for (int64_t i = 0; i < plane; ++i) o[i] = p[i] * scale[c] + shift[c];
+    const float zero = shift[c];  // a black pixel, normalized
+    for (int y = 0; y < S; ++y) {
+      const int sy = y + dy;
+      float* row = o + int64_t(y) * S;
+      if (sy < 0 || sy >= S) {
+        std::fill(row, row + S, zero);
+        continue;
+      }
+      const uint8_t* in = p + int64_t(sy) * S;
+      for (int x = 0; x < S; ++x) {
+        const int sx = x + dx;
+        row[x] = sx < 0 || sx >= S ? zero : in[mirror ? S - 1 - sx : sx] * scale[c] + shift[c];
+      }
+    }
+    for (int y = ey0; y < ey1; ++y) std::fill(o + int64_t(y) * S + ex0, o + int64_t(y) * S + ex1, 0.0f);
   }
 }
 

@@ -1,5 +1,6 @@
 #include "train_config.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace vit {
@@ -16,17 +17,22 @@ AugmentConfig augmentation_preset(const std::string& name, int image_size) {
     a.translate = 0.1;
     return a;
   }
+  if (name == "crop") {  // the CIFAR recipe: RandomCrop(32, padding=4) + RandomHorizontalFlip
+    a.hflip = true;
+    a.crop = std::max(1, (image_size + 4) / 8);
+    return a;
+  }
   if (name == "keras" || name == "default") {
     a.hflip = true;
     a.rotation = 0.02;
     a.zoom = 0.2;
     return a;
   }
-  throw std::invalid_argument("augmentation must be default, none, flip, light or keras (got '" + name + "')");
+  throw std::invalid_argument("augmentation must be default, none, flip, light, crop or keras (got '" + name + "')");
 }
 
 const std::vector<std::string>& augmentation_preset_names() {
-  static const std::vector<std::string> names{"default", "none", "flip", "light", "keras"};
+  static const std::vector<std::string> names{"default", "none", "flip", "light", "crop", "keras"};
   return names;
 }
 
@@ -50,6 +56,8 @@ std::vector<std::string> validate(const TrainConfig& c) {
   need(c.augment.rotation >= 0 && c.augment.rotation <= 0.5, "rotation must be in [0, 0.5] turns; for example 0.02");
   need(c.augment.zoom >= 0 && c.augment.zoom < 1, "zoom must be in [0, 1); for example 0.2");
   need(c.augment.translate >= 0 && c.augment.translate < 1, "translate must be in [0, 1); for example 0.1");
+  need(c.augment.crop >= 0 && c.augment.crop <= 64, "crop padding must be in 0..64 pixels; for example 2");
+  need(c.augment.erase >= 0 && c.augment.erase <= 1, "erase must be a probability in [0, 1]; for example 0.25");
   need(c.mean.size() == c.std.size(), "give as many mean values as std values (one per channel)");
   for (float s : c.std) need(s > 0, "every std value must be positive");
   need(c.layer_decay > 0 && c.layer_decay <= 1, "layer_decay must be in (0, 1] (1 = off); for example 0.75");
@@ -73,7 +81,9 @@ nlohmann::json to_json(const TrainConfig& c) {
            {{"hflip", c.augment.hflip},
             {"rotation", c.augment.rotation},
             {"zoom", c.augment.zoom},
-            {"translate", c.augment.translate}}},
+            {"translate", c.augment.translate},
+            {"crop", c.augment.crop},
+            {"erase", c.augment.erase}}},
           {"mean", c.mean},
           {"std", c.std},
           {"log_every", c.log_every},
@@ -105,6 +115,8 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
       c.augment.rotation = a.value("rotation", 0.0);
       c.augment.zoom = a.value("zoom", 0.0);
       c.augment.translate = a.value("translate", 0.0);
+      c.augment.crop = a.value("crop", 0);
+      c.augment.erase = a.value("erase", 0.0);
     }
     c.mean = j.value("mean", c.mean);
     c.std = j.value("std", c.std);

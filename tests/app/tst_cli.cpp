@@ -103,8 +103,15 @@ class TstCli : public QObject {
     QTemporaryDir tmp;
     const QString run = tmp.filePath("run");
     const auto r = run_vit({"train", "--dim", "16", "--depth", "1", "--heads", "2", "--patch-size",
-                            "7", "--max-steps", "3", "--batch-size", "32", "--out", run, "--json"});
+                            "7", "--max-steps", "3", "--batch-size", "32", "--out", run, "--json",
+                            "--augment", "crop", "--erase", "0.3"});
     QVERIFY2(r.code == 0, r.err.constData());
+    QFile config(run + "/config.json");  // the preset and the override both reach the run's record
+    QVERIFY(config.open(QIODevice::ReadOnly));
+    const auto augment = QJsonDocument::fromJson(config.readAll()).object()["train"].toObject()["augment"].toObject();
+    QCOMPARE(augment["crop"].toInt(), 4);  // 28 px: 1/8 of the side, rounded
+    QVERIFY(augment["hflip"].toBool());
+    QCOMPARE(augment["erase"].toDouble(), 0.3);
     const auto lines = r.out.trimmed().split('\n');
     const auto o = QJsonDocument::fromJson(lines.last()).object();
     for (const char* key : {"run_dir", "epochs", "steps", "test_accuracy", "test_top5_accuracy",
@@ -134,6 +141,7 @@ class TstCli : public QObject {
     QTest::newRow("bad lr") << QStringList{"train", "--lr", "-1"} << "lr";
     QTest::newRow("unknown data set kind") << QStringList{"train", "--dataset", "mnist:/x"} << "mnist";
     QTest::newRow("unknown augment") << QStringList{"train", "--augment", "heavy"} << "--augment";
+    QTest::newRow("erase above 1") << QStringList{"train", "--erase", "1.5"} << "--erase";
     QTest::newRow("resume and out") << QStringList{"train", "--resume", "a", "--out", "b"} << "--resume";
     QTest::newRow("eval without run") << QStringList{"eval"} << "--run";
   }

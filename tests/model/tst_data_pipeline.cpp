@@ -93,6 +93,99 @@ class TstDataPipeline : public QObject {
     QVERIFY(mirrored > 5 && same > 5);  // both happen, about half each
   }
 
+  void cropShiftsWholePixelsWithBlackBorder() {
+    // torchvision RandomCrop(S, padding=3): the output is the source moved by (dx, dy) in
+    // [-3, 3]^2, exact, with black (0, normalized) where the image runs out.
+    const int S = 10, pad = 3;
+    std::vector<uint8_t> src(S * S);
+    for (int i = 0; i < S * S; ++i) src[i] = uint8_t(1 + i * 2);  // no zero inside the image
+    vit::AugmentConfig crop;
+    crop.crop = pad;
+    const vit::Normalization n{{0.2f}, {0.5f}};
+    std::set<std::pair<int, int>> seen;
+    for (uint64_t seed = 0; seed < 300; ++seed) {
+      std::vector<float> out(S * S);
+      vit::prepare_image(src.data(), 1, S, S, S, n, crop, seed, out.data());
+      int found = 0;
+      for (int dy = -pad; dy <= pad; ++dy)
+        for (int dx = -pad; dx <= pad; ++dx) {
+          bool match = true;
+          for (int y = 0; y < S && match; ++y)
+            for (int x = 0; x < S && match; ++x) {
+              const int sy = y + dy, sx = x + dx;
+              const float pixel = sy < 0 || sy >= S || sx < 0 || sx >= S ? 0.0f : src[sy * S + sx];
+              match = std::abs(out[y * S + x] - (pixel / 255.0f - 0.2f) / 0.5f) < 1e-5;
+            }
+          if (match) {
+            ++found;
+            seen.insert({dx, dy});
+          }
+        }
+      QVERIFY2(found == 1, qPrintable(QString("seed %1 matches %2 shifts").arg(seed).arg(found)));
+    }
+    QCOMPARE(int(seen.size()), (2 * pad + 1) * (2 * pad + 1));  // every shift, the zero one too
+  }
+
+  void erasingBlanksOneRectangleToTheMean() {
+    // Random erasing with probability 1: exactly one rectangle of 2-40% of the image (aspect
+    // 0.3-3.3) becomes 0, the normalized mean; every other pixel is untouched.
+    const int S = 28;
+    std::vector<uint8_t> src(S * S);
+    for (int i = 0; i < S * S; ++i) src[i] = uint8_t(100 + i % 100);  // never the mean below
+    const vit::Normalization n{{0.1f}, {0.3f}};
+    std::vector<float> plain(S * S);
+    vit::prepare_image(src.data(), 1, S, S, S, n, {}, 0, plain.data());
+    vit::AugmentConfig erase;
+    erase.erase = 1.0;
+    std::set<int> areas;
+    for (uint64_t seed = 0; seed < 100; ++seed) {
+      std::vector<float> out(S * S);
+      vit::prepare_image(src.data(), 1, S, S, S, n, erase, seed, out.data());
+      int x0 = S, y0 = S, x1 = -1, y1 = -1, zeros = 0;
+      for (int y = 0; y < S; ++y)
+        for (int x = 0; x < S; ++x) {
+          if (out[y * S + x] == 0.0f) {
+            ++zeros;
+            x0 = std::min(x0, x), y0 = std::min(y0, y), x1 = std::max(x1, x), y1 = std::max(y1, y);
+          } else {
+            QCOMPARE(out[y * S + x], plain[y * S + x]);
+          }
+        }
+      const int w = x1 - x0 + 1, h = y1 - y0 + 1;
+      QCOMPARE(zeros, w * h);  // one solid rectangle
+      QVERIFY2(zeros >= 0.02 * S * S - 2 * S && zeros <= 0.4 * S * S + 2 * S, qPrintable(QString::number(zeros)));
+      QVERIFY(double(h) / w > 0.2 && double(h) / w < 5.0);
+      areas.insert(zeros);
+    }
+    QVERIFY(areas.size() > 20);  // sizes vary
+    erase.erase = 0.5;           // and with probability 1/2 about half the images keep every pixel
+    int kept = 0;
+    for (uint64_t seed = 0; seed < 200; ++seed) {
+      std::vector<float> out(S * S);
+      vit::prepare_image(src.data(), 1, S, S, S, n, erase, seed, out.data());
+      kept += out == plain;
+    }
+    QVERIFY2(kept > 70 && kept < 130, qPrintable(QString::number(kept)));
+  }
+
+  void augmentSettingsSurviveConfigJsonAndAreValidated() {
+    vit::TrainConfig c;
+    c.augment.hflip = true;
+    c.augment.crop = 3;
+    c.augment.erase = 0.25;
+    const auto back = vit::train_config_from_json(vit::to_json(c)).augment;  // config.json
+    QVERIFY(back.hflip);
+    QCOMPARE(back.crop, 3);
+    QCOMPARE(back.erase, 0.25);
+    QVERIFY(vit::validate(c).empty());
+    c.augment.crop = -1;
+    c.augment.erase = 1.5;
+    const auto errors = vit::validate(c);
+    QCOMPARE(int(errors.size()), 2);
+    QVERIFY2(QString::fromStdString(errors[0]).contains("crop"), errors[0].c_str());
+    QVERIFY2(QString::fromStdString(errors[1]).contains("erase"), errors[1].c_str());
+  }
+
   void augmentationPresetsByName() {
     const auto flip = vit::augmentation_preset("flip", 28);  // mirror only: exact, no resampling
     QVERIFY(flip.hflip);
@@ -101,6 +194,10 @@ class TstDataPipeline : public QObject {
     QCOMPARE(flip.zoom, 0.0);
     const auto light = vit::augmentation_preset("light", 28);
     QVERIFY(light.hflip && light.translate > 0);
+    const auto crop = vit::augmentation_preset("crop", 32);  // CIFAR: RandomCrop(32, padding=4)
+    QVERIFY(crop.hflip);
+    QCOMPARE(crop.crop, 4);
+    QCOMPARE(crop.translate, 0.0);
     QVERIFY(!vit::augmentation_preset("default", 28).enabled());  // small inputs: none
     QVERIFY(vit::augmentation_preset("default", 72).zoom > 0);    // the Keras example's set
     for (const auto& name : vit::augmentation_preset_names())

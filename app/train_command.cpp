@@ -228,7 +228,7 @@ void add_train_command(CLI::App& app, SetAction set_action) {
   cmd->add_option("--grad-clip", t.grad_clip, "Max gradient norm (0 = off)")->capture_default_str();
   cmd->add_option("--val-fraction", t.val_fraction, "Validation share of the training set")->capture_default_str();
   cmd->add_option("--seed", t.seed, "Random seed")->capture_default_str();
-  cmd->add_option("--augment", o->augment, "none | flip | light (flip + shift) | crop (flip + padded random crop) | keras (flip, rotate, zoom); default: none up to 32 px, else keras")
+  cmd->add_option("--augment", o->augment, "none | flip | light (flip + shift) | crop (flip + padded random crop) | keras (flip, rotate, zoom); default: 1-pixel random crop up to 32 px, else keras")
       ->capture_default_str();
   cmd->add_option("--crop", o->crop, "Random crop after zero padding of N pixels (overrides the --augment preset's)")
       ->check(CLI::Range(0, 64));
@@ -241,6 +241,10 @@ void add_train_command(CLI::App& app, SetAction set_action) {
                   "data: each thread trains a shard of the batch (faster for small ViTs); ops: "
                   "every op is split across the threads")
       ->check(CLI::IsMember({"data", "ops"}))
+      ->capture_default_str();
+  cmd->add_option("--precision", t.precision,
+                  "fp32 | bf16 (mixed: bf16 matrix products, float weights) | auto: bf16 where the CPU has native bf16")
+      ->check(CLI::IsMember(precision_names()))
       ->capture_default_str();
   cmd->add_option("--out", o->out, "Run directory (default runs/<preset>-<time>)");
   cmd->add_option("--resume", o->resume, "Continue the run in this directory");

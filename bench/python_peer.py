@@ -6,7 +6,9 @@ embedding, class token, pre-norm blocks with fused qkv, GELU MLP, final LayerNor
 trained with AdamW + cross-entropy with label smoothing + grad-norm clipping on random tensors, so
 that only the training step is timed (data loading excluded), as `vit train` reports it.
 
-Usage: python_peer.py --preset keras-cifar --batch-size 256 --steps 20 [--threads 2]
+Usage: python_peer.py --preset keras-cifar --batch-size 256 --steps 20 [--threads 2] [--bf16]
+--bf16 runs the forward pass under torch.autocast("cpu", dtype=torch.bfloat16), as
+`vit train --precision bf16` does; the loss, weights and optimizer stay float.
 Prints one JSON line: images_per_second, seconds_per_step, params.
 Run it with GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
 (bench/train_vs_python.sh does) so glibc does not unmap and re-fault buffers every step.
@@ -91,6 +93,7 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--bf16", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads or len(__import__("os").sched_getaffinity(0)))
     torch.manual_seed(0)
@@ -104,7 +107,9 @@ def main():
     times = []
     for step in range(args.warmup + args.steps):
         t0 = time.perf_counter()
-        loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -114,6 +119,7 @@ def main():
             times.append(time.perf_counter() - t0)
     per_step = sum(times) / len(times)
     print(json.dumps({"peer": "python3-torch " + torch.__version__, "preset": args.preset,
+                      "precision": "bf16" if args.bf16 else "fp32",
                       "threads": torch.get_num_threads(), "batch_size": args.batch_size,
                       "steps": len(times), "seconds_per_step": per_step,
                       "images_per_second": args.batch_size / per_step,

@@ -2,9 +2,11 @@
 # Training throughput of `vit train` against Debian's python3-torch on the same model, side by side
 # on this machine. Prints both figures, the ratio and the achieved GFLOP/s. Never fails on a time.
 #
-#   bench/train_vs_python.sh [preset=keras-cifar] [steps=20] [batch=256]
+#   bench/train_vs_python.sh [preset=keras-cifar] [steps=20] [batch=256] [precision=fp32]
 #
-# Both sides: fp32, AdamW, label smoothing 0.1, grad clipping 1.0, dropout from the preset, the
+# precision bf16: both sides under CPU autocast to bfloat16 (torch.autocast("cpu") in Python,
+# `--precision bf16` here), weights and optimizer in float.
+# Both sides: AdamW, label smoothing 0.1, grad clipping 1.0, dropout from the preset, the
 # default thread count (one per core). The C++ side runs the real CLI on a CIFAR-10-format
 # directory of random images (data loading excluded from its images/s, as in the Python peer).
 # The Python peer gets GLIBC_TUNABLES (mmap_max=0, huge trim threshold), its best setting here;
@@ -14,6 +16,8 @@ cd "$(dirname "$0")/.."
 preset=${1:-keras-cifar}
 steps=${2:-20}
 batch=${3:-256}
+precision=${4:-fp32}
+case "$precision" in fp32) bf16_flag=() ;; bf16) bf16_flag=(--bf16) ;; *) echo "precision: fp32 or bf16" >&2; exit 2 ;; esac
 vit=${VIT:-build/app/vit}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -35,16 +39,16 @@ PY
 
 flops=$("$vit" summary --preset "$preset" --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["flops"])')
 cpp=$("$vit" train --preset "$preset" --dataset "cifar10:$work/cifar" --batch-size "$batch" \
-      --max-steps "$steps" --augment none --out "$work/run" --json 2>/dev/null | tail -n 1)
+      --max-steps "$steps" --augment none --precision "$precision" --out "$work/run" --json 2>/dev/null | tail -n 1)
 py=$(GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736 \
-     /usr/bin/python3 bench/python_peer.py --preset "$preset" --batch-size "$batch" --steps "$steps")
+     /usr/bin/python3 bench/python_peer.py --preset "$preset" --batch-size "$batch" --steps "$steps" "${bf16_flag[@]}")
 
-/usr/bin/python3 - "$cpp" "$py" "$flops" "$preset" "$batch" <<'PY'
+/usr/bin/python3 - "$cpp" "$py" "$flops" "$preset" "$batch" "$precision" <<'PY'
 import json, sys
 cpp, py, flops = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
 c, p = cpp["images_per_second"], py["images_per_second"]
 g = lambda ips: 3 * flops * ips / 1e9  # forward + backward ~ 3x forward FLOPs
-print(f"preset {sys.argv[4]}, batch {sys.argv[5]}, fp32, {py['threads']} threads")
+print(f"preset {sys.argv[4]}, batch {sys.argv[5]}, {sys.argv[6]}, {py['threads']} threads")
 print(f"  vit train (C++)      : {c:8.1f} images/s  {g(c):6.1f} GFLOP/s")
 print(f"  python3-torch (peer) : {p:8.1f} images/s  {g(p):6.1f} GFLOP/s  ({py['peer']})")
 print(f"  ratio C++ / Python   : {c / p:8.2f}x")

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include <torch/optim/adamw.h>
+
 #include "vit.h"
 
 namespace vit {
@@ -41,8 +43,35 @@ struct StepOutput {
   torch::Tensor logits;  // (B, classes), detached
   double loss = 0;       // batch mean
 };
+// bf16: mixed precision, LibTorch's CPU autocast on every shard's thread for the forward pass
+// (matrix products in bfloat16 with float accumulation; weights, gradients and the optimizer
+// stay float). See TrainConfig::precision.
 StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::Tensor>& params,
                             const torch::Tensor& images, const torch::Tensor& labels,
-                            double label_smoothing, int shards);
+                            double label_smoothing, int shards, bool bf16 = false);
+
+// The serial end of a step, spread over `threads` threads by parameter (each parameter's
+// arithmetic stays on one thread, in LibTorch's order, so the numbers are those of the serial
+// calls): with 2 shards the second core otherwise idles through ~60 small ops per parameter
+// group, about a quarter of a small ViT's step.
+// torch::nn::utils::clip_grad_norm_ (L2): returns the total norm before clipping.
+double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm, int threads);
+// torch::optim::AdamW::step() of LibTorch 1.13 (decoupled decay, bias correction, no amsgrad),
+// on the optimizer's own state, so checkpoints and resume are unchanged.
+void adamw_step(torch::optim::AdamW& optimizer, int threads);
+
+// While alive, LibTorch's CPU autocast to bfloat16 is on for the calling thread (autocast state is
+// thread-local); when `on` is false it does nothing. Clears autocast's weight cache on exit.
+class Bf16AutocastScope {
+ public:
+  explicit Bf16AutocastScope(bool on);
+  ~Bf16AutocastScope();
+  Bf16AutocastScope(const Bf16AutocastScope&) = delete;
+  Bf16AutocastScope& operator=(const Bf16AutocastScope&) = delete;
+
+ private:
+  bool on_, was_enabled_ = false;
+  at::ScalarType old_dtype_ = at::kBFloat16;
+};
 
 }  // namespace vit

@@ -15,6 +15,11 @@
 
 namespace vit {
 
+bool cpu_has_fast_bf16() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+}
+
 int available_cores() {
   cpu_set_t set;
   CPU_ZERO(&set);

@@ -1,5 +1,7 @@
 #include "train_config.h"
 
+#include "runtime.h"
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -7,7 +9,11 @@ namespace vit {
 
 AugmentConfig augmentation_preset(const std::string& name, int image_size) {
   AugmentConfig a;
-  if (name == "none" || (name == "default" && image_size <= 32)) return a;
+  if (name == "none") return a;
+  if (name == "default" && image_size <= 32) {
+    a.crop = 1;
+    return a;
+  }
   if (name == "flip") {
     a.hflip = true;
     return a;
@@ -36,6 +42,16 @@ const std::vector<std::string>& augmentation_preset_names() {
   return names;
 }
 
+std::string resolve_precision(const std::string& precision) {
+  if (precision == "auto") return cpu_has_fast_bf16() ? "bf16" : "fp32";
+  return precision;
+}
+
+const std::vector<std::string>& precision_names() {
+  static const std::vector<std::string> names{"auto", "fp32", "bf16"};
+  return names;
+}
+
 std::vector<std::string> validate(const TrainConfig& c) {
   std::vector<std::string> errors;
   auto need = [&](bool ok, const std::string& message) {
@@ -60,6 +76,8 @@ std::vector<std::string> validate(const TrainConfig& c) {
   need(c.augment.erase >= 0 && c.augment.erase <= 1, "erase must be a probability in [0, 1]; for example 0.25");
   need(c.mean.size() == c.std.size(), "give as many mean values as std values (one per channel)");
   for (float s : c.std) need(s > 0, "every std value must be positive");
+  need(std::find(precision_names().begin(), precision_names().end(), c.precision) != precision_names().end(),
+       "precision must be auto, fp32 or bf16 (got '" + c.precision + "')");
   need(c.layer_decay > 0 && c.layer_decay <= 1, "layer_decay must be in (0, 1] (1 = off); for example 0.75");
   need(!c.freeze_backbone || !c.init_weights.empty(), "freeze_backbone needs init_weights: pretrained weights to keep");
   return errors;
@@ -92,7 +110,8 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"init_weights", c.init_weights},
           {"freeze_backbone", c.freeze_backbone},
           {"layer_decay", c.layer_decay},
-          {"data_parallel", c.data_parallel}};
+          {"data_parallel", c.data_parallel},
+          {"precision", c.precision}};
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& j) {
@@ -127,6 +146,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.freeze_backbone = j.value("freeze_backbone", c.freeze_backbone);
     c.layer_decay = j.value("layer_decay", c.layer_decay);
     c.data_parallel = j.value("data_parallel", c.data_parallel);
+    c.precision = j.value("precision", std::string("fp32"));  // runs from before the setting
   } catch (const nlohmann::json::exception& e) {
     throw std::invalid_argument(std::string("bad training config: ") + e.what());
   }

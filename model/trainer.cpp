@@ -180,6 +180,8 @@ TrainResult train(const ViTConfig& model_config_in, const TrainConfig& train_con
 
   check(model_config);
   if (auto errors = validate(tc); !errors.empty()) throw std::invalid_argument(errors.front());
+  tc.precision = resolve_precision(tc.precision);  // config.json records what ran
+  const bool bf16 = tc.precision == "bf16";
   const Dataset& full = data.train;
   if (full.size() < 2) throw std::invalid_argument("the training set needs at least 2 images");
   if (int64_t(full.classes.size()) != model_config.num_classes)
@@ -320,6 +322,7 @@ TrainResult train(const ViTConfig& model_config_in, const TrainConfig& train_con
   for (const auto& p : model->parameters())
     if (p.requires_grad()) params.push_back(p);
   const int shards = shard_count(tc.data_parallel, tc.batch_size);
+  if (bf16) say("mixed precision: bf16 matrix products, float weights and optimizer");
   if (shards > 1)
     say("data parallel: each batch of " + std::to_string(tc.batch_size) + " runs as " +
         std::to_string(shards) + " shards on " + std::to_string(shards) + " threads");
@@ -351,7 +354,7 @@ TrainResult train(const ViTConfig& model_config_in, const TrainConfig& train_con
 
       const auto t0 = Clock::now();
       const auto step = forward_backward(model, params, batch->images, batch->labels,
-                                         tc.label_smoothing, shards);
+                                         tc.label_smoothing, shards, bf16);
       const double loss_value = step.loss;
       if (!std::isfinite(loss_value)) {
         std::ostringstream m;
@@ -365,8 +368,9 @@ TrainResult train(const ViTConfig& model_config_in, const TrainConfig& train_con
         stop = true;
         break;
       }
-      if (tc.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, tc.grad_clip);
-      optimizer.step();
+      // Both as LibTorch's clip_grad_norm_ and AdamW::step, spread over the shards' threads.
+      if (tc.grad_clip > 0) clip_grad_norm(params, tc.grad_clip, shards);
+      adamw_step(optimizer, shards);
       // Throughput leaves out the first step of a call: it pays one-time allocations and the
       // OpenMP pool start, which would skew short benchmark runs.
       if (steps_this_call > 0) {

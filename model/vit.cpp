@@ -52,19 +52,13 @@ RandomStreamScope::~RandomStreamScope() {
   t_stream_state = saved_state_;
 }
 
-torch::Tensor dropout_mask(at::IntArrayRef sizes, double p) {
-  // torch::dropout draws each element with bernoulli_ through CPUGeneratorImpl::random64, ~20% of a
-  // small-ViT training step here. We take one 64-bit seed from LibTorch's default generator (so
-  // torch::manual_seed still makes runs reproducible) and fill the mask from splitmix64 streams,
-  // one per chunk of 16k elements, in parallel: the same seed gives the same mask at any thread
-  // count.
-  auto mask = torch::empty(sizes, torch::kFloat32);
-  float* m = mask.data_ptr<float>();
-  const int64_t n = mask.numel();
-  const uint64_t seed = next_mask_seed();
+namespace {
+
+template <typename T>
+void fill_dropout_mask(T* m, int64_t n, double p, uint64_t seed) {
   // Keep an element when its 24-bit uniform draw is >= p * 2^24.
   const uint32_t threshold = static_cast<uint32_t>(p * double(1 << 24));
-  const float keep_scale = static_cast<float>(1.0 / (1.0 - p));
+  const T keep = static_cast<T>(static_cast<float>(1.0 / (1.0 - p))), drop = static_cast<T>(0.0f);
   constexpr int64_t kChunk = 1 << 14;
   at::parallel_for(0, (n + kChunk - 1) / kChunk, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
@@ -73,11 +67,28 @@ torch::Tensor dropout_mask(at::IntArrayRef sizes, double p) {
       for (int64_t i = lo; i < hi; i += 2) {
         // splitmix64: one 64-bit draw gives two 24-bit uniforms.
         const uint64_t z = splitmix64(state);
-        m[i] = uint32_t(z & 0xffffff) >= threshold ? keep_scale : 0.0f;
-        if (i + 1 < hi) m[i + 1] = uint32_t((z >> 32) & 0xffffff) >= threshold ? keep_scale : 0.0f;
+        m[i] = uint32_t(z & 0xffffff) >= threshold ? keep : drop;
+        if (i + 1 < hi) m[i + 1] = uint32_t((z >> 32) & 0xffffff) >= threshold ? keep : drop;
       }
     }
   });
+}
+
+}  // namespace
+
+torch::Tensor dropout_mask(at::IntArrayRef sizes, double p, at::ScalarType dtype) {
+  // torch::dropout draws each element with bernoulli_ through CPUGeneratorImpl::random64, ~20% of a
+  // small-ViT training step here. We take one 64-bit seed from LibTorch's default generator (so
+  // torch::manual_seed still makes runs reproducible) and fill the mask from splitmix64 streams,
+  // one per chunk of 16k elements, in parallel: the same seed gives the same mask at any thread
+  // count.
+  if (dtype != at::kFloat && dtype != at::kBFloat16) return dropout_mask(sizes, p).to(dtype);
+  auto mask = torch::empty(sizes, torch::TensorOptions().dtype(dtype));
+  const uint64_t seed = next_mask_seed();
+  if (dtype == at::kFloat)
+    fill_dropout_mask(mask.data_ptr<float>(), mask.numel(), p, seed);
+  else
+    fill_dropout_mask(mask.data_ptr<at::BFloat16>(), mask.numel(), p, seed);
   return mask;
 }
 
@@ -85,13 +96,13 @@ namespace {
 
 torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
   if (!training || p <= 0.0) return x;
-  return x * dropout_mask(x.sizes(), p);  // the mask is a constant: autograd scales the gradient
+  return x * dropout_mask(x.sizes(), p, x.scalar_type());  // a constant: autograd scales the gradient
 }
 
 // Stochastic depth (Huang et al. 2016): drop a whole residual branch per sample, scale the rest.
 torch::Tensor drop_path(const torch::Tensor& x, double p, bool training) {
   if (!training || p <= 0.0) return x;
-  return x * dropout_mask({x.size(0), 1, 1}, p);  // (B, 1, 1): 0 or 1 / (1 - p) per sample
+  return x * dropout_mask({x.size(0), 1, 1}, p, x.scalar_type());  // (B, 1, 1): 0 or 1 / (1 - p) per sample
 }
 
 // Normal(mean, std) truncated to [a, b] by inverse-CDF sampling, as timm's trunc_normal_ (which

@@ -95,10 +95,12 @@ struct VisionTransformerImpl : torch::nn::Module {
 };
 TORCH_MODULE(VisionTransformer);
 
-// Inverted-dropout mask for CPU float tensors: each element is 0 with probability p, else
-// 1 / (1 - p). One 64-bit seed per mask, from LibTorch's default generator (or from the calling
-// thread's RandomStreamScope); much cheaper than torch::dropout's per-element bernoulli draw.
-torch::Tensor dropout_mask(at::IntArrayRef sizes, double p);
+// Inverted-dropout mask for CPU tensors: each element is 0 with probability p, else 1 / (1 - p).
+// One 64-bit seed per mask, from LibTorch's default generator (or from the calling thread's
+// RandomStreamScope); much cheaper than torch::dropout's per-element bernoulli draw. dtype is
+// float or bfloat16 (bf16 mixed precision: a float mask would promote x * mask back to float);
+// the same seed gives the same zeros in either.
+torch::Tensor dropout_mask(at::IntArrayRef sizes, double p, at::ScalarType dtype = at::kFloat);
 
 // While alive, dropout and stochastic-depth masks made on this thread take their seeds from a
 // private stream started at `seed` instead of the shared default generator. Data-parallel

@@ -185,22 +185,23 @@ ViTConfig keras_cifar() {
 }
 
 ViTConfig fmnist_small() {
-  // Fashion-MNIST (28x28x1): 7x7 patches -> 16 tokens + [CLS], dim 96, 4 blocks of 3 heads, the
-  // head on the mean of the patch tokens. Chosen for accuracy per minute on two cores with
-  // data-parallel training (~2,500 images/s): 20 epochs fit in the 10-minute budget. Measured
-  // (test top-1, README "Fashion-MNIST today"): class-token head 89.1% after 12 epochs; mean
-  // pooling 89.6% (12 epochs, no dropout) and 89.8% (20 epochs, dropout 0.1); 4x4 patches with
-  // dim 64 ran at ~60% of the speed and were behind after 11 epochs (val 88.6% against 89.1%).
+  // Fashion-MNIST (28x28x1): 7x7 patches -> 16 tokens + [CLS], dim 128, 4 blocks of 4 heads, MLP
+  // 256, no dropout, the head on the mean of the patch tokens. Chosen for test accuracy within
+  // 10 minutes on two cores, trained with bf16 mixed precision and data parallelism (~3,000
+  // images/s) and a 1-pixel random crop (TrainConfig defaults). Measured (test top-1, README
+  // "Fashion-MNIST today"): dim 96 with dropout 0.1, fp32, no augmentation, 20 epochs 89.8%;
+  // same with bf16, crop 1 and 38 epochs 90.6%; this model, 30 epochs 91.0%. 4x4 patches (49
+  // tokens) learned no faster per epoch at ~40% of the speed.
   ViTConfig c;
   c.image_size = 28;
   c.patch_size = 7;
   c.in_channels = 1;
   c.num_classes = 10;
-  c.dim = 96;
+  c.dim = 128;
   c.depth = 4;
-  c.heads = 3;
-  c.mlp_hidden = 192;
-  c.dropout = 0.1;
+  c.heads = 4;
+  c.mlp_hidden = 256;
+  c.dropout = 0.0;
   c.pool = Pool::Mean;
   return c;
 }

@@ -103,6 +103,7 @@ class ConfigPanel : public QWidget {
   QPushButton* browseInit_;
   QCheckBox* freezeBackbone_;
   QCheckBox* dataParallel_;
+  QComboBox* precision_;
   QDoubleSpinBox* layerDecay_;
   QString initError_;
   QLabel* summaryError_;

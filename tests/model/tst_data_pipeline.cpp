@@ -198,7 +198,9 @@ class TstDataPipeline : public QObject {
     QVERIFY(crop.hflip);
     QCOMPARE(crop.crop, 4);
     QCOMPARE(crop.translate, 0.0);
-    QVERIFY(!vit::augmentation_preset("default", 28).enabled());  // small inputs: none
+    const auto small = vit::augmentation_preset("default", 28);  // small inputs: a 1-pixel crop only
+    QCOMPARE(small.crop, 1);
+    QVERIFY(!small.hflip && small.translate == 0 && small.erase == 0);
     QVERIFY(vit::augmentation_preset("default", 72).zoom > 0);    // the Keras example's set
     for (const auto& name : vit::augmentation_preset_names())
       (void)vit::augmentation_preset(name, 28);  // every listed name is accepted

@@ -1,6 +1,7 @@
 // The trainer on a tiny model and a tiny synthetic data set: learning, the run directory,
 // stop/pause/resume, checkpoints, NaN handling.
 #include <torch/torch.h>  // torch before any Qt header: Qt's `slots` macro breaks LibTorch headers
+#include <ATen/autocast_mode.h>
 
 #include <QtTest>
 
@@ -208,6 +209,81 @@ class TstTrainer : public QObject {
     }
     // The comparison above means something only for a gradient that is not zero.
     QVERIFY(g1[0].abs().sum().item<double>() > 0);
+  }
+
+  // The trainer's clipping and AdamW step run spread over the shards' threads; they must give
+  // LibTorch's clip_grad_norm_ and AdamW::step bit for bit (same arithmetic per parameter), with
+  // two parameter groups (decay and none) and the optimizer state created on the first step.
+  void parallelClipAndAdamWMatchLibTorch() {
+    ThreadsForTest threads(2);
+    torch::manual_seed(4);
+    std::vector<torch::Tensor> a, b;
+    for (auto shape : std::vector<std::vector<int64_t>>{{16, 8}, {8}, {3, 4, 5}, {1}, {7, 7}}) {
+      a.push_back(torch::randn(shape).requires_grad_());
+      b.push_back(a.back().detach().clone().requires_grad_());
+    }
+    auto make = [](std::vector<torch::Tensor>& p) {
+      std::vector<torch::optim::OptimizerParamGroup> groups;
+      groups.emplace_back(std::vector<torch::Tensor>{p[0], p[2], p[4]},
+                          std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(3e-3).weight_decay(0.05)));
+      groups.emplace_back(std::vector<torch::Tensor>{p[1], p[3]},
+                          std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(3e-3).weight_decay(0.0)));
+      return torch::optim::AdamW(std::move(groups), torch::optim::AdamWOptions(3e-3));
+    };
+    auto ours = make(b), theirs = make(a);
+    const auto start = a[0].detach().clone();
+    for (int step = 0; step < 4; ++step) {
+      for (size_t i = 0; i < a.size(); ++i) {
+        const auto g = torch::randn(a[i].sizes()) * (step + 1);  // norms above and below the clip
+        a[i].mutable_grad() = g.clone();
+        b[i].mutable_grad() = g.clone();
+      }
+      const double n1 = torch::nn::utils::clip_grad_norm_(a, 5.0);
+      const double n2 = vit::clip_grad_norm(b, 5.0, 2);
+      QCOMPARE(n2, n1);
+      theirs.step();
+      vit::adamw_step(ours, 2);
+      for (size_t i = 0; i < a.size(); ++i) {
+        QVERIFY2(torch::equal(a[i].grad(), b[i].grad()), ("clipped gradient " + std::to_string(i)).c_str());
+        QVERIFY2(torch::equal(a[i], b[i]), ("step " + std::to_string(step) + ", parameter " + std::to_string(i)).c_str());
+      }
+    }
+    QVERIFY(!torch::equal(a[0], start));  // the comparison is of weights that moved
+    QCOMPARE(ours.state().size(), theirs.state().size());
+  }
+
+  // bf16 mixed precision: the matrix products run in bfloat16 (8-bit mantissa, ~0.4% per
+  // rounding), weights and gradients stay float, and the gradient is the float one to within a
+  // few percent, on one shard and on two.
+  void bf16GradientsAreCloseToFloat() {
+    ThreadsForTest threads(2);
+    auto cfg = tiny_model();
+    cfg.num_classes = 5;
+    cfg.dropout = 0.2;  // bf16 activations get bf16 dropout masks
+    torch::manual_seed(3);
+    vit::VisionTransformer model(cfg);
+    model->train();
+    const auto params = all_parameters(model);
+    const auto images = torch::randn({12, 1, 8, 8});
+    const auto labels = torch::randint(0, 5, {12}, torch::kLong);
+    auto flat_grads = [&](int shards, bool bf16) {
+      torch::manual_seed(9);  // the same dropout masks in every pass
+      const auto out = vit::forward_backward(model, params, images, labels, 0.1, shards, bf16);
+      std::vector<torch::Tensor> flat;
+      for (const auto& g : gradients(params)) {
+        if (g.scalar_type() != torch::kFloat) throw std::runtime_error("a gradient is not float");
+        flat.push_back(g.flatten());
+      }
+      if (out.logits.scalar_type() != torch::kFloat) throw std::runtime_error("logits are not float");
+      return torch::cat(flat);
+    };
+    for (int shards : {1, 2}) {
+      const auto fp32 = flat_grads(shards, false), bf16 = flat_grads(shards, true);
+      const double rel = ((bf16 - fp32).norm() / fp32.norm()).item<double>();
+      QVERIFY2(rel < 0.05, (std::to_string(shards) + " shard(s): relative difference " + std::to_string(rel)).c_str());
+      QVERIFY2(rel > 1e-5, "bf16 gave the float gradient bit for bit: autocast did not run");
+      QVERIFY(!at::autocast::is_cpu_enabled());  // the scope ended with the pass
+    }
   }
 
   // With dropout and stochastic depth the shards draw their masks from seeds taken in shard

@@ -218,6 +218,13 @@ class TstVit : public QObject {
     const auto flat = a.flatten().eq(0);
     const double pairs = flat.slice(0, 0, -1).logical_and(flat.slice(0, 1)).to(torch::kFloat64).mean().item<double>();
     QVERIFY2(std::abs(pairs - 0.0625) < 0.003, std::to_string(pairs).c_str());
+    // bf16 masks (mixed precision): the same seed drops the same elements, so that x * mask
+    // stays bf16 without changing which activations are dropped.
+    torch::manual_seed(5);
+    const auto b = vit::dropout_mask({1000, 1000}, 0.25, torch::kBFloat16);
+    QCOMPARE(b.scalar_type(), torch::kBFloat16);
+    QVERIFY(torch::equal(b.eq(0), a.eq(0)));
+    QVERIFY(std::abs(b.to(torch::kFloat).max().item<double>() - 1.0 / 0.75) < 0.01);  // bf16 rounding
   }
 
   void everyParameterGetsAGradient() {

@@ -96,9 +96,12 @@ class TestUiWidgets : public QObject {
     qobject_cast<QComboBox*>(a.field("augmentation"))->setCurrentText("light");
     QVERIFY(a.trainConfig().data_parallel);  // the default
     qobject_cast<QCheckBox*>(a.field("data_parallel"))->setChecked(false);
+    QCOMPARE(a.trainConfig().precision, std::string("auto"));  // the default
+    qobject_cast<QComboBox*>(a.field("precision"))->setCurrentText("fp32");
     ConfigPanel b;
     QVERIFY(b.restoreState(a.saveState()));
     QVERIFY(!b.trainConfig().data_parallel);
+    QCOMPARE(b.trainConfig().precision, std::string("fp32"));
     QCOMPARE(b.modelConfig().depth, 6);
     QCOMPARE(b.trainConfig().weight_decay, 0.1);
     QCOMPARE(b.augmentation(), QString("light"));

@@ -121,8 +121,7 @@ int run_train(TrainOptions o) {
   }
   o.train.augment = augmentation(o.augment, model);
   if (o.crop >= 0) o.train.augment.crop = o.crop;
-  if (o.erase >= 0) o.train.augment.erase = o.erase;
-  if (auto errors = validate(o.train); !errors.empty()) throw UsageError(errors.front());
+  if (o.erase >= 0) o.train.augment.erase = o.erase;  // both range-checked by CLI11 above
 
   std::signal(SIGINT, on_sigint);
   std::signal(SIGTERM, on_sigint);

@@ -5,9 +5,9 @@
 
 #include "datasets.h"
 #include "inference.h"
-#include "run_log.h"
+#include "run_dir.h"
 #include "runtime.h"
-#include "weights_io.h"
+#include "weights_import.h"
 
 #include "inspector.h"
 
@@ -68,6 +68,7 @@ struct Inspector::Impl {
   std::atomic<int> nextRequest{1};
   std::atomic<int> latestInspect{0}, latestPatch{0};
   std::atomic<bool> hasModel{false};
+  std::atomic<int> evaluationGeneration{0};  // evaluations started before a cancel see it change
 
   // Worker-thread state.
   std::optional<vit::Predictor> predictor;
@@ -169,7 +170,7 @@ void Inspector::load(const QString& weights) {
       QString runDir;
       const QFileInfo fi(weights);
       if (fi.isDir()) runDir = fi.absoluteFilePath();
-      else if (QFileInfo::exists(fi.absolutePath() + "/../config.json")) runDir = QFileInfo(fi.absolutePath() + "/..").canonicalFilePath();
+      else runDir = QString::fromStdString(vit::run_dir_of_weights(weights.toStdString()));
       if (runDir != d.runDir) d.data.reset();
       d.predictor = std::move(p);
       d.weights = weights;
@@ -280,7 +281,8 @@ void Inspector::predictImage(const QImage& image, const QString& name) {
 }
 
 void Inspector::evaluate() {
-  impl_->post([this] {
+  const int generation = impl_->evaluationGeneration.load();
+  impl_->post([this, generation] {
     Impl& d = *impl_;
     EvaluationReport report;
     try {
@@ -290,7 +292,16 @@ void Inspector::evaluate() {
       vit::EvalOptions options;
       options.max_wrong = 40;
       options.progress = [this](int64_t done, int64_t total) { emit evaluationProgress(done, total); };
+      // Polled between batches, like the trainer's stop request.
+      options.stop = [this, generation] { return impl_->evaluationGeneration.load() != generation; };
       d.evaluation = d.predictor->evaluate(test, options);
+      if (!d.evaluation->complete) {
+        d.evaluation.reset();
+        report.cancelled = true;
+        report.error = tr("Evaluation cancelled.");
+        emit evaluated(report);
+        return;
+      }
       const vit::Evaluation& e = *d.evaluation;
       for (const auto& c : e.classes) report.classes << QString::fromStdString(c);
       for (const auto& row : e.confusion) report.confusion.push_back(QVector<qint64>(row.begin(), row.end()));
@@ -310,6 +321,8 @@ void Inspector::evaluate() {
     emit evaluated(report);
   });
 }
+
+void Inspector::cancelEvaluation() { impl_->evaluationGeneration.fetch_add(1); }
 
 void Inspector::cell(int trueLabel, int predicted) {
   impl_->post([this, trueLabel, predicted] {

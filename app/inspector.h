@@ -38,6 +38,8 @@ class Inspector : public QObject {
   void predict(const QStringList& files);       // -> inspected, one per file (request 0)
   void predictImage(const QImage& image, const QString& name);  // pasted image
   void evaluate();                               // -> evaluated (with evaluationProgress)
+  // Ends an evaluation in progress between two batches (-> evaluated with `cancelled`).
+  void cancelEvaluation();
   void cell(int trueLabel, int predicted);       // -> cellReady, after evaluate()
   // Reads pretrained weights for fine-tuning (any format `vit import` takes) and reports the
   // architecture inferred from them.

@@ -29,7 +29,7 @@
 #include "patch_view.h"
 #include "predictions_view.h"
 #include "curves_view.h"
-#include "run_log.h"
+#include "run_dir.h"
 #include "summary_view.h"
 #include "training_session.h"
 #include "training_status.h"
@@ -37,7 +37,14 @@
 namespace {
 
 qint64 logBytes(const QString& dir) {
-  return QFileInfo(dir + "/steps.csv").size() + QFileInfo(dir + "/metrics.csv").size();
+  const vit::RunPaths paths(dir.toStdString());
+  return QFileInfo(QString::fromStdString(paths.steps())).size() +
+         QFileInfo(QString::fromStdString(paths.metrics())).size();
+}
+
+// The run's weights for the inspection views ("" when it has none yet).
+QString runWeights(const QString& dir, vit::Weights which = vit::Weights::Best) {
+  return QString::fromStdString(vit::RunReader(dir.toStdString()).weights(which));
 }
 
 }  // namespace
@@ -257,15 +264,25 @@ void MainWindow::updateActions() {
   pause_->setIcon(style()->standardIcon(session_->isPaused() ? QStyle::SP_MediaPlay : QStyle::SP_MediaPause));
   stop_->setEnabled(running);
   open_->setEnabled(!running);
+  // Continue: the shown run stopped before its last epoch, nobody else is writing it, and the
+  // panel's settings (whose resumable fields a continued run takes) are valid.
   bool canContinue = false;
-  if (!running && !shownRun_.isEmpty() && QFileInfo::exists(shownRun_ + "/state.json") &&
-      !QFileInfo::exists(shownRun_ + "/test.json")) {
+  QString continueTip = tr("Resume the shown run where it stopped; epochs, threads, precision and "
+                           "the data set folder may be changed first");
+  if (!running && !shownRun_.isEmpty() && panel_->isValid()) {
     try {
-      const auto info = vit::read_run(shownRun_.toStdString());
-      canContinue = int(vit::read_metrics_csv((shownRun_ + "/metrics.csv").toStdString()).size()) < info.train.epochs;
-    } catch (const std::exception&) {
+      const vit::RunReader reader(shownRun_.toStdString());
+      const auto state = reader.state();
+      if (const auto holder = vit::run_lock_holder(shownRun_.toStdString())) {
+        continueTip = tr("%1 is being written by %2").arg(shownRun_, QString::fromStdString(holder->describe()));
+      } else if (state && (!state->finished || panel_->trainConfig().epochs > state->epoch)) {
+        canContinue = true;
+      }
+    } catch (const std::exception& e) {
+      continueTip = QString::fromUtf8(e.what());
     }
   }
+  continue_->setToolTip(continueTip);
   continue_->setEnabled(canContinue);
   panel_->setLocked(running);
 }
@@ -274,43 +291,61 @@ void MainWindow::setRunsRoot(const QString& dir) { runsRoot_ = dir; }
 
 void MainWindow::startTraining() {
   if (session_->isRunning() || !panel_->isValid()) return;
-  const QString name = (panel_->presetName().isEmpty() ? QString("custom") : panel_->presetName()) +
-                       "-" + QDateTime::currentDateTime().toString("yyyyMMdd-HHmmss");
-  QString dir = QDir(runsRoot_).filePath(name);
-  for (int n = 2; QFileInfo::exists(dir); ++n) dir = QDir(runsRoot_).filePath(name + "-" + QString::number(n));
-  if (!QDir().mkpath(dir)) {
-    showMessage(tr("Cannot create %1: choose another folder with File > Runs folder.").arg(dir), true);
+  if (!QDir().mkpath(runsRoot_)) {
+    showMessage(tr("Cannot create %1: choose another folder with File > Runs folder.").arg(runsRoot_), true);
     return;
   }
-  TrainingSession::Request request;
+  vit::RunRequest request;
   request.model = panel_->modelConfig();
   request.train = panel_->trainConfig();
-  request.runDir = dir;
-  request.threads = panel_->threads();
+  request.runs_root = runsRoot_.toStdString();
+  request.name = (panel_->presetName().isEmpty() ? QString("custom") : panel_->presetName()).toStdString();
+  TrainingSession::Request run;
+  try {
+    run.run = vit::prepare_run(request);
+  } catch (const std::exception& e) {
+    showMessage(tr("Cannot start: %1").arg(QString::fromUtf8(e.what())), true);
+    return;
+  }
+  const QString dir = QString::fromStdString(run.run.dir);
   followTimer_->stop();
   shownRun_ = dir;
   curves_->clear();
-  curves_->setPlannedEpochs(request.train.epochs);
+  curves_->setPlannedEpochs(run.run.train.epochs);
   status_->reset();
   status_->setState(tr("Starting..."));
   status_->setRunDir(dir);
   messageBar_->hide();
   log_->clear();
-  session_->start(request);
+  session_->start(run);
   addRecent(dir);
   updateActions();
 }
 
 void MainWindow::continueRun() {
   if (session_->isRunning() || shownRun_.isEmpty()) return;
-  TrainingSession::Request request;
-  request.runDir = shownRun_;
-  request.resume = true;
-  request.threads = panel_->threads();
+  // The panel shows the run's settings (openRun); what was edited since reaches the run when the
+  // core allows it (resumable fields), and anything else is refused with the field's name.
+  vit::RunRequest request;
+  request.resume_dir = shownRun_.toStdString();
+  request.model = panel_->modelConfig();
+  request.train = panel_->trainConfig();
+  for (const auto& f : vit::vit_schema())
+    if (f.spec.group != vit::FieldGroup::None) request.given.insert(f.spec.name);
+  for (const auto& f : vit::train_schema())
+    if (f.spec.group != vit::FieldGroup::None || f.spec.name == "dataset") request.given.insert(f.spec.name);
+  TrainingSession::Request run;
+  try {
+    run.run = vit::prepare_run(request);
+  } catch (const std::exception& e) {
+    showMessage(tr("Cannot continue: %1").arg(QString::fromUtf8(e.what())), true);
+    return;
+  }
   followTimer_->stop();
+  curves_->setPlannedEpochs(run.run.train.epochs);
   status_->setState(tr("Resuming..."));
   messageBar_->hide();
-  session_->start(request);
+  session_->start(run);
   updateActions();
 }
 
@@ -323,8 +358,8 @@ void MainWindow::onEpoch(const vit::EpochRow& e, bool best) {
   curves_->addEpoch(e);
   // The probe's attention and prediction follow training: the trainer has just written the
   // epoch's weights (atomically) to last.safetensors.
-  const QString last = session_->runDir() + "/checkpoints/last.safetensors";
-  if (QFileInfo::exists(last)) inspector_->load(last);
+  const QString last = runWeights(session_->runDir(), vit::Weights::Last);
+  if (!last.isEmpty()) inspector_->load(last);
   log(tr("Epoch %1: loss %2, val loss %3, val top-1 %4%, top-5 %5%%6")
           .arg(e.epoch + 1)
           .arg(e.loss, 0, 'f', 4)
@@ -352,9 +387,7 @@ void MainWindow::onFinished(const TrainingOutcome& o) {
     text += tr(" Test set (best weights): top-1 %1%, top-5 %2%.")
                 .arg(100 * o.testAccuracy, 0, 'f', 2)
                 .arg(100 * o.testTop5, 0, 'f', 2);
-  if (QFileInfo::exists(o.runDir + "/checkpoints/best.safetensors") ||
-      QFileInfo::exists(o.runDir + "/checkpoints/last.safetensors"))
-    inspector_->load(o.runDir);
+  if (!runWeights(o.runDir).isEmpty()) inspector_->load(o.runDir);
   status_->setState(error ? tr("Failed") : o.stopReason == "stopped" ? tr("Stopped") : tr("Finished"));
   showMessage(text, error);
   log(text);
@@ -382,9 +415,10 @@ bool MainWindow::openRun(const QString& dir) {
     return false;
   }
   try {
-    const vit::RunInfo info = vit::read_run(dir.toStdString());
-    const auto steps = vit::read_steps_csv((dir + "/steps.csv").toStdString());
-    const auto epochs = vit::read_metrics_csv((dir + "/metrics.csv").toStdString());
+    const vit::RunReader reader(dir.toStdString());
+    const vit::RunInfo info = reader.info();
+    const auto steps = reader.steps();
+    const auto epochs = reader.metrics();
     panel_->setConfigs(info.model, info.train);
     curves_->setPlannedEpochs(info.train.epochs);
     curves_->setHistory(steps, epochs);
@@ -406,9 +440,7 @@ bool MainWindow::openRun(const QString& dir) {
       messageBar_->hide();
     }
     addRecent(shownRun_);
-    if (QFileInfo::exists(shownRun_ + "/checkpoints/best.safetensors") ||
-        QFileInfo::exists(shownRun_ + "/checkpoints/last.safetensors"))
-      inspector_->load(shownRun_);
+    if (!runWeights(shownRun_).isEmpty()) inspector_->load(shownRun_);
     updateActions();
     return true;
   } catch (const std::exception& e) {
@@ -424,8 +456,8 @@ void MainWindow::followShownRun() {
   if (bytes == followedBytes_) return;
   followedBytes_ = bytes;
   try {
-    curves_->setHistory(vit::read_steps_csv((shownRun_ + "/steps.csv").toStdString()),
-                        vit::read_metrics_csv((shownRun_ + "/metrics.csv").toStdString()));
+    const vit::RunReader reader(shownRun_.toStdString());
+    curves_->setHistory(reader.steps(), reader.metrics());
     updateActions();
   } catch (const std::exception& e) {
     log(QString::fromUtf8(e.what()));
@@ -566,7 +598,7 @@ void MainWindow::dropEvent(QDropEvent* event) {
   }
   if (paths.size() == 1 && QFileInfo(paths[0]).isDir()) {
     const QString dir = paths[0];
-    if (QFileInfo::exists(dir + "/config.json")) {
+    if (vit::RunReader::is_run(dir.toStdString())) {
       openRun(dir);
       return;
     }

@@ -1,23 +1,77 @@
 #include "model_flags.h"
 
+#include "schema_flags.h"
+#include "train_config.h"
+
 namespace vit::cli {
+
+nlohmann::json flag_value(const FieldSpec& spec, const std::string& flag, const std::string& text) {
+  auto whole = [&](const std::string& item) {
+    try {
+      size_t used = 0;
+      const long long v = std::stoll(item, &used);
+      if (used == item.size()) return nlohmann::json(v);
+    } catch (const std::exception&) {
+    }
+    throw UsageError(flag + " must be a whole number (got '" + item + "')");
+  };
+  auto real = [&](const std::string& item) {
+    try {
+      size_t used = 0;
+      const double v = std::stod(item, &used);
+      if (used == item.size()) return nlohmann::json(v);
+    } catch (const std::exception&) {
+    }
+    throw UsageError(flag + " must be a number (got '" + item + "')");
+  };
+  switch (spec.kind) {
+    case FieldKind::Int: return whole(text);
+    case FieldKind::Real: return real(text);
+    case FieldKind::Bool: return nlohmann::json(text != "false" && text != "0");
+    case FieldKind::Text: return nlohmann::json(text);
+    case FieldKind::Choice: {
+      for (const auto& c : spec.choices)
+        if (c == text) return nlohmann::json(text);
+      std::string list;
+      for (size_t i = 0; i < spec.choices.size(); ++i)
+        list += (i == 0 ? "" : i + 1 == spec.choices.size() ? " or " : ", ") + spec.choices[i];
+      throw UsageError(flag + " must be " + list + " (got '" + text + "')");
+    }
+    case FieldKind::IntList:
+    case FieldKind::RealList: {
+      nlohmann::json list = nlohmann::json::array();
+      std::stringstream in(text);
+      for (std::string item; std::getline(in, item, ',');) {
+        if (item.empty()) continue;
+        list.push_back(spec.kind == FieldKind::IntList ? whole(item) : real(item));
+      }
+      return list;
+    }
+  }
+  return nullptr;
+}
+
+ModelFlags::ModelFlags() : fields(std::make_unique<SchemaFlags<ViTConfig>>()) {}
+ModelFlags::~ModelFlags() = default;
+
+bool ModelFlags::preset_given() const { return preset_option && preset_option->count() > 0; }
+std::set<std::string> ModelFlags::given() const { return fields->given(); }
 
 void add_model_flags(CLI::App& cmd, ModelFlags& f) {
   std::string names;
   for (const auto& p : presets()) names += (names.empty() ? "" : ", ") + p.name;
-  cmd.add_option("--preset", f.preset, "Model preset: " + names)->capture_default_str();
-  cmd.add_option("--image-size", f.image_size, "Input image side in pixels");
-  cmd.add_option("--patch-size", f.patch_size, "Patch side in pixels (divides the image size)");
-  cmd.add_option("--dim", f.dim, "Token embedding width (the MLP width keeps the preset's ratio)");
-  cmd.add_option("--depth", f.depth, "Number of transformer blocks");
-  cmd.add_option("--heads", f.heads, "Attention heads (divide --dim)");
-  cmd.add_option("--classes", f.classes, "Number of output classes");
-  cmd.add_option("--channels", f.channels, "Input channels (1 grayscale, 3 RGB)");
-  cmd.add_option("--mlp-hidden", f.mlp_hidden, "Hidden width of each block's MLP");
-  cmd.add_option("--dropout", f.dropout, "Dropout rate in [0, 1)");
-  cmd.add_option("--attn-dropout", f.attn_dropout, "Attention dropout rate in [0, 1)");
-  cmd.add_option("--drop-path", f.drop_path, "Stochastic depth rate in [0, 1)");
-  cmd.add_option("--pool", f.pool, "Pooling: token, mean or flatten");
+  f.preset_option = cmd.add_option("--preset", f.preset, "Model preset: " + names)->capture_default_str();
+  f.fields->add(cmd, vit_schema(), /*defaults=*/nullptr);
+}
+
+ViTConfig apply_model_flags(const ModelFlags& f, ViTConfig c) {
+  const int preset_dim = c.dim, preset_mlp = c.mlp_hidden;
+  f.fields->apply(c);
+  const auto given = f.given();
+  // Keep the preset's MLP ratio when only the width changes.
+  if (given.count("dim") && !given.count("mlp_hidden") && preset_dim > 0 && c.dim > 0)
+    c.mlp_hidden = static_cast<int>(int64_t(preset_mlp) * c.dim / preset_dim);
+  return c;
 }
 
 ViTConfig resolve(const ModelFlags& f) {
@@ -27,29 +81,18 @@ ViTConfig resolve(const ModelFlags& f) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
-  if (f.image_size) c.image_size = *f.image_size;
-  if (f.patch_size) c.patch_size = *f.patch_size;
-  if (f.dim) {
-    // Keep the preset's MLP ratio when only the width changes.
-    if (!f.mlp_hidden && c.dim > 0) c.mlp_hidden = static_cast<int>(int64_t(c.mlp_hidden) * *f.dim / c.dim);
-    c.dim = *f.dim;
-  }
-  if (f.depth) c.depth = *f.depth;
-  if (f.heads) c.heads = *f.heads;
-  if (f.classes) c.num_classes = *f.classes;
-  if (f.channels) c.in_channels = *f.channels;
-  if (f.mlp_hidden) c.mlp_hidden = *f.mlp_hidden;
-  if (f.dropout) c.dropout = *f.dropout;
-  if (f.attn_dropout) c.attn_dropout = *f.attn_dropout;
-  if (f.drop_path) c.drop_path = *f.drop_path;
-  if (f.pool) {
-    auto pool = pool_from_string(*f.pool);
-    if (!pool) throw UsageError("--pool must be token, mean or flatten (got '" + *f.pool + "')");
-    c.pool = *pool;  // the class token stays (timm keeps it with global_pool="avg")
-  }
+  c = apply_model_flags(f, c);
   const auto errors = validate(c);
-  if (!errors.empty()) throw UsageError(errors.front().message);
+  if (!errors.empty()) throw UsageError(with_flag(errors.front(), f.given()));
   return c;
+}
+
+std::string with_flag(const ConfigError& e, const std::set<std::string>& given) {
+  if (!given.count(e.field)) return e.message;
+  const auto* m = find_field(vit_schema(), e.field);
+  const auto* t = find_field(train_schema(), e.field);
+  const std::string flag = m ? m->spec.cli_flags().front() : t ? t->spec.cli_flags().front() : "";
+  return flag.empty() ? e.message : flag + ": " + e.message;
 }
 
 }  // namespace vit::cli

@@ -14,7 +14,9 @@
 #include <iostream>
 
 #include "datasets.h"
+#include "run_dir.h"
 #include "runtime.h"
+#include "schema_flags.h"
 #include "trainer.h"
 
 namespace vit::cli {
@@ -37,15 +39,12 @@ std::string duration(double seconds) {
 
 struct TrainOptions {
   ModelFlags model;
-  TrainConfig train;
+  SchemaFlags<TrainConfig> train;
   std::string augment = "default";
-  int crop = -1;      // --crop: overrides the preset's when given
-  double erase = -1;  // --erase: likewise
+  CLI::Option* augment_option = nullptr;
   std::string out, resume;
   bool json = false;
-  int threads = 0;
-  std::string parallel = "data";
-  bool channels_given = false, classes_given = false;
+  std::string parallel;  // the older spelling of --data-parallel: data | ops
 };
 
 AugmentConfig augmentation(const std::string& name, const ViTConfig& model) {
@@ -72,56 +71,73 @@ void print_progress(const StepStats& s, bool tty) {
     std::fprintf(stderr, "%s\n", line);
 }
 
-int run_train(TrainOptions o) {
-  ViTConfig model = o.train.init_weights.empty() || !o.resume.empty()
-                        ? resolve(o.model)
-                        : pretrained_model_config(o.train.init_weights, o.model);
-  const RuntimeInfo runtime = configure_runtime(o.threads);
-  if (!runtime.warning.empty()) std::cerr << "vit: warning: " << runtime.warning << "\n";
-  o.train.data_parallel = o.parallel == "data";
-  if (auto errors = validate(o.train); !errors.empty()) throw UsageError(errors.front());
-
+// The settings of a run from the command line: the preset (or the pretrained weights' model)
+// with the given flags, then the core decides what a continued run may change (prepare_run).
+PreparedRun prepare(const TrainOptions& o, std::set<std::string>* given_model) {
   const bool resume = !o.resume.empty();
-  std::string run_dir = resume ? o.resume : o.out;
+  *given_model = o.model.given();
+  std::set<std::string> given_train = o.train.given();
+  TrainConfig train;
+  ViTConfig model;
   if (resume) {
-    const RunInfo info = read_run(run_dir);
-    model = info.model;
-    o.train.dataset = o.train.dataset.empty() ? info.train.dataset : o.train.dataset;
+    if (o.model.preset_given())
+      throw UsageError("--preset cannot be combined with --resume: a continued run keeps its model");
+    model = apply_model_flags(o.model, ViTConfig{});  // only the given fields are compared
+  } else if (!o.train.given("init_weights")) {
+    model = resolve(o.model);
+  } else {
+    TrainConfig t;
+    o.train.apply(t);
+    model = pretrained_model_config(t.init_weights, o.model);
   }
-  if (run_dir.empty()) {
-    char stamp[32];
-    const auto t = std::time(nullptr);
-    std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&t));
-    run_dir = "runs/" + (o.train.init_weights.empty() ? o.model.preset : "finetune") + "-" + stamp;
+  // The augmentation preset fills the augmentation fields; flags such as --crop override it.
+  if (!resume || o.augment_option->count() > 0) {
+    train.augment = augmentation(o.augment, model);
+    if (resume)
+      for (const char* f : {"hflip", "rotation", "zoom", "translate", "crop", "erase"}) given_train.insert(f);
   }
-  if (o.train.dataset.empty()) o.train.dataset = "fashion-mnist";
+  o.train.apply(train);
+  if (!o.parallel.empty()) {
+    train.data_parallel = o.parallel == "data";
+    given_train.insert("data_parallel");
+  }
+  if (auto errors = validate(train); !errors.empty())
+    throw UsageError(with_flag(errors.front(), given_train));
 
-  augmentation(o.augment, model);  // reject a bad --augment before loading any data
-  std::cerr << "vit: loading " << o.train.dataset << "\n";
-  DataSplits data = load_dataset(o.train.dataset, model.image_size, model.in_channels);
+  RunRequest request;
+  request.model = model;
+  request.train = train;
+  request.given = *given_model;
+  request.given.insert(given_train.begin(), given_train.end());
+  request.resume_dir = o.resume;
+  request.out_dir = o.out;
+  request.runs_root = "runs";
+  request.name = o.train.given("init_weights") ? "finetune" : o.model.preset;
+  try {
+    return prepare_run(request);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+}
+
+int run_train(const TrainOptions& o) {
+  std::set<std::string> given_model;
+  PreparedRun run = prepare(o, &given_model);
+  const RuntimeInfo runtime = configure_runtime(run.train.threads);
+  if (!runtime.warning.empty()) std::cerr << "vit: warning: " << runtime.warning << "\n";
+
+  std::cerr << "vit: loading " << run.train.dataset << "\n";
+  DataSplits data = load_dataset(run.train.dataset, run.model.image_size, run.model.in_channels);
   if (data.skipped_files > 0)
     std::cerr << "vit: skipped " << data.skipped_files << " unreadable file(s), e.g. "
               << data.skipped_examples.front() << "\n";
-  // Fit the preset to the data unless the user fixed the value.
-  const int data_channels = int(data.train.images.size(1));
-  const int data_classes = int(data.train.classes.size());
-  if (!resume && data_channels != model.in_channels) {
-    if (o.channels_given)
-      throw UsageError("--channels " + std::to_string(model.in_channels) + " but " +
-                       o.train.dataset + " has " + std::to_string(data_channels) + " channel(s)");
-    std::cerr << "vit: model input set to " << data_channels << " channel(s) to match the data\n";
-    model.in_channels = data_channels;
+  try {
+    fit_to_data(run, given_model, int(data.train.images.size(1)), int(data.train.classes.size()));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
   }
-  if (!resume && data_classes != model.num_classes) {
-    if (o.classes_given)
-      throw UsageError("--classes " + std::to_string(model.num_classes) + " but " +
-                       o.train.dataset + " has " + std::to_string(data_classes) + " classes");
-    std::cerr << "vit: model head set to " << data_classes << " classes to match the data\n";
-    model.num_classes = data_classes;
-  }
-  o.train.augment = augmentation(o.augment, model);
-  if (o.crop >= 0) o.train.augment.crop = o.crop;
-  if (o.erase >= 0) o.train.augment.erase = o.erase;  // both range-checked by CLI11 above
+  for (const auto& note : run.notes) std::cerr << "vit: " << note << "\n";
+  const std::string run_dir = run.dir;
 
   std::signal(SIGINT, on_sigint);
   std::signal(SIGTERM, on_sigint);
@@ -145,7 +161,8 @@ int run_train(TrainOptions o) {
   cb.poll = [] { return g_interrupts.load() > 0 ? Control::Stop : Control::Continue; };
 
   std::cerr << "vit: training into " << run_dir << " (" << describe(runtime) << ")\n";
-  const TrainResult r = train(model, o.train, data, run_dir, cb, resume);
+  run.notes.clear();  // said above
+  const TrainResult r = train(run, data, cb);
   if (tty) std::cerr << "\r\033[K";
   nlohmann::json out = {{"run_dir", r.run_dir},
                         {"epochs", r.epochs},
@@ -211,52 +228,27 @@ int run_eval(const EvalOptions& o) {
 
 void add_train_command(CLI::App& app, SetAction set_action) {
   auto o = std::make_shared<TrainOptions>();
-  o->train.dataset.clear();  // empty = fashion-mnist, or the resumed run's data set
   auto* cmd = app.add_subcommand("train", "Train a ViT and write a run directory");
   add_model_flags(*cmd, o->model);
-  cmd->add_option("--dataset", o->train.dataset,
-                  "fashion-mnist[:DIR] | cifar10:DIR | cifar100:DIR | folder:DIR (default fashion-mnist)");
-  auto& t = o->train;
-  cmd->add_option("--epochs", t.epochs, "Epochs")->capture_default_str();
-  cmd->add_option("--batch-size", t.batch_size, "Images per step")->capture_default_str();
-  cmd->add_option("--lr", t.lr, "Peak learning rate (AdamW)")->capture_default_str();
-  cmd->add_option("--min-lr", t.min_lr, "Final learning rate of the cosine decay")->capture_default_str();
-  cmd->add_option("--weight-decay", t.weight_decay, "AdamW weight decay")->capture_default_str();
-  cmd->add_option("--warmup-epochs", t.warmup_epochs, "Linear warmup length in epochs")->capture_default_str();
-  cmd->add_option("--label-smoothing", t.label_smoothing, "Label smoothing")->capture_default_str();
-  cmd->add_option("--grad-clip", t.grad_clip, "Max gradient norm (0 = off)")->capture_default_str();
-  cmd->add_option("--val-fraction", t.val_fraction, "Validation share of the training set")->capture_default_str();
-  cmd->add_option("--seed", t.seed, "Random seed")->capture_default_str();
-  cmd->add_option("--augment", o->augment, "none | flip | light (flip + shift) | crop (flip + padded random crop) | keras (flip, rotate, zoom); default: 1-pixel random crop up to 32 px, else keras")
-      ->capture_default_str();
-  cmd->add_option("--crop", o->crop, "Random crop after zero padding of N pixels (overrides the --augment preset's)")
-      ->check(CLI::Range(0, 64));
-  cmd->add_option("--erase", o->erase, "Random erasing probability (overrides the --augment preset's)")
-      ->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--log-every", t.log_every, "Steps between progress reports")->capture_default_str();
-  cmd->add_option("--max-steps", t.max_steps, "Stop after N optimizer steps (0 = no limit)");
-  cmd->add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
-  cmd->add_option("--parallel", o->parallel,
-                  "data: each thread trains a shard of the batch (faster for small ViTs); ops: "
-                  "every op is split across the threads")
-      ->check(CLI::IsMember({"data", "ops"}))
-      ->capture_default_str();
-  cmd->add_option("--precision", t.precision,
-                  "fp32 | bf16 (mixed: bf16 matrix products, float weights) | auto: bf16 where the CPU has native bf16")
-      ->check(CLI::IsMember(precision_names()))
-      ->capture_default_str();
+  const TrainConfig defaults;
+  o->train.add(*cmd, train_schema(), &defaults);
+  o->augment_option =
+      cmd->add_option("--augment", o->augment,
+                      "Augmentation preset, before --crop, --erase, ...: none | flip | light (flip + "
+                      "shift) | crop (flip + padded random crop) | keras (flip, rotate, zoom); "
+                      "default: 1-pixel random crop up to 32 px, else keras")
+          ->capture_default_str();
+  cmd->add_option("--parallel", o->parallel, "data | ops: the older spelling of --data-parallel / --no-data-parallel")
+      ->check(CLI::IsMember({"data", "ops"}));
   cmd->add_option("--out", o->out, "Run directory (default runs/<preset>-<time>)");
-  cmd->add_option("--resume", o->resume, "Continue the run in this directory");
-  cmd->add_option("--init", t.init_weights, "Fine-tune pretrained weights: safetensors, .pth/.bin, .npz or a run directory");
-  cmd->add_flag("--freeze-backbone", t.freeze_backbone, "With --init: train only the head");
-  cmd->add_option("--layer-decay", t.layer_decay, "Layer-wise lr decay, e.g. 0.75 (1 = off)")->capture_default_str();
+  cmd->add_option("--resume", o->resume,
+                  "Continue the run in this directory (its settings; --epochs, --threads, "
+                  "--precision, --max-steps and a few more may change)");
   cmd->add_flag("--json", o->json, "Print one JSON object as the last line of stdout");
   cmd->callback([o, set_action, cmd] {
-    o->channels_given = cmd->count("--channels") > 0;
-    o->classes_given = cmd->count("--classes") > 0;
     if (!o->resume.empty() && !o->out.empty()) throw UsageError("give --resume or --out, not both");
-    if (!o->train.init_weights.empty() && !o->resume.empty()) throw UsageError("give --init or --resume, not both");
-    if (!o->train.init_weights.empty() && cmd->count("--preset"))
+    if (o->train.given("init_weights") && !o->resume.empty()) throw UsageError("give --init or --resume, not both");
+    if (o->train.given("init_weights") && cmd->count("--preset"))
       throw UsageError("--init takes the model from the weights: drop --preset");
     set_action([o] { return run_train(*o); });
   });

@@ -2,6 +2,7 @@
 #include <ATen/Parallel.h>
 
 #include "datasets.h"
+#include "cpu_info.h"
 #include "trainer.h"
 
 #include "training_session.h"
@@ -93,42 +94,29 @@ bool TrainingSession::start(const Request& request) {
   }
   impl_->control = kRun;
   impl_->active = true;
-  impl_->runDir = request.runDir;
+  impl_->runDir = QString::fromStdString(request.run.dir);
 
   // Runs on the worker thread. Everything it touches is its own copy, or the atomic.
   auto work = [this, request] {
     TrainingOutcome outcome;
-    outcome.runDir = request.runDir;
+    outcome.runDir = QString::fromStdString(request.run.dir);
     try {
       // A desktop app stays responsive: the trainer (and the OpenMP team this thread starts,
       // which inherits it) runs at a lower priority than the GUI thread.
       setpriority(PRIO_PROCESS, pid_t(syscall(SYS_gettid)), 5);
       // Intra-op threads are per calling thread in OpenMP builds: set them here, not in main().
-      if (request.threads > 0) at::set_num_threads(request.threads);
-
-      vit::ViTConfig model = request.model;
-      vit::TrainConfig train = request.train;
-      if (request.resume) {
-        const vit::RunInfo info = vit::read_run(request.runDir.toStdString());
-        model = info.model;
-        train = info.train;
-      }
-      emit message(tr("Loading %1...").arg(QString::fromStdString(train.dataset)));
-      vit::DataSplits data = vit::load_dataset(train.dataset, model.image_size, model.in_channels);
+      vit::PreparedRun run = request.run;
+      at::set_num_threads(run.train.threads > 0 ? run.train.threads : vit::available_cores());
+      emit message(tr("Loading %1...").arg(QString::fromStdString(run.train.dataset)));
+      vit::DataSplits data = vit::load_dataset(run.train.dataset, run.model.image_size, run.model.in_channels);
       if (data.skipped_files > 0)
         emit message(tr("Skipped %1 unreadable file(s) in the data set.").arg(data.skipped_files));
       // Channels and classes follow the data (as `vit train` does unless told otherwise).
-      const int channels = int(data.train.images.size(1));
-      const int classes = int(data.train.classes.size());
-      if (!request.resume && (channels != model.in_channels || classes != model.num_classes)) {
-        emit message(tr("Model input set to %1 channel(s) and %2 classes to match the data.")
-                         .arg(channels).arg(classes));
-        model.in_channels = channels;
-        model.num_classes = classes;
-      }
+      vit::fit_to_data(run, request.given, int(data.train.images.size(1)), int(data.train.classes.size()));
+      for (const auto& note : run.notes) emit message(QString::fromStdString(note));
+      run.notes.clear();
       emit message(tr("Training on %1 images (%2 threads).")
                        .arg(data.train.images.size(0)).arg(at::get_num_threads()));
-      emit started(request.runDir);
 
       vit::TrainCallbacks cb;
       cb.on_step = [this](const vit::StepStats& s) {
@@ -143,12 +131,12 @@ bool TrainingSession::start(const Request& request) {
       };
       cb.on_epoch = [this](const vit::EpochStats& e) { emit epochFinished(toRow(e), e.best); };
       cb.on_message = [this](const std::string& m) { emit message(QString::fromStdString(m)); };
+      cb.on_ready = [this, dir = outcome.runDir] { emit started(dir); };
       cb.poll = [this] {
         const int c = impl_->control.load();
         return c == kStop ? vit::Control::Stop : c == kPause ? vit::Control::Pause : vit::Control::Continue;
       };
-      const vit::TrainResult r =
-          vit::train(model, train, data, request.runDir.toStdString(), cb, request.resume);
+      const vit::TrainResult r = vit::train(run, data, cb);
       outcome.stopReason = QString::fromStdString(r.stop_reason);
       outcome.message = QString::fromStdString(r.message);
       outcome.epochs = r.epochs;

@@ -14,6 +14,10 @@
 
 #include <memory>
 
+#include <set>
+#include <string>
+
+#include "run_dir.h"
 #include "run_log.h"
 #include "train_config.h"
 #include "vit_config.h"
@@ -46,11 +50,10 @@ class TrainingSession : public QObject {
 
  public:
   struct Request {
-    vit::ViTConfig model;
-    vit::TrainConfig train;
-    QString runDir;
-    int threads = 0;      // intra-op threads for this run; <= 0: one per core
-    bool resume = false;  // continue the run in runDir (its config.json wins)
+    vit::PreparedRun run;  // what to train and where (vit::prepare_run)
+    // Fields the user fixed: never fitted to the data (the window lets channels and classes
+    // follow the data, so usually none).
+    std::set<std::string> given;
   };
 
   explicit TrainingSession(QObject* parent = nullptr);
@@ -67,7 +70,7 @@ class TrainingSession : public QObject {
   QString runDir() const;
 
  signals:
-  void started(const QString& runDir);
+  void started(const QString& runDir);  // the run directory exists and training begins
   void message(const QString& text);
   void progress(const TrainingProgress& progress);
   void epochFinished(const vit::EpochRow& epoch, bool best);

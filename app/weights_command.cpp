@@ -182,32 +182,20 @@ int run_export(const ExportCli& o) {
 }  // namespace
 
 ViTConfig pretrained_model_config(const std::string& init, const ModelFlags& f) {
+  const auto given = f.given();
+  const ViTConfig requested = apply_model_flags(f, preset(kDefaultPreset).config);
   ImportOptions options;
-  options.heads = f.heads;
+  if (given.count("heads")) options.heads = requested.heads;
   const ImportedWeights w = import_weights(init, options);
-  ViTConfig c = w.config;
-  auto keep = [&](const std::optional<int>& given, int have, const char* flag) {
-    if (given && *given != have)
-      throw UsageError(std::string(flag) + " " + std::to_string(*given) + " differs from the "
-                       "pretrained model's " + std::to_string(have) + " (" + init + "): fine-tuning "
-                       "keeps the architecture; drop " + flag);
-  };
-  keep(f.patch_size, c.patch_size, "--patch-size");
-  keep(f.dim, c.dim, "--dim");
-  keep(f.depth, c.depth, "--depth");
-  keep(f.mlp_hidden, c.mlp_hidden, "--mlp-hidden");
-  if (f.pool && pool_from_string(*f.pool) != c.pool)
-    throw UsageError("--pool " + *f.pool + " differs from the pretrained model's " +
-                     to_string(c.pool) + " pooling (" + init + "): drop --pool");
-  if (f.image_size) c.image_size = *f.image_size;  // position embeddings are resized
-  if (f.channels) c.in_channels = *f.channels;     // patch kernels are adapted
-  if (f.classes) c.num_classes = *f.classes;       // a new head
-  if (c.num_classes == 0) c.num_classes = 1;       // no head in the file: set from the data
-  if (f.dropout) c.dropout = *f.dropout;
-  if (f.attn_dropout) c.attn_dropout = *f.attn_dropout;
-  if (f.drop_path) c.drop_path = *f.drop_path;
-  if (const auto errors = validate(c); !errors.empty()) throw UsageError(errors.front().message);
-  return c;
+  try {
+    ViTConfig c = finetuned_config(w.config, requested, given, init);
+    if (const auto errors = validate(c); !errors.empty()) throw UsageError(with_flag(errors.front(), given));
+    return c;
+  } catch (const UsageError&) {
+    throw;
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
 }
 
 void add_weights_commands(CLI::App& app, SetAction set_action) {

@@ -24,7 +24,9 @@
 #include "checkpoint.h"
 #include "data_pipeline.h"
 #include "datasets.h"
-#include "weights_io.h"
+#include "finetune.h"
+#include "run_dir.h"
+#include "weights_import.h"
 
 namespace vit {
 
@@ -303,11 +305,12 @@ std::optional<std::vector<std::string>> names_from(const nlohmann::json& j, int 
 }
 
 std::optional<std::vector<std::string>> run_class_names(const fs::path& run_dir, int classes) {
-  std::ifstream in(run_dir / "config.json");
-  if (!in) return std::nullopt;
-  const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.contains("data") || !j["data"].contains("classes")) return std::nullopt;
-  return names_from(j["data"]["classes"], classes);
+  try {
+    const auto names = RunReader(run_dir.string()).info().classes;
+    if (int(names.size()) == classes) return names;
+  } catch (const std::runtime_error&) {
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -326,19 +329,13 @@ Predictor Predictor::load(const std::string& path) {
   fs::path weights, run_dir;
   if (fs::is_directory(p, ec)) {
     run_dir = p;
-    for (const char* name : {"best.safetensors", "last.safetensors"})
-      if (fs::exists(p / "checkpoints" / name, ec)) {
-        weights = p / "checkpoints" / name;
-        break;
-      }
+    weights = RunReader(path).weights(Weights::Best);
     if (weights.empty())
       throw std::runtime_error(path + " has no checkpoints/best.safetensors or last.safetensors: "
                                "give a run directory `vit train` wrote, or a weights file");
   } else {
     weights = p;
-    const fs::path parent = p.parent_path();
-    if (parent.filename() == "checkpoints" && fs::exists(parent.parent_path() / "config.json", ec))
-      run_dir = parent.parent_path();
+    run_dir = run_dir_of_weights(path);
   }
 
   auto impl = std::make_shared<Impl>();

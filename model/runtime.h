@@ -12,6 +12,8 @@
 
 #include <string>
 
+#include "cpu_info.h"
+
 namespace vit {
 
 struct RuntimeInfo {
@@ -37,14 +39,6 @@ void relaunch_with_openmp_policy(char** argv, const char* policy);
 // available core. Throws std::invalid_argument for an impossible thread count.
 RuntimeInfo configure_runtime(int threads = 0);
 
-// Whether this CPU multiplies bfloat16 natively (AVX512_BF16 or AMX-BF16). There, LibTorch's bf16
-// matrix products (oneDNN) ran 4-5x faster than float ones through OpenBLAS (1 thread, ViT-sized
-// GEMMs: 230-360 against 58-75 GFLOP/s, README "Mixed precision"); elsewhere bf16 is emulated and
-// gains little.
-bool cpu_has_fast_bf16();
-
-// The cores this process may run on.
-int available_cores();
 // Resolved path of the libblas.so.3 loaded into this process, "" when none is loaded.
 std::string loaded_blas_path();
 

@@ -1,8 +1,9 @@
 #include "train_config.h"
 
-#include "runtime.h"
+#include "cpu_info.h"
 
 #include <algorithm>
+#include <limits>
 #include <stdexcept>
 
 namespace vit {
@@ -52,105 +53,255 @@ const std::vector<std::string>& precision_names() {
   return names;
 }
 
-std::vector<std::string> validate(const TrainConfig& c) {
-  std::vector<std::string> errors;
-  auto need = [&](bool ok, const std::string& message) {
-    if (!ok) errors.push_back(message);
+namespace {
+
+FieldSpec spec(const char* name, FieldKind kind, FieldGroup group, const char* label, const char* doc) {
+  FieldSpec s;
+  s.name = name;
+  s.kind = kind;
+  s.group = group;
+  s.label = label;
+  s.doc = doc;
+  return s;
+}
+
+FieldSpec ranged(FieldSpec s, double min, double max, bool min_open, bool max_open,
+                 const char* example, double step = 0) {
+  s.min = min, s.max = max, s.min_open = min_open, s.max_open = max_open;
+  s.example = example;
+  s.step = step;
+  return s;
+}
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+Schema<TrainConfig> make_train_schema() {
+  using C = TrainConfig;
+  using K = FieldKind;
+  using G = FieldGroup;
+  Schema<C> s;
+  {
+    auto f = spec("dataset", K::Text, G::None, "Data set",
+                  "fashion-mnist[:DIR] | cifar10:DIR | cifar100:DIR | folder:DIR");
+    s.push_back(member_field(&C::dataset, f));
+  }
+  {
+    auto f = ranged(spec("epochs", K::Int, G::Training, "Epochs", "Passes over the training split."),
+                    1, 100000, false, false, "10", 1);
+    f.resumable = true;  // a continued run may be extended or shortened
+    s.push_back(member_field(&C::epochs, f));
+  }
+  s.push_back(member_field(&C::batch_size,
+      ranged(spec("batch_size", K::Int, G::Training, "Batch size",
+                  "Images per optimizer step (all processes together)."),
+             1, 65536, false, false, "128", 16)));
+  s.push_back(member_field(&C::lr,
+      ranged(spec("lr", K::Real, G::Training, "Learning rate",
+                  "Peak AdamW learning rate after warmup, then cosine decay to the minimum."),
+             0, 10, true, true, "1e-3")));
+  s.push_back(member_field(&C::min_lr,
+      ranged(spec("min_lr", K::Real, G::Training, "Minimum lr", "Floor of the cosine decay (at most lr)."),
+             0, 10, false, true, "1e-5")));
+  s.push_back(member_field(&C::weight_decay,
+      ranged(spec("weight_decay", K::Real, G::Training, "Weight decay",
+                  "AdamW's decoupled decay; norms, biases and embeddings are not decayed."),
+             0, 10, false, true, "0.05")));
+  s.push_back(member_field(&C::warmup_epochs,
+      ranged(spec("warmup_epochs", K::Real, G::Training, "Warmup epochs",
+                  "Linear warmup from 0 to the learning rate, in epochs; fractions allowed."),
+             0, 100000, false, false, "1", 0.5)));
+  s.push_back(member_field(&C::label_smoothing,
+      ranged(spec("label_smoothing", K::Real, G::Training, "Label smoothing",
+                  "Cross-entropy target smoothing."),
+             0, 1, false, true, "0.1", 0.05)));
+  s.push_back(member_field(&C::grad_clip,
+      ranged(spec("grad_clip", K::Real, G::Training, "Gradient clip",
+                  "Maximum global gradient norm; 0 disables clipping."),
+             0, 1000, false, false, "1.0", 0.5)));
+  s.push_back(member_field(&C::val_fraction,
+      ranged(spec("val_fraction", K::Real, G::Training, "Validation split",
+                  "Share of the training set held out (seeded) to pick the best checkpoint."),
+             0, 1, false, true, "0.1", 0.05)));
+  s.push_back(member_field(&C::seed,
+      ranged(spec("seed", K::Int, G::Training, "Seed",
+                  "Model init, validation split, shuffling, augmentation and dropout."),
+             0, 18446744073709551615.0, false, false, "42", 1)));
+  {
+    auto f = spec("threads", K::Int, G::Training, "Threads",
+                  "Intra-op threads per training process; 0: one per core (cores / local "
+                  "processes when distributed).");
+    f = ranged(f, 0, 1024, false, false, "2", 1);
+    f.resumable = true;
+    s.push_back(member_field(&C::threads, f));
+  }
+  {
+    auto f = spec("data_parallel", K::Bool, G::Training, "",
+                  "Data parallel: each thread trains its share of every batch with single-threaded "
+                  "ops (about 1.6x faster for small ViTs on 2 cores). Off: every op is split across "
+                  "the threads.");
+    f.check_text = "one batch shard per thread";
+    f.resumable = true;
+    s.push_back(member_field(&C::data_parallel, f));
+  }
+  {
+    auto f = spec("precision", K::Choice, G::Training, "Precision",
+                  "bf16: mixed precision, matrix products in bfloat16 with float weights and "
+                  "optimizer (about 2x faster where the CPU multiplies bf16 natively). fp32: all "
+                  "float. auto: bf16 on such CPUs, else fp32.");
+    f.choices = precision_names();
+    f.resumable = true;
+    s.push_back(member_field(&C::precision, f));
+  }
+  {
+    auto f = ranged(spec("eval_batch_size", K::Int, G::None, "Evaluation batch",
+                         "Images per batch of the validation and test passes."),
+                    1, 65536, false, false, "512", 64);
+    f.resumable = true;
+    s.push_back(member_field(&C::eval_batch_size, f));
+  }
+  {
+    auto f = ranged(spec("log_every", K::Int, G::None, "Log every",
+                         "Optimizer steps between progress reports and steps.csv rows."),
+                    1, 1e9, false, false, "10");
+    f.resumable = true;
+    s.push_back(member_field(&C::log_every, f));
+  }
+  {
+    auto f = ranged(spec("max_steps", K::Int, G::None, "Max steps",
+                         "Stop after this many optimizer steps of this call (0: no limit)."),
+                    0, 9.2e18, false, false, "100 (0 = no limit)");
+    f.resumable = true;
+    s.push_back(member_field(&C::max_steps, f));
+  }
+  {
+    auto f = ranged(spec("checkpoint_every", K::Int, G::None, "Checkpoint every",
+                         "Also save a checkpoint every this many optimizer steps (0: at the end of "
+                         "each epoch only)."),
+                    0, 9.2e18, false, false, "500 (0 = epoch ends only)");
+    f.resumable = true;
+    s.push_back(member_field(&C::checkpoint_every, f));
+  }
+  // Augmentation: the presets (augmentation_preset) fill these; each can be set on its own.
+  {
+    auto f = spec("hflip", K::Bool, G::Augmentation, "", "Random horizontal flip.");
+    f.key = "augment.hflip";
+    f.check_text = "random horizontal flip";
+    s.push_back(member_field(&C::augment, &AugmentConfig::hflip, f));
+  }
+  {
+    auto f = ranged(spec("rotation", K::Real, G::Augmentation, "Rotation",
+                         "Maximum random rotation, as a fraction of a full turn (Keras RandomRotation)."),
+                    0, 0.5, false, false, "0.02", 0.01);
+    f.key = "augment.rotation";
+    s.push_back(member_field(&C::augment, &AugmentConfig::rotation, f));
+  }
+  {
+    auto f = ranged(spec("zoom", K::Real, G::Augmentation, "Zoom",
+                         "Maximum random zoom in or out per axis (Keras RandomZoom)."),
+                    0, 1, false, true, "0.2", 0.05);
+    f.key = "augment.zoom";
+    s.push_back(member_field(&C::augment, &AugmentConfig::zoom, f));
+  }
+  {
+    auto f = ranged(spec("translate", K::Real, G::Augmentation, "Shift",
+                         "Maximum random shift as a fraction of the side (bilinear)."),
+                    0, 1, false, true, "0.1", 0.05);
+    f.key = "augment.translate";
+    s.push_back(member_field(&C::augment, &AugmentConfig::translate, f));
+  }
+  {
+    auto f = ranged(spec("crop", K::Int, G::Augmentation, "Random crop",
+                         "Random crop after zero padding of this many pixels (torchvision "
+                         "RandomCrop(S, padding=N)); whole-pixel shifts, no resampling."),
+                    0, 64, false, false, "2", 1);
+    f.key = "augment.crop";
+    s.push_back(member_field(&C::augment, &AugmentConfig::crop, f));
+  }
+  {
+    auto f = ranged(spec("erase", K::Real, G::Augmentation, "Random erasing",
+                         "Probability of blanking one rectangle of 2-40% of the image with the "
+                         "mean colour (Zhong et al.)."),
+                    0, 1, false, false, "0.25", 0.05);
+    f.key = "augment.erase";
+    s.push_back(member_field(&C::augment, &AugmentConfig::erase, f));
+  }
+  {
+    auto f = spec("mean", K::RealList, G::Data, "Mean",
+                  "Per-channel normalization mean of pixels in [0, 1], comma-separated; empty: "
+                  "computed from the training split (or the pretrained weights').");
+    f.example = "0.5,0.5,0.5";
+    s.push_back(member_field(&C::mean, f));
+  }
+  {
+    auto f = ranged(spec("std", K::RealList, G::Data, "Std",
+                         "Per-channel normalization standard deviation, as many values as mean."),
+                    0, kInf, true, false, "0.5,0.5,0.5");
+    s.push_back(member_field(&C::std, f));
+  }
+  {
+    auto f = spec("init_weights", K::Text, G::FineTuning, "Start from",
+                  "Pretrained weights to fine-tune: timm or Hugging Face .safetensors, a PyTorch "
+                  ".pth/.bin state_dict, Google's .npz, or a run directory. The architecture comes "
+                  "from the file; a new head is made for your classes and position embeddings are "
+                  "resized to the image size.");
+    f.flags = {"--init"};
+    s.push_back(member_field(&C::init_weights, f));
+  }
+  {
+    auto f = spec("freeze_backbone", K::Bool, G::FineTuning, "",
+                  "Train only the classification head (linear probing); needs --init.");
+    f.check_text = "train the head only";
+    s.push_back(member_field(&C::freeze_backbone, f));
+  }
+  s.push_back(member_field(&C::layer_decay,
+      ranged(spec("layer_decay", K::Real, G::FineTuning, "Layer lr decay",
+                  "Block i learns at lr x decay^(depth - i): lower blocks change less. 1 = off; "
+                  "0.65-0.75 is usual for fine-tuning."),
+             0, 1, true, false, "0.75", 0.05)));
+  return s;
+}
+
+}  // namespace
+
+const Schema<TrainConfig>& train_schema() {
+  static const Schema<TrainConfig> schema = make_train_schema();
+  return schema;
+}
+
+std::vector<ConfigError> validate(const TrainConfig& c) {
+  std::vector<ConfigError> errors = check_ranges(train_schema(), c);
+  auto has_error = [&](const char* field) {
+    for (const auto& e : errors)
+      if (e.field == field) return true;
+    return false;
   };
-  need(c.epochs > 0 && c.epochs <= 100000, "epochs must be in 1..100000 (got " + std::to_string(c.epochs) + "); for example 10");
-  need(c.batch_size > 0 && c.batch_size <= 65536, "batch_size must be in 1..65536 (got " + std::to_string(c.batch_size) + "); for example 128");
-  need(c.lr > 0 && c.lr < 10, "lr must be in (0, 10) (got " + std::to_string(c.lr) + "); for example 1e-3");
-  need(c.min_lr >= 0 && c.min_lr <= c.lr, "min_lr must be in [0, lr]; for example 1e-5");
-  need(c.weight_decay >= 0 && c.weight_decay < 10, "weight_decay must be in [0, 10); for example 0.05");
-  need(c.warmup_epochs >= 0 && c.warmup_epochs <= c.epochs, "warmup_epochs must be in [0, epochs]; for example 1");
-  need(c.label_smoothing >= 0 && c.label_smoothing < 1, "label_smoothing must be in [0, 1); for example 0.1");
-  need(c.grad_clip >= 0, "grad_clip must be >= 0 (0 disables); for example 1.0");
-  need(c.val_fraction >= 0 && c.val_fraction < 1, "val_fraction must be in [0, 1); for example 0.1");
-  need(c.log_every > 0, "log_every must be positive; for example 10");
-  need(c.max_steps >= 0, "max_steps must be >= 0 (0 = no limit)");
-  need(c.eval_batch_size > 0, "eval_batch_size must be positive; for example 512");
-  need(c.augment.rotation >= 0 && c.augment.rotation <= 0.5, "rotation must be in [0, 0.5] turns; for example 0.02");
-  need(c.augment.zoom >= 0 && c.augment.zoom < 1, "zoom must be in [0, 1); for example 0.2");
-  need(c.augment.translate >= 0 && c.augment.translate < 1, "translate must be in [0, 1); for example 0.1");
-  need(c.augment.crop >= 0 && c.augment.crop <= 64, "crop padding must be in 0..64 pixels; for example 2");
-  need(c.augment.erase >= 0 && c.augment.erase <= 1, "erase must be a probability in [0, 1]; for example 0.25");
-  need(c.mean.size() == c.std.size(), "give as many mean values as std values (one per channel)");
-  for (float s : c.std) need(s > 0, "every std value must be positive");
-  need(std::find(precision_names().begin(), precision_names().end(), c.precision) != precision_names().end(),
-       "precision must be auto, fp32 or bf16 (got '" + c.precision + "')");
-  need(c.layer_decay > 0 && c.layer_decay <= 1, "layer_decay must be in (0, 1] (1 = off); for example 0.75");
-  need(!c.freeze_backbone || !c.init_weights.empty(), "freeze_backbone needs init_weights: pretrained weights to keep");
+  if (!has_error("lr") && !has_error("min_lr") && c.min_lr > c.lr)
+    errors.push_back({"min_lr", "min_lr " + format_number(c.min_lr) + " is above lr " +
+                                    format_number(c.lr) + ": use a min_lr in [0, lr]; for example 1e-5"});
+  if (!has_error("warmup_epochs") && !has_error("epochs") && c.warmup_epochs > c.epochs)
+    errors.push_back({"warmup_epochs", "warmup_epochs " + format_number(c.warmup_epochs) +
+                                           " is longer than the run's " + std::to_string(c.epochs) +
+                                           " epochs: use at most " + std::to_string(c.epochs)});
+  if (c.mean.size() != c.std.size())
+    errors.push_back({"mean", "mean has " + std::to_string(c.mean.size()) + " value(s) but std has " +
+                                  std::to_string(c.std.size()) +
+                                  ": give one mean and one std per channel, or neither"});
+  if (c.freeze_backbone && c.init_weights.empty())
+    errors.push_back({"freeze_backbone",
+                      "freeze_backbone needs init_weights: pretrained weights to keep (--init FILE)"});
   return errors;
 }
 
-nlohmann::json to_json(const TrainConfig& c) {
-  return {{"dataset", c.dataset},
-          {"epochs", c.epochs},
-          {"batch_size", c.batch_size},
-          {"lr", c.lr},
-          {"min_lr", c.min_lr},
-          {"weight_decay", c.weight_decay},
-          {"warmup_epochs", c.warmup_epochs},
-          {"label_smoothing", c.label_smoothing},
-          {"grad_clip", c.grad_clip},
-          {"seed", c.seed},
-          {"val_fraction", c.val_fraction},
-          {"augment",
-           {{"hflip", c.augment.hflip},
-            {"rotation", c.augment.rotation},
-            {"zoom", c.augment.zoom},
-            {"translate", c.augment.translate},
-            {"crop", c.augment.crop},
-            {"erase", c.augment.erase}}},
-          {"mean", c.mean},
-          {"std", c.std},
-          {"log_every", c.log_every},
-          {"max_steps", c.max_steps},
-          {"eval_batch_size", c.eval_batch_size},
-          {"init_weights", c.init_weights},
-          {"freeze_backbone", c.freeze_backbone},
-          {"layer_decay", c.layer_decay},
-          {"data_parallel", c.data_parallel},
-          {"precision", c.precision}};
-}
+nlohmann::json to_json(const TrainConfig& c) { return to_json(train_schema(), c); }
 
 TrainConfig train_config_from_json(const nlohmann::json& j) {
-  TrainConfig c;
+  TrainConfig base;
+  if (j.is_object() && !j.contains("precision")) base.precision = "fp32";  // runs from before
   try {
-    c.dataset = j.value("dataset", c.dataset);
-    c.epochs = j.value("epochs", c.epochs);
-    c.batch_size = j.value("batch_size", c.batch_size);
-    c.lr = j.value("lr", c.lr);
-    c.min_lr = j.value("min_lr", c.min_lr);
-    c.weight_decay = j.value("weight_decay", c.weight_decay);
-    c.warmup_epochs = j.value("warmup_epochs", c.warmup_epochs);
-    c.label_smoothing = j.value("label_smoothing", c.label_smoothing);
-    c.grad_clip = j.value("grad_clip", c.grad_clip);
-    c.seed = j.value("seed", c.seed);
-    c.val_fraction = j.value("val_fraction", c.val_fraction);
-    if (j.contains("augment")) {
-      const auto& a = j.at("augment");
-      c.augment.hflip = a.value("hflip", false);
-      c.augment.rotation = a.value("rotation", 0.0);
-      c.augment.zoom = a.value("zoom", 0.0);
-      c.augment.translate = a.value("translate", 0.0);
-      c.augment.crop = a.value("crop", 0);
-      c.augment.erase = a.value("erase", 0.0);
-    }
-    c.mean = j.value("mean", c.mean);
-    c.std = j.value("std", c.std);
-    c.log_every = j.value("log_every", c.log_every);
-    c.max_steps = j.value("max_steps", c.max_steps);
-    c.eval_batch_size = j.value("eval_batch_size", c.eval_batch_size);
-    c.init_weights = j.value("init_weights", c.init_weights);
-    c.freeze_backbone = j.value("freeze_backbone", c.freeze_backbone);
-    c.layer_decay = j.value("layer_decay", c.layer_decay);
-    c.data_parallel = j.value("data_parallel", c.data_parallel);
-    c.precision = j.value("precision", std::string("fp32"));  // runs from before the setting
-  } catch (const nlohmann::json::exception& e) {
+    return from_json(train_schema(), j, base, /*strict=*/false);
+  } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(std::string("bad training config: ") + e.what());
   }
-  return c;
 }
 
 }  // namespace vit

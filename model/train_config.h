@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "settings_schema.h"
+
 namespace vit {
 
 // Per-channel mean and std of pixel values scaled to [0, 1].
@@ -48,6 +50,9 @@ struct TrainConfig {
   std::vector<float> mean, std;  // normalization; empty = computed from the training split
   int log_every = 10;            // steps between on_step callbacks and steps.csv rows
   int64_t max_steps = 0;         // stop after this many optimizer steps (0 = no limit)
+  // Also commit a checkpoint every this many optimizer steps (0: at epoch ends only), so a long
+  // epoch that is killed resumes near where it stopped.
+  int64_t checkpoint_every = 0;
   int eval_batch_size = 512;     // batch size of validation and test passes
   // Fine-tuning (model/weights_io.h): start from these pretrained weights (any file `vit import`
   // reads, or a run directory); empty = random init. The normalization then defaults to theirs.
@@ -64,7 +69,14 @@ struct TrainConfig {
   // evaluation in float); "auto", bf16 where the CPU multiplies bf16 natively (AVX512_BF16, AMX)
   // and fp32 elsewhere. A run records the resolved choice in config.json.
   std::string precision = "auto";
+  // Intra-op threads of each training process (0: one per core, or cores / local ranks under a
+  // distributed launcher). With data parallelism each thread trains one shard of the batch, so a
+  // run depends on it; config.json records it.
+  int threads = 0;
 };
+
+// The fields of TrainConfig (settings_schema.h): config.json, the `vit train` flags, the panel.
+const Schema<TrainConfig>& train_schema();
 
 // "fp32" or "bf16" for a TrainConfig::precision, resolving "auto" for this CPU.
 std::string resolve_precision(const std::string& precision);
@@ -80,8 +92,12 @@ const std::vector<std::string>& precision_names();  // auto, fp32, bf16
 AugmentConfig augmentation_preset(const std::string& name, int image_size);
 const std::vector<std::string>& augmentation_preset_names();
 
-std::vector<std::string> validate(const TrainConfig& config);  // messages naming the field
+// Every rule the config breaks (field + message naming it), empty when it is valid.
+std::vector<ConfigError> validate(const TrainConfig& config);
 nlohmann::json to_json(const TrainConfig& config);
+// Fields missing from `j` keep their defaults, except precision: runs from before the setting
+// trained in fp32. Unknown fields are ignored (files of newer versions); a wrong type throws
+// std::invalid_argument naming the field.
 TrainConfig train_config_from_json(const nlohmann::json& j);
 
 }  // namespace vit

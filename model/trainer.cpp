@@ -4,31 +4,28 @@
 
 #include <chrono>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <numeric>
 #include <random>
 #include <sstream>
 #include <thread>
 
-#include "atomic_file.h"
 #include "checkpoint.h"
-#include "config_json.h"
 #include "data_parallel.h"
 #include "datasets.h"
-#include "tensorboard.h"
+#include "finetune.h"
+#include "param_groups.h"
+#include "run_writer.h"
 #include "vit.h"
-#include "weights_io.h"
+#include "weights_import.h"
 
 namespace vit {
 
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Evaluation
-
-namespace {
 
 struct Accumulator {
   double loss_sum = 0;
@@ -79,64 +76,6 @@ std::vector<int64_t> all_rows(const Dataset& d) {
   return rows;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Run directory files
-
-
-std::string metrics_row(const EpochStats& e) {
-  std::ostringstream out;
-  out.precision(6);
-  out << e.epoch << ',' << e.loss << ',' << e.accuracy << ',' << e.top5_accuracy << ','
-      << e.val_loss << ',' << e.val_accuracy << ',' << e.val_top5_accuracy << ',' << e.lr << ','
-      << e.seconds;
-  return out.str();
-}
-
-std::vector<std::string> read_lines(const fs::path& path) {
-  std::vector<std::string> lines;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) lines.push_back(line);
-  return lines;
-}
-
-nlohmann::json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot read " + path.string() + ": is this a run directory?");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(path.string() + " is not valid JSON: " + e.what());
-  }
-}
-
-struct RunState {
-  int epoch = 0;              // epoch in progress (or the next one)
-  int64_t step_in_epoch = 0;  // optimizer steps already done in `epoch`
-  int64_t global_step = 0;
-  double best_val_accuracy = -1.0;
-  int best_epoch = -1;
-  bool finished = false;
-  nlohmann::json to_json() const {
-    return {{"epoch", epoch},
-            {"step_in_epoch", step_in_epoch},
-            {"global_step", global_step},
-            {"best_val_accuracy", best_val_accuracy},
-            {"best_epoch", best_epoch},
-            {"finished", finished}};
-  }
-  static RunState from_json(const nlohmann::json& j) {
-    RunState s;
-    s.epoch = j.at("epoch");
-    s.step_in_epoch = j.at("step_in_epoch");
-    s.global_step = j.at("global_step");
-    s.best_val_accuracy = j.at("best_val_accuracy");
-    s.best_epoch = j.value("best_epoch", -1);
-    s.finished = j.value("finished", false);
-    return s;
-  }
-};
-
 double lr_at(const TrainConfig& c, int64_t step, int64_t total, int64_t steps_per_epoch) {
   const double warmup = c.warmup_epochs * steps_per_epoch;
   if (step < warmup) return c.lr * (step + 1) / warmup;
@@ -145,349 +84,433 @@ double lr_at(const TrainConfig& c, int64_t step, int64_t total, int64_t steps_pe
   return c.min_lr + (c.lr - c.min_lr) * 0.5 * (1.0 + std::cos(M_PI * progress));
 }
 
-}  // namespace
+// Seconds of work, pauses left out.
+class ActiveClock {
+ public:
+  double seconds() const {
+    return std::chrono::duration<double>(Clock::now() - start_).count() - paused_;
+  }
+  void add_pause(double s) { paused_ += s; }
+
+ private:
+  Clock::time_point start_ = Clock::now();
+  double paused_ = 0;
+};
 
 // ---------------------------------------------------------------------------------------------
-// train()
+// One call of train(): setup, loop, finish.
 
-TrainResult train(const ViTConfig& model_config_in, const TrainConfig& train_config_in,
-                  const DataSplits& data, const std::string& run_dir,
-                  const TrainCallbacks& cb, bool resume) {
-  const fs::path dir(run_dir), ckpt_dir = dir / "checkpoints";
-  auto say = [&](const std::string& m) {
-    if (cb.on_message) cb.on_message(m);
-  };
+class Training {
+ public:
+  Training(const PreparedRun& run, const DataSplits& data, const TrainCallbacks& cb)
+      : run_(run), data_(data), cb_(cb), writer_(run.dir, /*enabled=*/true) {}
 
-  ViTConfig model_config = model_config_in;
-  TrainConfig tc = train_config_in;
-  RunState state;
-  Normalization norm;
-  std::vector<std::string> metric_rows;
-  if (resume) {
-    const RunInfo info = read_run(run_dir);
-    model_config = info.model;
-    const int64_t max_steps = tc.max_steps;
-    const int log_every = tc.log_every;
-    tc = info.train;
-    tc.max_steps = max_steps;  // a resumed smoke run may set its own limit
-    tc.log_every = log_every;
-    norm = info.normalization;
-    state = RunState::from_json(read_json(dir / "state.json"));
-    if (state.finished) throw std::invalid_argument(run_dir + " has already finished all its epochs; start a new run");
-    auto lines = read_lines(dir / "metrics.csv");
-    for (size_t i = 1; i < lines.size() && int(i - 1) < state.epoch; ++i) metric_rows.push_back(lines[i]);
+  TrainResult run() {
+    setup();
+    while (state_.epoch < tc_.epochs && !stop_) {
+      if (!train_epoch()) break;
+      end_epoch();
+    }
+    finish();
+    return result_;
   }
 
-  check(model_config);
-  if (auto errors = validate(tc); !errors.empty()) throw std::invalid_argument(errors.front());
-  tc.precision = resolve_precision(tc.precision);  // config.json records what ran
-  const bool bf16 = tc.precision == "bf16";
-  const Dataset& full = data.train;
-  if (full.size() < 2) throw std::invalid_argument("the training set needs at least 2 images");
-  if (int64_t(full.classes.size()) != model_config.num_classes)
-    throw std::invalid_argument("the data set has " + std::to_string(full.classes.size()) +
-                                " classes but the model has " +
-                                std::to_string(model_config.num_classes) + " outputs: use --classes " +
-                                std::to_string(full.classes.size()));
-  if (full.images.size(1) != model_config.in_channels)
-    throw std::invalid_argument("the data set has " + std::to_string(full.images.size(1)) +
-                                " channel(s) but the model expects " +
-                                std::to_string(model_config.in_channels) + ": use --channels " +
-                                std::to_string(full.images.size(1)));
+ private:
+  void say(const std::string& m) const {
+    if (cb_.on_message) cb_.on_message(m);
+  }
+
+  // --- setup ----------------------------------------------------------------------------------
+
+  void setup() {
+    model_config_ = run_.model;
+    tc_ = run_.train;
+    check(model_config_);
+    if (auto errors = validate(tc_); !errors.empty()) throw std::invalid_argument(errors.front().message);
+    tc_.precision = resolve_precision(tc_.precision);  // config.json records what ran
+    bf16_ = tc_.precision == "bf16";
+    const Dataset& full = data_.train;
+    if (full.size() < 2) throw std::invalid_argument("the training set needs at least 2 images");
+    if (int64_t(full.classes.size()) != model_config_.num_classes)
+      throw std::invalid_argument("the data set has " + std::to_string(full.classes.size()) +
+                                  " classes but the model has " +
+                                  std::to_string(model_config_.num_classes) +
+                                  " outputs: use --classes " + std::to_string(full.classes.size()));
+    if (full.images.size(1) != model_config_.in_channels)
+      throw std::invalid_argument("the data set has " + std::to_string(full.images.size(1)) +
+                                  " channel(s) but the model expects " +
+                                  std::to_string(model_config_.in_channels) + ": use --channels " +
+                                  std::to_string(full.images.size(1)));
+    split();
+
+    std::optional<ImportedWeights> init;  // fine-tuning: the pretrained weights to start from
+    const RunReader reader(run_.dir);
+    if (run_.resume) {
+      const auto state = reader.state();
+      if (!state) throw std::invalid_argument(run_.dir + " has no checkpoint to continue from");
+      state_ = *state;
+      norm_ = reader.info().normalization;
+    } else {
+      if (!tc_.init_weights.empty())
+        init = import_weights(tc_.init_weights, ImportOptions{model_config_.heads});
+      if (!tc_.mean.empty()) {
+        norm_ = {tc_.mean, tc_.std};
+      } else if (init) {
+        norm_ = adapt_normalization(init->normalization, model_config_.in_channels);  // theirs
+      } else {
+        norm_ = compute_normalization(full, train_rows_);  // Keras Normalization.adapt
+      }
+      if (int(norm_.mean.size()) != model_config_.in_channels)
+        throw std::invalid_argument("give one mean/std value per channel (" +
+                                    std::to_string(model_config_.in_channels) + ")");
+    }
+
+    torch::manual_seed(tc_.seed);
+    model_ = VisionTransformer(model_config_);
+    if (init) {
+      say("starting from " + init->path + " (" + init->naming + " names)");
+      for (const auto& note : load_pretrained(*model_, *init).notes) say(note);
+      init.reset();  // release the file's tensors
+    }
+    if (tc_.freeze_backbone)
+      say("backbone frozen: training the head only (" + std::to_string(freeze_backbone(*model_)) +
+          " parameters fixed)");
+    // AdamW groups: decay / no decay (timm), split by layer when layer_decay < 1.
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    for (auto& g : param_groups(*model_, tc_.weight_decay, tc_.layer_decay)) {
+      groups.emplace_back(g.params, std::make_unique<torch::optim::AdamWOptions>(
+                                        torch::optim::AdamWOptions(tc_.lr).weight_decay(g.weight_decay)));
+      lr_scales_.push_back(g.lr_scale);
+    }
+    optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups), torch::optim::AdamWOptions(tc_.lr));
+    for (const auto& p : model_->parameters())
+      if (p.requires_grad()) params_.push_back(p);
+
+    LoaderOptions lo;
+    lo.batch_size = tc_.batch_size;
+    lo.image_size = model_config_.image_size;
+    lo.normalization = norm_;
+    lo.augment = tc_.augment;
+    lo.shuffle = true;
+    lo.drop_last = int64_t(train_rows_.size()) > tc_.batch_size;  // keep batch statistics steady
+    lo.seed = tc_.seed;
+    loader_ = std::make_unique<DataLoader>(full, train_rows_, lo);
+    steps_per_epoch_ = loader_->batches_per_epoch();
+    total_steps_ = steps_per_epoch_ * tc_.epochs;
+
+    if (run_.resume) {
+      if (state_.step_in_epoch >= steps_per_epoch_ && !state_.finished)
+        throw std::runtime_error(RunPaths(run_.dir).state() + " is damaged (step_in_epoch " +
+                                 std::to_string(state_.step_in_epoch) + " is not below the " +
+                                 std::to_string(steps_per_epoch_) + " steps of an epoch): the run "
+                                 "cannot be continued from it");
+      load_weights(reader.weights(Weights::Last), *model_);
+      const std::string optim = reader.optimizer();
+      if (optim.empty())
+        throw std::runtime_error(run_.dir + " has no optimizer state (checkpoints/last.optim.pt) "
+                                 "to continue from");
+      load_optimizer(*optimizer_, optim);
+      writer_.reopen(state_);
+      committed_step_ = state_.global_step;
+      for (const auto& n : run_.notes) say(n);
+      say("resumed " + run_.dir + " at epoch " + std::to_string(state_.epoch + 1) + ", step " +
+          std::to_string(state_.global_step));
+    } else {
+      RunData d;
+      d.spec = tc_.dataset;
+      d.name = full.name;
+      d.classes = full.classes;
+      d.train_size = int64_t(train_rows_.size());
+      d.val_size = int64_t(val_rows_.size());
+      d.test_size = data_.test ? data_.test->size() : 0;
+      writer_.create(run_config_json(model_config_, tc_, norm_, d));
+    }
+    epoch_acc_.loss_sum = state_.epoch_loss_sum;
+    epoch_acc_.top1 = state_.epoch_top1;
+    epoch_acc_.top5 = state_.epoch_top5;
+    epoch_acc_.count = state_.epoch_count;
+    epoch_seconds_before_ = state_.epoch_seconds;
+
+    shards_ = shard_count(tc_.data_parallel, tc_.batch_size);
+    if (bf16_) say("mixed precision: bf16 matrix products, float weights and optimizer");
+    if (shards_ > 1)
+      say("data parallel: each batch of " + std::to_string(tc_.batch_size) + " runs as " +
+          std::to_string(shards_) + " shards on " + std::to_string(shards_) + " threads");
+    result_.run_dir = run_.dir;
+    if (cb_.on_ready) cb_.on_ready();
+  }
 
   // Seeded split: the same seed always holds out the same validation images.
-  std::vector<int64_t> order = all_rows(full);
-  std::mt19937_64 split_rng(tc.seed);
-  std::shuffle(order.begin(), order.end(), split_rng);
-  const int64_t n_val = tc.val_fraction > 0 ? std::max<int64_t>(1, int64_t(full.size() * tc.val_fraction)) : 0;
-  std::vector<int64_t> val_rows(order.begin(), order.begin() + n_val);
-  std::vector<int64_t> train_rows(order.begin() + n_val, order.end());
-  std::sort(val_rows.begin(), val_rows.end());
-
-  std::optional<ImportedWeights> init;  // fine-tuning: the pretrained weights to start from
-  if (!resume && !tc.init_weights.empty())
-    init = import_weights(tc.init_weights, ImportOptions{model_config.heads});
-  if (!resume) {
-    if (!tc.mean.empty()) {
-      norm.mean = tc.mean;
-      norm.std = tc.std;
-    } else if (init) {
-      norm = adapt_normalization(init->normalization, model_config.in_channels);  // theirs
-    } else {
-      norm = compute_normalization(full, train_rows);  // Keras Normalization.adapt
-    }
-    if (int(norm.mean.size()) != model_config.in_channels)
-      throw std::invalid_argument("give one mean/std value per channel (" +
-                                  std::to_string(model_config.in_channels) + ")");
+  void split() {
+    const Dataset& full = data_.train;
+    std::vector<int64_t> order = all_rows(full);
+    std::mt19937_64 split_rng(tc_.seed);
+    std::shuffle(order.begin(), order.end(), split_rng);
+    const int64_t n_val =
+        tc_.val_fraction > 0 ? std::max<int64_t>(1, int64_t(full.size() * tc_.val_fraction)) : 0;
+    val_rows_.assign(order.begin(), order.begin() + n_val);
+    train_rows_.assign(order.begin() + n_val, order.end());
+    std::sort(val_rows_.begin(), val_rows_.end());
   }
 
-  fs::create_directories(ckpt_dir);
-  if (!resume) {
-    if (fs::exists(dir / "state.json"))
-      throw std::invalid_argument(run_dir + " already holds a run: resume it (--resume " + run_dir +
-                                  ") or choose another --out");
-    nlohmann::json classes = full.classes;
-    nlohmann::json config = {
-        {"program", "ViT Studio"},
-        {"version", VIT_VERSION},
-        {"created", utc_timestamp()},
-        {"model", to_json(model_config)},
-        {"train", to_json(tc)},
-        {"normalization", {{"mean", norm.mean}, {"std", norm.std}}},
-        {"data",
-         {{"spec", tc.dataset},
-          {"name", full.name},
-          {"classes", classes},
-          {"train_size", train_rows.size()},
-          {"val_size", val_rows.size()},
-          {"test_size", data.test ? data.test->size() : 0}}}};
-    write_file_atomically((dir / "config.json").string(), config.dump(2) + "\n");
-  }
+  // --- the loop -------------------------------------------------------------------------------
 
-  torch::manual_seed(tc.seed);
-  VisionTransformer model(model_config);
-  if (init) {
-    say("starting from " + init->path + " (" + init->naming + " names)");
-    for (const auto& note : load_pretrained(*model, *init).notes) say(note);
-    init.reset();  // release the file's tensors
-  }
-  if (tc.freeze_backbone)
-    say("backbone frozen: training the head only (" + std::to_string(freeze_backbone(*model)) +
-        " parameters fixed)");
-  // AdamW groups: decay / no decay (timm), split by layer when layer_decay < 1 (weights_io.h).
-  std::vector<double> lr_scales;
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  for (auto& g : param_groups(*model, tc.weight_decay, tc.layer_decay)) {
-    groups.emplace_back(g.params, std::make_unique<torch::optim::AdamWOptions>(
-                                      torch::optim::AdamWOptions(tc.lr).weight_decay(g.weight_decay)));
-    lr_scales.push_back(g.lr_scale);
-  }
-  torch::optim::AdamW optimizer(std::move(groups), torch::optim::AdamWOptions(tc.lr));
-  if (resume) {
-    load_weights((ckpt_dir / "last.safetensors").string(), *model);
-    torch::load(optimizer, (ckpt_dir / "last.optim.pt").string());
-    say("resumed " + run_dir + " at epoch " + std::to_string(state.epoch + 1) + ", step " +
-        std::to_string(state.global_step));
-  }
-
-  LoaderOptions lo;
-  lo.batch_size = tc.batch_size;
-  lo.image_size = model_config.image_size;
-  lo.normalization = norm;
-  lo.augment = tc.augment;
-  lo.shuffle = true;
-  lo.drop_last = int64_t(train_rows.size()) > tc.batch_size;  // keep batch statistics steady
-  lo.seed = tc.seed;
-  DataLoader loader(full, train_rows, lo);
-  const int64_t steps_per_epoch = loader.batches_per_epoch();
-  const int64_t total_steps = steps_per_epoch * tc.epochs;
-
-  // steps.csv: keep what a resumed run had logged up to its checkpoint.
-  const fs::path steps_path = dir / "steps.csv";
-  {
-    std::vector<std::string> keep{kStepsHeader};
-    if (resume) {
-      auto lines = read_lines(steps_path);
-      for (size_t i = 1; i < lines.size(); ++i)
-        if (std::stoll(lines[i].substr(0, lines[i].find(','))) <= state.global_step) keep.push_back(lines[i]);
-    }
-    std::string text;
-    for (const auto& l : keep) text += l + "\n";
-    write_file_atomically(steps_path.string(), text);
-  }
-  std::ofstream steps_log(steps_path, std::ios::app);
-  TensorBoardWriter tensorboard(run_dir);
-
-  auto write_metrics = [&] {
-    std::string text = std::string(kMetricsHeader) + "\n";
-    for (const auto& r : metric_rows) text += r + "\n";
-    write_file_atomically((dir / "metrics.csv").string(), text);
-  };
-  auto save_last = [&] {
-    std::map<std::string, std::string> meta{{"epoch", std::to_string(state.epoch)},
-                                            {"global_step", std::to_string(state.global_step)}};
-    save_checkpoint((ckpt_dir / "last.safetensors").string(), *model, norm, meta);
-    write_file_atomically((ckpt_dir / "last.optim.pt").string(),
-                          [&](std::ostream& out) { torch::save(optimizer, out); });
-    write_file_atomically((dir / "state.json").string(), state.to_json().dump(2) + "\n");
-  };
-  if (!resume) write_metrics();
-
-  TrainResult result;
-  result.run_dir = run_dir;
-  const auto run_start = Clock::now();
-  double step_seconds = 0.0;
-  int64_t images_trained = 0, steps_this_call = 0;
-  std::vector<torch::Tensor> params;  // the trainable ones: a frozen backbone is left out
-  for (const auto& p : model->parameters())
-    if (p.requires_grad()) params.push_back(p);
-  const int shards = shard_count(tc.data_parallel, tc.batch_size);
-  if (bf16) say("mixed precision: bf16 matrix products, float weights and optimizer");
-  if (shards > 1)
-    say("data parallel: each batch of " + std::to_string(tc.batch_size) + " runs as " +
-        std::to_string(shards) + " shards on " + std::to_string(shards) + " threads");
-  bool stop = false;
-
-  for (; state.epoch < tc.epochs && !stop; ) {
-    const auto epoch_start = Clock::now();
-    loader.start_epoch(state.epoch, state.step_in_epoch);
-    Accumulator train_acc, window;
-    double lr = 0;
-    model->train();
-    while (auto batch = loader.next()) {
-      // Stop / pause between steps: a stop request finishes within one step.
-      if (cb.poll) {
-        Control c = cb.poll();
-        while (c == Control::Pause) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(50));
-          c = cb.poll();
-        }
-        if (c == Control::Stop) {
-          result.stop_reason = "stopped";
-          stop = true;
-          break;
-        }
+  // Between steps: Pause blocks (its time is not training time), Stop ends the run.
+  bool keep_going() {
+    if (!cb_.poll) return true;
+    Control c = cb_.poll();
+    if (c == Control::Pause) {
+      const auto paused = Clock::now();
+      while (c == Control::Pause) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        c = cb_.poll();
       }
-      lr = lr_at(tc, state.global_step, total_steps, steps_per_epoch);
-      for (size_t g = 0; g < lr_scales.size(); ++g)
-        optimizer.param_groups()[g].options().set_lr(lr * lr_scales[g]);
+      clock_.add_pause(std::chrono::duration<double>(Clock::now() - paused).count());
+    }
+    if (c == Control::Stop) {
+      result_.stop_reason = "stopped";
+      stop_ = true;
+      return false;
+    }
+    return true;
+  }
+
+  // The epoch's training steps; false when the run stops inside it.
+  bool train_epoch() {
+    epoch_start_ = clock_.seconds();
+    loader_->start_epoch(state_.epoch, state_.step_in_epoch);
+    model_->train();
+    while (auto batch = loader_->next()) {
+      if (!keep_going()) return false;
+      lr_ = lr_at(tc_, state_.global_step, total_steps_, steps_per_epoch_);
+      for (size_t g = 0; g < lr_scales_.size(); ++g)
+        optimizer_->param_groups()[g].options().set_lr(lr_ * lr_scales_[g]);
 
       const auto t0 = Clock::now();
-      const auto step = forward_backward(model, params, batch->images, batch->labels,
-                                         tc.label_smoothing, shards, bf16);
-      const double loss_value = step.loss;
-      if (!std::isfinite(loss_value)) {
-        std::ostringstream m;
-        m << "the training loss became " << loss_value << " at step " << state.global_step + 1
-          << " (epoch " << state.epoch + 1 << ", lr " << lr << "); training stopped and the last "
-          << "good checkpoint stays in " << (ckpt_dir / "last.safetensors").string()
-          << ". Lower the learning rate (--lr) or keep gradient clipping on (--grad-clip 1)";
-        result.stop_reason = "nan";
-        result.message = m.str();
-        say(m.str());
-        stop = true;
-        break;
+      const auto step = forward_backward(model_, params_, batch->images, batch->labels,
+                                         tc_.label_smoothing, shards_, bf16_);
+      if (!std::isfinite(step.loss)) {
+        stop_for_nan(step.loss);
+        return false;
       }
       // Both as LibTorch's clip_grad_norm_ and AdamW::step, spread over the shards' threads.
-      if (tc.grad_clip > 0) clip_grad_norm(params, tc.grad_clip, shards);
-      adamw_step(optimizer, shards);
+      if (tc_.grad_clip > 0) clip_grad_norm(params_, tc_.grad_clip, shards_);
+      adamw_step(*optimizer_, shards_);
       // Throughput leaves out the first step of a call: it pays one-time allocations and the
       // OpenMP pool start, which would skew short benchmark runs.
-      if (steps_this_call > 0) {
-        step_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-        images_trained += batch->labels.size(0);
+      if (steps_this_call_ > 0) {
+        step_seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
+        images_trained_ += batch->labels.size(0);
       }
-      ++steps_this_call;
-      ++state.global_step;
-      ++state.step_in_epoch;
-
+      ++steps_this_call_;
+      ++state_.global_step;
+      ++state_.step_in_epoch;
       {
         torch::NoGradGuard no_grad;
-        train_acc.add(step.logits, batch->labels, loss_value);
-        window.add(step.logits, batch->labels, loss_value);
+        epoch_acc_.add(step.logits, batch->labels, step.loss);
+        window_.add(step.logits, batch->labels, step.loss);
       }
-      const bool limit = tc.max_steps > 0 && steps_this_call >= tc.max_steps;
-      if (state.global_step % tc.log_every == 0 || limit) {
-        StepStats s;
-        s.epoch = state.epoch;
-        s.step = state.global_step;
-        s.total_steps = total_steps;
-        s.step_in_epoch = state.step_in_epoch;
-        s.steps_per_epoch = steps_per_epoch;
-        const auto w = window.result();
-        s.loss = w.loss;
-        s.accuracy = w.accuracy;
-        s.lr = lr;
-        s.images_per_second = step_seconds > 0 ? images_trained / step_seconds : 0;
-        s.elapsed_seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
-        const double per_step = s.elapsed_seconds / steps_this_call;
-        s.eta_seconds = per_step * double(total_steps - state.global_step);
-        steps_log << s.step << ',' << s.epoch << ',' << s.loss << ',' << s.accuracy << ',' << s.lr
-                  << ',' << s.images_per_second << ',' << s.elapsed_seconds << '\n';
-        steps_log.flush();
-        tensorboard.add_scalar("train/loss", s.loss, s.step);
-        tensorboard.add_scalar("train/accuracy", s.accuracy, s.step);
-        tensorboard.add_scalar("train/lr", s.lr, s.step);
-        if (cb.on_step) cb.on_step(s);
-        window = Accumulator{};
-      }
+      const bool limit = tc_.max_steps > 0 && steps_this_call_ >= tc_.max_steps;
+      if (state_.global_step % tc_.log_every == 0 || limit) report_step();
       if (limit) {
-        result.stop_reason = "max_steps";
-        stop = true;
-        break;
+        result_.stop_reason = "max_steps";
+        stop_ = true;
+        return false;
       }
+      if (tc_.checkpoint_every > 0 && state_.global_step % tc_.checkpoint_every == 0 &&
+          state_.step_in_epoch < steps_per_epoch_)
+        commit(/*best=*/false);
     }
-    if (stop) break;
+    return true;
+  }
 
-    // End of epoch: validation, checkpoints, metrics.
+  void report_step() {
+    StepStats s;
+    s.epoch = state_.epoch;
+    s.step = state_.global_step;
+    s.total_steps = total_steps_;
+    s.step_in_epoch = state_.step_in_epoch;
+    s.steps_per_epoch = steps_per_epoch_;
+    const auto w = window_.result();
+    s.loss = w.loss;
+    s.accuracy = w.accuracy;
+    s.lr = lr_;
+    s.images_per_second = step_seconds_ > 0 ? images_trained_ / step_seconds_ : 0;
+    const double session = clock_.seconds();
+    s.elapsed_seconds = state_.elapsed_seconds + session - elapsed_committed_session_;
+    s.eta_seconds = session / double(steps_this_call_) * double(total_steps_ - state_.global_step);
+    StepRow row;
+    row.step = s.step;
+    row.epoch = s.epoch;
+    row.loss = s.loss;
+    row.accuracy = s.accuracy;
+    row.lr = s.lr;
+    row.images_per_second = s.images_per_second;
+    row.elapsed_seconds = s.elapsed_seconds;
+    writer_.log_step(row);
+    if (cb_.on_step) cb_.on_step(s);
+    window_ = Accumulator{};
+  }
+
+  void stop_for_nan(double loss) {
+    std::ostringstream m;
+    m << "the training loss became " << loss << " at step " << state_.global_step + 1
+      << " (epoch " << state_.epoch + 1 << ", lr " << lr_ << "); training stopped and ";
+    if (writer_.has_checkpoint())
+      m << "the last good checkpoint (step " << committed_step_ << ") stays in "
+        << RunPaths(run_.dir).checkpoints();
+    else
+      m << "no checkpoint was saved (it happened before the first one)";
+    m << ". Lower the learning rate (--lr) or keep gradient clipping on (--grad-clip 1)";
+    result_.stop_reason = "nan";
+    result_.message = m.str();
+    say(m.str());
+    stop_ = true;
+  }
+
+  // The state of the epoch in progress goes into the checkpoint with the weights.
+  void commit(bool best) {
+    const double session = clock_.seconds();
+    state_.elapsed_seconds += session - elapsed_committed_session_;
+    elapsed_committed_session_ = session;
+    state_.epoch_seconds = state_.step_in_epoch > 0 ? epoch_seconds_before_ + session - epoch_start_ : 0;
+    state_.epoch_loss_sum = state_.step_in_epoch > 0 ? epoch_acc_.loss_sum : 0;
+    state_.epoch_top1 = state_.step_in_epoch > 0 ? epoch_acc_.top1 : 0;
+    state_.epoch_top5 = state_.step_in_epoch > 0 ? epoch_acc_.top5 : 0;
+    state_.epoch_count = state_.step_in_epoch > 0 ? epoch_acc_.count : 0;
+    writer_.commit(*model_, norm_, optimizer_.get(), state_, best);
+    committed_step_ = state_.global_step;
+  }
+
+  // End of epoch: validation, metrics.csv, the checkpoint (best when validation improved).
+  void end_epoch() {
     EpochStats e;
-    e.epoch = state.epoch;
-    const auto t = train_acc.result();
+    e.epoch = state_.epoch;
+    const auto t = epoch_acc_.result();
     e.loss = t.loss;
     e.accuracy = t.accuracy;
     e.top5_accuracy = t.top5_accuracy;
-    if (!val_rows.empty()) {
-      const auto v = evaluate(model, full, val_rows, norm, tc.eval_batch_size, tc.data_parallel);
+    if (!val_rows_.empty()) {
+      const auto v = evaluate(model_, data_.train, val_rows_, norm_, tc_.eval_batch_size, tc_.data_parallel);
       e.val_loss = v.loss;
       e.val_accuracy = v.accuracy;
       e.val_top5_accuracy = v.top5_accuracy;
     }
-    e.lr = lr;
-    e.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    const double score = val_rows.empty() ? e.accuracy : e.val_accuracy;
-    e.best = score > state.best_val_accuracy;
-    ++state.epoch;
-    state.step_in_epoch = 0;
+    e.lr = lr_;
+    e.seconds = epoch_seconds_before_ + clock_.seconds() - epoch_start_;
+    const double score = val_rows_.empty() ? e.accuracy : e.val_accuracy;
+    e.best = score > state_.best_val_accuracy;
+    ++state_.epoch;
+    state_.step_in_epoch = 0;
     if (e.best) {
-      state.best_val_accuracy = score;
-      state.best_epoch = e.epoch;
-      save_checkpoint((ckpt_dir / "best.safetensors").string(), *model, norm,
-                      {{"epoch", std::to_string(e.epoch)}, {"val_accuracy", std::to_string(score)}});
+      state_.best_val_accuracy = score;
+      state_.best_epoch = e.epoch;
     }
-    state.finished = state.epoch >= tc.epochs;
-    metric_rows.push_back(metrics_row(e));
-    write_metrics();
-    save_last();
-    tensorboard.add_scalar("epoch/loss", e.loss, state.global_step);
-    tensorboard.add_scalar("epoch/accuracy", e.accuracy, state.global_step);
-    tensorboard.add_scalar("epoch/val_loss", e.val_loss, state.global_step);
-    tensorboard.add_scalar("epoch/val_accuracy", e.val_accuracy, state.global_step);
-    tensorboard.add_scalar("epoch/val_top5_accuracy", e.val_top5_accuracy, state.global_step);
-    tensorboard.flush();
-    if (cb.on_epoch) cb.on_epoch(e);
+    state_.finished = state_.epoch >= tc_.epochs;
+    EpochRow row;
+    row.epoch = e.epoch;
+    row.loss = e.loss, row.accuracy = e.accuracy, row.top5_accuracy = e.top5_accuracy;
+    row.val_loss = e.val_loss, row.val_accuracy = e.val_accuracy;
+    row.val_top5_accuracy = e.val_top5_accuracy;
+    row.lr = e.lr, row.seconds = e.seconds;
+    writer_.log_epoch(row, state_.global_step);
+    epoch_acc_ = Accumulator{};
+    epoch_seconds_before_ = 0;
+    commit(e.best);
+    if (cb_.on_epoch) cb_.on_epoch(e);
   }
-  if (result.stop_reason.empty()) result.stop_reason = "completed";
-  if (result.stop_reason == "stopped" || result.stop_reason == "max_steps") save_last();
-  tensorboard.flush();
 
-  result.epochs = state.epoch;
-  result.steps = state.global_step;
-  result.train_seconds = step_seconds;
-  result.images_per_second = step_seconds > 0 ? images_trained / step_seconds : 0;
-  // Test with the best weights (the Keras example's ModelCheckpoint + evaluate). A user's stop
-  // skips it so that stopping stays quick; NaN skips it as the weights are broken.
-  if (data.test && (result.stop_reason == "completed" || result.stop_reason == "max_steps")) {
-    const fs::path best = ckpt_dir / "best.safetensors";
-    if (fs::exists(best)) load_weights(best.string(), *model);
-    say("evaluating on the test set (" + std::to_string(data.test->size()) + " images)");
-    result.test = evaluate(model, *data.test, all_rows(*data.test), norm, tc.eval_batch_size, tc.data_parallel);
-    nlohmann::json test = {{"loss", result.test->loss},
-                           {"accuracy", result.test->accuracy},
-                           {"top5_accuracy", result.test->top5_accuracy},
-                           {"count", result.test->count},
-                           {"weights", fs::exists(best) ? "best" : "last"}};
-    write_file_atomically((dir / "test.json").string(), test.dump(2) + "\n");
+  // --- finish ---------------------------------------------------------------------------------
+
+  void finish() {
+    if (result_.stop_reason.empty()) result_.stop_reason = "completed";
+    // A stop mid-epoch keeps its progress (and a run stopped before its first step gets a
+    // checkpoint it can be continued from).
+    if ((result_.stop_reason == "stopped" || result_.stop_reason == "max_steps") &&
+        (committed_step_ != state_.global_step || !writer_.has_checkpoint()))
+      commit(/*best=*/false);
+    writer_.flush();
+
+    result_.epochs = state_.epoch;
+    result_.steps = state_.global_step;
+    result_.train_seconds = step_seconds_;
+    result_.images_per_second = step_seconds_ > 0 ? images_trained_ / step_seconds_ : 0;
+    // Test with the best weights (the Keras example's ModelCheckpoint + evaluate). A user's stop
+    // skips it so that stopping stays quick; NaN skips it as the weights are broken.
+    if (data_.test && (result_.stop_reason == "completed" || result_.stop_reason == "max_steps")) {
+      const std::string best = RunReader(run_.dir).weights(Weights::Best, /*fallback=*/false);
+      if (!best.empty()) load_weights(best, *model_);
+      say("evaluating on the test set (" + std::to_string(data_.test->size()) + " images)");
+      result_.test = evaluate(model_, *data_.test, all_rows(*data_.test), norm_,
+                              tc_.eval_batch_size, tc_.data_parallel);
+      writer_.write_test({{"loss", result_.test->loss},
+                          {"accuracy", result_.test->accuracy},
+                          {"top5_accuracy", result_.test->top5_accuracy},
+                          {"count", result_.test->count},
+                          {"weights", best.empty() ? "last" : "best"}});
+    }
   }
-  return result;
+
+  const PreparedRun& run_;
+  const DataSplits& data_;
+  const TrainCallbacks& cb_;
+  RunWriter writer_;
+
+  ViTConfig model_config_;
+  TrainConfig tc_;
+  bool bf16_ = false;
+  RunState state_;
+  Normalization norm_;
+  std::vector<int64_t> train_rows_, val_rows_;
+  VisionTransformer model_{nullptr};
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::vector<double> lr_scales_;
+  std::vector<torch::Tensor> params_;
+  std::unique_ptr<DataLoader> loader_;
+  int64_t steps_per_epoch_ = 0, total_steps_ = 0;
+  int shards_ = 1;
+
+  TrainResult result_;
+  bool stop_ = false;
+  double lr_ = 0;
+  ActiveClock clock_;
+  double elapsed_committed_session_ = 0;  // this call's active seconds already in state_
+  double epoch_start_ = 0;                // active seconds when this call's part of the epoch began
+  double epoch_seconds_before_ = 0;       // the epoch's seconds from before a restart
+  int64_t committed_step_ = -1;
+  double step_seconds_ = 0;
+  int64_t images_trained_ = 0, steps_this_call_ = 0;
+  Accumulator epoch_acc_, window_;
+};
+
+}  // namespace
+
+TrainResult train(const PreparedRun& run, const DataSplits& data, const TrainCallbacks& cb) {
+  return Training(run, data, cb).run();
+}
+
+TrainResult train(const ViTConfig& model_config, const TrainConfig& train_config,
+                  const DataSplits& data, const std::string& run_dir, const TrainCallbacks& cb,
+                  bool resume) {
+  RunRequest request;
+  request.model = model_config;
+  request.train = train_config;
+  if (resume) {
+    request.resume_dir = run_dir;
+    request.given = {"max_steps", "log_every"};  // a resumed smoke run may set its own limit
+  } else {
+    request.out_dir = run_dir;
+  }
+  return train(prepare_run(request), data, cb);
 }
 
 EvalResult evaluate_run(const std::string& run_dir, const Dataset& data) {
-  const RunInfo info = read_run(run_dir);
-  const fs::path ckpt = fs::path(run_dir) / "checkpoints";
-  const fs::path weights = fs::exists(ckpt / "best.safetensors") ? ckpt / "best.safetensors"
-                                                                  : ckpt / "last.safetensors";
+  const RunReader reader(run_dir);
+  const RunInfo info = reader.info();
+  const std::string weights = reader.weights(Weights::Best);
+  if (weights.empty()) throw std::runtime_error(run_dir + " has no checkpoint to evaluate");
   VisionTransformer model(info.model);
-  load_weights(weights.string(), *model);
+  load_weights(weights, *model);
   if (data.images.size(1) != info.model.in_channels)
     throw std::invalid_argument("the data set has " + std::to_string(data.images.size(1)) +
                                 " channel(s) but the run's model expects " +

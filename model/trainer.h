@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data_pipeline.h"
+#include "run_dir.h"
 #include "run_log.h"
 #include "train_config.h"
 #include "vit_config.h"
@@ -33,7 +34,7 @@ struct StepStats {
   double accuracy = 0.0;         // training top-1 over the same steps
   double lr = 0.0;
   double images_per_second = 0.0;  // training throughput (data loading excluded)
-  double elapsed_seconds = 0.0;    // since this train() call started
+  double elapsed_seconds = 0.0;    // training time of the whole run, pauses excluded
   double eta_seconds = 0.0;
 };
 
@@ -42,8 +43,8 @@ struct EpochStats {
   double loss = 0, accuracy = 0, top5_accuracy = 0;
   double val_loss = 0, val_accuracy = 0, val_top5_accuracy = 0;
   double lr = 0;
-  double seconds = 0;
-  bool best = false;  // best validation accuracy so far: best.safetensors was written
+  double seconds = 0;  // the whole epoch's training and validation time, pauses excluded
+  bool best = false;   // best validation accuracy so far: its weights became the best checkpoint
 };
 
 struct EvalResult {
@@ -57,6 +58,7 @@ struct TrainCallbacks {
   std::function<void(const StepStats&)> on_step;
   std::function<void(const EpochStats&)> on_epoch;
   std::function<void(const std::string&)> on_message;  // human-readable notes (loading, saving)
+  std::function<void()> on_ready;  // the run directory is written (or reopened); steps begin
   std::function<Control()> poll;  // called between steps; Pause blocks until it stops saying so
 };
 
@@ -71,9 +73,16 @@ struct TrainResult {
   std::string message;        // for "nan": what happened and what to change
 };
 
-// Trains `model_config` on `data` and writes the run directory `run_dir` (created if needed).
-// With `resume`, continues the run found in `run_dir` (its config.json wins over the arguments).
-// Throws std::invalid_argument for bad configs and std::runtime_error for I/O problems.
+// Trains the prepared run (run_dir.h: prepare_run, fit_to_data) on `data`, writing its run
+// directory: setup (split, normalization, model, optimizer, loader, the run's writer), the loop of
+// steps with a checkpoint at each epoch end (and every checkpoint_every steps), then the test
+// split with the best weights. A continued run picks up at its committed checkpoint.
+// Throws std::invalid_argument for bad configs and std::runtime_error for I/O problems (a full
+// disk: the previous checkpoint stays committed and the run can be continued).
+TrainResult train(const PreparedRun& run, const DataSplits& data, const TrainCallbacks& callbacks = {});
+
+// The same for callers that hold the configs: a new run in `run_dir`, or with `resume` the run
+// there, continued with its own settings (max_steps and log_every may differ).
 TrainResult train(const ViTConfig& model_config, const TrainConfig& train_config,
                   const DataSplits& data, const std::string& run_dir,
                   const TrainCallbacks& callbacks = {}, bool resume = false);

@@ -17,6 +17,7 @@
 
 #include <vector>
 
+#include "dropout.h"
 #include "vit_config.h"
 
 namespace vit {
@@ -94,33 +95,6 @@ struct VisionTransformerImpl : torch::nn::Module {
   ViTConfig config_;
 };
 TORCH_MODULE(VisionTransformer);
-
-// Inverted-dropout mask for CPU tensors: each element is 0 with probability p, else 1 / (1 - p).
-// One 64-bit seed per mask, from LibTorch's default generator (or from the calling thread's
-// RandomStreamScope); much cheaper than torch::dropout's per-element bernoulli draw. dtype is
-// float or bfloat16 (bf16 mixed precision: a float mask would promote x * mask back to float);
-// the same seed gives the same zeros in either.
-torch::Tensor dropout_mask(at::IntArrayRef sizes, double p, at::ScalarType dtype = at::kFloat);
-
-// While alive, dropout and stochastic-depth masks made on this thread take their seeds from a
-// private stream started at `seed` instead of the shared default generator. Data-parallel
-// training runs its shards on several threads at once; the order in which they would reach the
-// shared generator depends on timing, so each shard gets its own stream seeded in shard order,
-// and a run stays reproducible.
-class RandomStreamScope {
- public:
-  explicit RandomStreamScope(uint64_t seed);
-  ~RandomStreamScope();
-  RandomStreamScope(const RandomStreamScope&) = delete;
-  RandomStreamScope& operator=(const RandomStreamScope&) = delete;
-
- private:
-  bool had_stream_;
-  uint64_t saved_state_;
-};
-
-// One 64-bit draw from LibTorch's default generator (what torch::manual_seed seeds).
-uint64_t draw_seed();
 
 // Number of parameter elements of a module (all of them, or only those that require grad).
 int64_t count_parameters(const torch::nn::Module& module, bool trainable_only = false);

@@ -25,15 +25,6 @@ int ViTConfig::pooled_dim() const {
   return pool == Pool::Flatten ? num_tokens() * dim : dim;
 }
 
-bool ViTConfig::operator==(const ViTConfig& o) const {
-  return image_size == o.image_size && patch_size == o.patch_size && in_channels == o.in_channels &&
-         num_classes == o.num_classes && dim == o.dim && depth == o.depth && heads == o.heads &&
-         mlp_hidden == o.mlp_hidden && mlp_act_after_fc2 == o.mlp_act_after_fc2 &&
-         qkv_bias == o.qkv_bias && dropout == o.dropout && attn_dropout == o.attn_dropout &&
-         drop_path == o.drop_path && class_token == o.class_token && pool == o.pool &&
-         ln_eps == o.ln_eps && head_hidden == o.head_hidden && head_dropout == o.head_dropout;
-}
-
 namespace {
 
 // Upper bounds keep arithmetic far from overflow and catch typos (an extra zero) early; they are
@@ -44,15 +35,151 @@ constexpr int kMaxDepth = 256;
 constexpr int kMaxClasses = 1000000;
 constexpr int kMaxChannels = 64;
 
-std::string divisors_of(int n, int limit = 8) {
-  std::ostringstream out;
-  int shown = 0;
-  for (int d = 1; d <= n && shown < limit; ++d) {
-    if (n % d == 0) {
-      out << (shown ? ", " : "") << d;
-      ++shown;
-    }
+FieldSpec whole(const char* name, const char* label, int max, const char* example, const char* doc,
+                double step = 1) {
+  FieldSpec s;
+  s.name = name;
+  s.kind = FieldKind::Int;
+  s.label = label;
+  s.doc = doc;
+  s.min = 1;
+  s.max = max;
+  s.example = example;
+  s.group = FieldGroup::Model;
+  s.step = step;
+  return s;
+}
+
+FieldSpec rate(const char* name, const char* label, const char* example, const char* doc) {
+  FieldSpec s;
+  s.name = name;
+  s.kind = FieldKind::Real;
+  s.label = label;
+  s.doc = doc;
+  s.min = 0;
+  s.max = 1;
+  s.max_open = true;
+  s.example = example;
+  s.group = FieldGroup::Model;
+  s.step = 0.05;
+  return s;
+}
+
+FieldSpec toggle(const char* name, const char* check_text, const char* doc) {
+  FieldSpec s;
+  s.name = name;
+  s.kind = FieldKind::Bool;
+  s.doc = doc;
+  s.check_text = check_text;
+  s.group = FieldGroup::Model;
+  return s;
+}
+
+FieldSpec architecture(FieldSpec s) {
+  s.architecture = true;
+  return s;
+}
+
+Schema<ViTConfig> make_vit_schema() {
+  using C = ViTConfig;
+  Schema<C> s;
+  s.push_back(member_field(&C::image_size, whole("image_size", "Image size", kMaxImage,
+      "224, or 28 for Fashion-MNIST",
+      "Input side in pixels; images are resized to this square. Must be a multiple of the patch size.", 4)));
+  s.push_back(member_field(&C::patch_size, architecture(whole("patch_size", "Patch size", kMaxImage,
+      "16, or 4 for 28x28 images",
+      "Side of a square patch: the image becomes (image/patch)^2 tokens."))));
+  {
+    FieldSpec f = whole("in_channels", "Channels", kMaxChannels, "3 for RGB or 1 for grayscale",
+                        "Input channels: 1 grayscale, 3 RGB (follows the data set unless given).");
+    f.flags = {"--channels"};
+    f.group = FieldGroup::None;  // the window takes it from the data set
+    s.push_back(member_field(&C::in_channels, f));
   }
+  {
+    FieldSpec f = whole("num_classes", "Classes", kMaxClasses, "10 for CIFAR-10",
+                        "Outputs of the classification head (follows the data set unless given).");
+    f.flags = {"--classes"};
+    f.group = FieldGroup::None;
+    s.push_back(member_field(&C::num_classes, f));
+  }
+  s.push_back(member_field(&C::dim, architecture(whole("dim", "Width (dim)", kMaxWidth, "768 (ViT-B) or 192 (ViT-Ti)",
+      "Token embedding width D, kept through every block. Must be a multiple of heads.", 8))));
+  s.push_back(member_field(&C::depth, architecture(whole("depth", "Depth", kMaxDepth, "12",
+      "Number of transformer blocks."))));
+  s.push_back(member_field(&C::heads, architecture(whole("heads", "Heads", kMaxWidth, "12 for dim 768",
+      "Attention heads per block; head dim = dim / heads."))));
+  s.push_back(member_field(&C::mlp_hidden, architecture(whole("mlp_hidden", "MLP hidden", 8 * kMaxWidth,
+      "4 x dim, e.g. 3072 for dim 768", "Hidden width of each block's MLP; timm uses 4 x dim.", 32))));
+  s.push_back(member_field(&C::dropout, rate("dropout", "Dropout", "0.1",
+      "Dropout after the position embedding, the attention projection and the MLP layers.")));
+  s.push_back(member_field(&C::attn_dropout, rate("attn_dropout", "Attention dropout", "0.0",
+      "Dropout on the attention probabilities.")));
+  s.push_back(member_field(&C::drop_path, rate("drop_path", "Drop path", "0.1",
+      "Stochastic depth rate of the last block, linear from 0 at the first.")));
+  s.push_back(member_field(&C::class_token, architecture(toggle("class_token", "prepend a [CLS] token",
+      "A learned token in front of the patches; pool 'token' reads it out."))));
+  {
+    FieldSpec f;
+    f.name = "pool";
+    f.kind = FieldKind::Choice;
+    f.label = "Pooling";
+    f.doc = "token: the class token's final state (ViT paper); mean: mean of patch tokens "
+            "(timm's avg pool); flatten: every token concatenated (the Keras example).";
+    f.choices = {"token", "mean", "flatten"};
+    f.group = FieldGroup::Model;
+    f.architecture = true;
+    s.push_back({f, [](const C& c) { return nlohmann::json(to_string(c.pool)); },
+                 [](C& c, const nlohmann::json& j) {
+                   const auto pool = pool_from_string(j.get<std::string>());
+                   if (!pool) throw std::invalid_argument("unknown pooling");
+                   c.pool = *pool;
+                 }});
+  }
+  s.push_back(member_field(&C::qkv_bias, architecture(toggle("qkv_bias", "bias on q, k, v",
+      "A bias on the fused q/k/v projection; timm and Keras both use one."))));
+  s.push_back(member_field(&C::mlp_act_after_fc2, architecture(toggle("mlp_act_after_fc2",
+      "GELU after fc2 too (Keras example)",
+      "The Keras tutorial applies GELU after both MLP layers; timm only after fc1."))));
+  {
+    FieldSpec f;
+    f.name = "ln_eps";
+    f.kind = FieldKind::Real;
+    f.label = "LayerNorm eps";
+    f.doc = "Epsilon of every LayerNorm (timm and the Keras example: 1e-6).";
+    f.min = 0, f.max = 1, f.min_open = true, f.max_open = true;
+    f.example = "1e-6";
+    f.group = FieldGroup::Model;
+    f.architecture = true;
+    s.push_back(member_field(&C::ln_eps, f));
+  }
+  {
+    FieldSpec f;
+    f.name = "head_hidden";
+    f.kind = FieldKind::IntList;
+    f.label = "Head MLP";
+    f.doc = "Hidden layers of an MLP head before the classifier, comma-separated (the Keras "
+            "example uses 2048,1024); empty: a linear head.";
+    f.min = 1, f.max = 8 * kMaxWidth;
+    f.example = "2048,1024 as in the Keras example";
+    f.group = FieldGroup::Model;
+    f.architecture = true;
+    s.push_back(member_field(&C::head_hidden, f));
+  }
+  s.push_back(member_field(&C::head_dropout, rate("head_dropout", "Head dropout", "0.5",
+      "Dropout before each head layer (Keras example: 0.5).")));
+  return s;
+}
+
+std::string divisors_of(int n) {
+  // Every divisor when there are few (the user sees the whole choice); the first ones otherwise.
+  constexpr int kShown = 12;
+  std::vector<int> all;
+  for (int d = 1; d <= n; ++d)
+    if (n % d == 0) all.push_back(d);
+  std::ostringstream out;
+  for (size_t i = 0; i < all.size() && i < kShown; ++i) out << (i ? ", " : "") << all[i];
+  if (all.size() > kShown) out << ", ...";
   return out.str();
 }
 
@@ -66,83 +193,48 @@ std::string nearest_multiples(int n, int m) {
   return out.str();
 }
 
-void positive(std::vector<ConfigError>& errors, const char* field, int value, int max,
-              const char* example) {
-  std::ostringstream out;
-  if (value <= 0) {
-    out << field << " must be a positive whole number (got " << value << "); for example "
-        << example;
-  } else if (value > max) {
-    out << field << " " << value << " is too large (at most " << max << "); for example "
-        << example;
-  } else {
-    return;
-  }
-  errors.push_back({field, out.str()});
-}
-
-void probability(std::vector<ConfigError>& errors, const char* field, double value,
-                 const char* example) {
-  if (value >= 0.0 && value < 1.0) return;  // also false for NaN
-  std::ostringstream out;
-  out << field << " must be in [0, 1) (got " << value << "); for example " << example;
-  errors.push_back({field, out.str()});
-}
-
 }  // namespace
 
-std::vector<ConfigError> validate(const ViTConfig& c) {
-  std::vector<ConfigError> errors;
-  positive(errors, "image_size", c.image_size, kMaxImage, "224, or 28 for Fashion-MNIST");
-  positive(errors, "patch_size", c.patch_size, kMaxImage, "16, or 4 for 28x28 images");
-  positive(errors, "in_channels", c.in_channels, kMaxChannels, "3 for RGB or 1 for grayscale");
-  positive(errors, "num_classes", c.num_classes, kMaxClasses, "10 for CIFAR-10");
-  positive(errors, "dim", c.dim, kMaxWidth, "768 (ViT-B) or 192 (ViT-Ti)");
-  positive(errors, "depth", c.depth, kMaxDepth, "12");
-  positive(errors, "heads", c.heads, kMaxWidth, "12 for dim 768");
-  positive(errors, "mlp_hidden", c.mlp_hidden, 8 * kMaxWidth, "4 x dim, e.g. 3072 for dim 768");
+const Schema<ViTConfig>& vit_schema() {
+  static const Schema<ViTConfig> schema = make_vit_schema();
+  return schema;
+}
 
-  if (c.image_size > 0 && c.patch_size > 0 && c.image_size <= kMaxImage) {
+bool ViTConfig::operator==(const ViTConfig& o) const {
+  return differences(vit_schema(), *this, o).empty();
+}
+
+std::vector<ConfigError> validate(const ViTConfig& c) {
+  std::vector<ConfigError> errors = check_ranges(vit_schema(), c);
+  auto has_error = [&](const char* field) {
+    for (const auto& e : errors)
+      if (e.field == field) return true;
+    return false;
+  };
+  if (!has_error("image_size") && !has_error("patch_size")) {
     std::ostringstream out;
     if (c.patch_size > c.image_size) {
       out << "patch_size " << c.patch_size << " is larger than image_size " << c.image_size
-          << ": use a patch_size that divides it (" << divisors_of(c.image_size) << ", ...)";
+          << ": use a patch_size that divides it (" << divisors_of(c.image_size) << ")";
       errors.push_back({"patch_size", out.str()});
     } else if (c.image_size % c.patch_size != 0) {
       out << "image_size " << c.image_size << " is not a multiple of patch_size " << c.patch_size
           << ": use image_size " << nearest_multiples(c.image_size, c.patch_size)
-          << ", or a patch_size that divides " << c.image_size << " ("
-          << divisors_of(c.image_size) << ", ...)";
+          << ", or a patch_size that divides " << c.image_size << " (" << divisors_of(c.image_size)
+          << ")";
       errors.push_back({"image_size", out.str()});
     }
   }
-  if (c.dim > 0 && c.heads > 0 && c.dim <= kMaxWidth && c.dim % c.heads != 0) {
+  if (!has_error("dim") && !has_error("heads") && c.dim % c.heads != 0) {
     std::ostringstream out;
     out << "dim " << c.dim << " is not divisible by heads " << c.heads << ": use dim "
         << nearest_multiples(c.dim, c.heads) << ", or heads that divide " << c.dim << " ("
-        << divisors_of(c.dim) << ", ...)";
+        << divisors_of(c.dim) << ")";
     errors.push_back({"dim", out.str()});
-  }
-  probability(errors, "dropout", c.dropout, "0.1");
-  probability(errors, "attn_dropout", c.attn_dropout, "0.0");
-  probability(errors, "drop_path", c.drop_path, "0.1");
-  probability(errors, "head_dropout", c.head_dropout, "0.5");
-  if (!(c.ln_eps > 0.0 && c.ln_eps < 1.0)) {
-    std::ostringstream out;
-    out << "ln_eps must be in (0, 1) (got " << c.ln_eps << "); for example 1e-6";
-    errors.push_back({"ln_eps", out.str()});
   }
   if (c.pool == Pool::Token && !c.class_token) {
     errors.push_back({"pool",
                       "pool 'token' needs a class token: enable class_token or use pool 'mean'"});
-  }
-  for (size_t i = 0; i < c.head_hidden.size(); ++i) {
-    if (c.head_hidden[i] <= 0 || c.head_hidden[i] > 8 * kMaxWidth) {
-      std::ostringstream out;
-      out << "head_hidden[" << i << "] must be in 1.." << 8 * kMaxWidth << " (got "
-          << c.head_hidden[i] << "); for example 2048,1024 as in the Keras example";
-      errors.push_back({"head_hidden", out.str()});
-    }
   }
   return errors;
 }
@@ -154,14 +246,14 @@ void check(const ViTConfig& config) {
 
 namespace {
 
-ViTConfig imagenet(int patch, int dim, int depth, int heads) {
+ViTConfig imagenet(const StandardViT& v) {
   ViTConfig c;
   c.image_size = 224;
-  c.patch_size = patch;
-  c.dim = dim;
-  c.depth = depth;
-  c.heads = heads;
-  c.mlp_hidden = 4 * dim;
+  c.patch_size = v.patch_size;
+  c.dim = v.dim;
+  c.depth = v.depth;
+  c.heads = v.heads;
+  c.mlp_hidden = 4 * v.dim;
   return c;
 }
 
@@ -208,23 +300,55 @@ ViTConfig fmnist_small() {
 
 }  // namespace
 
-const std::vector<Preset>& presets() {
-  static const std::vector<Preset> all = {
-      {"fmnist-small", "Small ViT for Fashion-MNIST 28x28x1 (the default)", fmnist_small()},
-      {"keras-cifar", "The reference tutorial's CIFAR-10 ViT (Keras example), 72x72x3",
-       keras_cifar()},
-      {"vit-ti16", "ViT-Tiny/16, ImageNet 224 (timm vit_tiny_patch16_224)",
-       imagenet(16, 192, 12, 3)},
-      {"vit-s16", "ViT-Small/16, ImageNet 224 (timm vit_small_patch16_224)",
-       imagenet(16, 384, 12, 6)},
-      {"vit-b16", "ViT-Base/16, ImageNet 224 (timm vit_base_patch16_224)",
-       imagenet(16, 768, 12, 12)},
-      {"vit-b32", "ViT-Base/32, ImageNet 224 (timm vit_base_patch32_224)",
-       imagenet(32, 768, 12, 12)},
-      {"vit-l16", "ViT-Large/16, ImageNet 224 (timm vit_large_patch16_224)",
-       imagenet(16, 1024, 24, 16)},
+const std::vector<StandardViT>& standard_vits() {
+  static const std::vector<StandardViT> all = {
+      {"vit-ti16", "vit_tiny_patch16_224", "ViT-Tiny/16", 16, 192, 12, 3},
+      {"vit-s16", "vit_small_patch16_224", "ViT-Small/16", 16, 384, 12, 6},
+      {"vit-b16", "vit_base_patch16_224", "ViT-Base/16", 16, 768, 12, 12},
+      {"vit-b32", "vit_base_patch32_224", "ViT-Base/32", 32, 768, 12, 12},
+      {"vit-l16", "vit_large_patch16_224", "ViT-Large/16", 16, 1024, 24, 16},
+      {"", "vit_huge_patch14_224", "ViT-Huge/14", 14, 1280, 32, 16},
   };
   return all;
+}
+
+std::optional<int> standard_heads(int dim) {
+  for (const auto& v : standard_vits())
+    if (v.dim == dim) return v.heads;
+  return std::nullopt;
+}
+
+const std::vector<Preset>& presets() {
+  static const std::vector<Preset> all = [] {
+    std::vector<Preset> p = {
+        {"fmnist-small", "Small ViT for Fashion-MNIST 28x28x1 (the default)", fmnist_small()},
+        {"keras-cifar", "The reference tutorial's CIFAR-10 ViT (Keras example), 72x72x3",
+         keras_cifar()},
+    };
+    for (const auto& v : standard_vits())
+      if (!v.preset.empty())
+        p.push_back({v.preset, v.title + ", ImageNet 224 (timm " + v.timm + ")", imagenet(v)});
+    return p;
+  }();
+  return all;
+}
+
+ViTConfig finetuned_config(const ViTConfig& pretrained, const ViTConfig& requested,
+                           const std::set<std::string>& given, const std::string& source) {
+  ViTConfig c = pretrained;
+  for (const auto& f : vit_schema()) {
+    if (!given.count(f.spec.name)) continue;
+    const auto want = f.get(requested), have = f.get(pretrained);
+    if (!f.spec.architecture) {
+      f.set(c, want);
+    } else if (want != have) {
+      throw std::invalid_argument(f.spec.name + " " + want.dump() + " differs from the pretrained "
+                                  "model's " + have.dump() + " (" + source + "): fine-tuning keeps "
+                                  "the architecture; drop " + f.spec.cli_flags().front());
+    }
+  }
+  if (c.num_classes == 0) c.num_classes = 1;  // no head in the file: set from the data
+  return c;
 }
 
 const Preset& preset(const std::string& name) {

@@ -6,8 +6,11 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
+
+#include "settings_schema.h"
 
 namespace vit {
 
@@ -47,20 +50,31 @@ struct ViTConfig {
   int head_dim() const { return dim / heads; }                 // hd
   int pooled_dim() const;                                      // features entering the head
 
-  bool operator==(const ViTConfig& other) const;
+  bool operator==(const ViTConfig& other) const;  // field by field, through the schema
   bool operator!=(const ViTConfig& other) const { return !(*this == other); }
 };
 
-// One broken rule: the field (as named in the CLI/JSON) and a message naming a valid alternative.
-struct ConfigError {
-  std::string field;
-  std::string message;
-};
+// The fields of ViTConfig (settings_schema.h): JSON, flags, the panel and range checks.
+const Schema<ViTConfig>& vit_schema();
 
-// Every rule the config breaks, empty when it is valid. The GUI shows these inline per field.
+// Every rule the config breaks, empty when it is valid: the schema's ranges, then the rules that
+// tie fields together. The GUI shows these inline per field.
 std::vector<ConfigError> validate(const ViTConfig& config);
 // Throws std::invalid_argument with the first broken rule's message.
 void check(const ViTConfig& config);
+
+// The standard ViT architectures (Dosovitskiy et al. 2020; timm's names). The one table behind
+// the ImageNet presets, the head count of imported weights whose names do not show it, and the
+// architecture named in exported timm metadata.
+struct StandardViT {
+  std::string preset;  // our preset's name ("vit-b16"), "" when we offer none
+  std::string timm;    // timm's model name ("vit_base_patch16_224")
+  std::string title;   // "ViT-Base/16"
+  int patch_size, dim, depth, heads;
+};
+const std::vector<StandardViT>& standard_vits();
+// Heads of a standard width (Ti 192: 3, S 384: 6, B 768: 12, L 1024: 16, H 1280: 16).
+std::optional<int> standard_heads(int dim);
 
 struct Preset {
   std::string name;
@@ -69,6 +83,13 @@ struct Preset {
 };
 
 const std::vector<Preset>& presets();
+
+// The model fine-tuning trains: the pretrained architecture (fields marked `architecture`), with
+// the fields named in `given` taken from `requested` (image size, channels, classes, dropout...).
+// A given architecture field that differs throws std::invalid_argument naming it and `source`.
+// A headless file (num_classes 0) gets 1 class, to be fitted to the data.
+ViTConfig finetuned_config(const ViTConfig& pretrained, const ViTConfig& requested,
+                           const std::set<std::string>& given, const std::string& source);
 // Throws std::invalid_argument listing the known names when `name` is unknown.
 const Preset& preset(const std::string& name);
 // The preset a new user gets: the small Fashion-MNIST model.

@@ -10,7 +10,6 @@
 #include <QFormLayout>
 #include <QGroupBox>
 #include <QHBoxLayout>
-#include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QLabel>
@@ -20,44 +19,13 @@
 #include <QSpinBox>
 #include <QVBoxLayout>
 
+#include <climits>
 #include <cmath>
 
 #include "config_json.h"
-#include "runtime.h"
+#include "cpu_info.h"
 
 namespace {
-
-QSpinBox* spin(int lo, int hi, int step = 1) {
-  auto* s = new QSpinBox;
-  s->setRange(lo, hi);
-  s->setSingleStep(step);
-  s->setAccelerated(true);
-  return s;
-}
-
-QDoubleSpinBox* fraction(double hi = 0.99, double step = 0.05) {
-  auto* s = new QDoubleSpinBox;
-  s->setRange(0.0, hi);
-  s->setDecimals(3);
-  s->setSingleStep(step);
-  return s;
-}
-
-// Learning rates and decays read best in scientific notation, which QDoubleSpinBox cannot show.
-QLineEdit* number() {
-  auto* e = new QLineEdit;
-  e->setMaximumWidth(120);
-  return e;
-}
-
-QString format(double v) { return QString::number(v, 'g', 6); }
-
-// NaN when the text is not a number; the core's validation then names the field.
-double parse(const QLineEdit* e) {
-  bool ok = false;
-  const double v = e->text().trimmed().toDouble(&ok);
-  return ok ? v : std::nan("");
-}
 
 enum DatasetKind { FashionMnist, Cifar10, Cifar100, ImageFolder };
 
@@ -68,7 +36,138 @@ int countClasses(const QString& dir) {
   return int(d.entryList(QDir::Dirs | QDir::NoDotAndDotDot).size());
 }
 
+int toInt(double v) { return int(std::max<double>(INT_MIN, std::min<double>(INT_MAX, v))); }
+
+// An editor for one field of the core's schema. Spin boxes reach a little past the valid range
+// (0 below a minimum of 1, ten times the maximum), so an impossible value is explained by the
+// core's message under the field rather than silently clamped.
+QWidget* makeEditor(const vit::FieldSpec& s) {
+  switch (s.kind) {
+    case vit::FieldKind::Int: {
+      auto* e = new QSpinBox;
+      const double lo = std::isfinite(s.min) ? std::min(s.min, 0.0) : INT_MIN;
+      const double hi = std::isfinite(s.max) ? s.max * 10 : INT_MAX;
+      e->setRange(toInt(lo), toInt(hi));
+      e->setSingleStep(int(std::max(1.0, s.step)));
+      e->setAccelerated(true);
+      if (s.min == 0 && s.name == "threads") e->setSpecialValueText(QObject::tr("auto (one per core)"));
+      return e;
+    }
+    case vit::FieldKind::Real:
+      if (s.step > 0) {
+        auto* e = new QDoubleSpinBox;
+        e->setDecimals(3);
+        e->setRange(std::isfinite(s.min) ? std::min(s.min, 0.0) : -1e9,
+                    std::isfinite(s.max) ? std::max(s.max, 1.0) : 1e9);
+        e->setSingleStep(s.step);
+        return e;
+      } else {
+        // Learning rates and decays read best in scientific notation, which QDoubleSpinBox
+        // cannot show.
+        auto* e = new QLineEdit;
+        e->setMaximumWidth(120);
+        return e;
+      }
+    case vit::FieldKind::Bool: return new QCheckBox(QString::fromStdString(s.check_text));
+    case vit::FieldKind::Choice: {
+      auto* e = new QComboBox;
+      for (const auto& c : s.choices) e->addItem(QString::fromStdString(c));
+      return e;
+    }
+    case vit::FieldKind::Text:
+    case vit::FieldKind::IntList:
+    case vit::FieldKind::RealList: {
+      auto* e = new QLineEdit;
+      if (!s.example.empty()) e->setPlaceholderText(QObject::tr("none, or e.g. %1").arg(QString::fromStdString(s.example).section(' ', 0, 0)));
+      return e;
+    }
+  }
+  return nullptr;
+}
+
+// The editor's value as the field's JSON. Text that is not a number becomes NaN (or -1 in a
+// list of whole numbers), so the core's validation names the field.
+nlohmann::json editorValue(const QWidget* w, const vit::FieldSpec& s) {
+  if (auto* e = qobject_cast<const QSpinBox*>(w)) return e->value();
+  if (auto* e = qobject_cast<const QDoubleSpinBox*>(w)) return e->value();
+  if (auto* e = qobject_cast<const QCheckBox*>(w)) return e->isChecked();
+  if (auto* e = qobject_cast<const QComboBox*>(w)) return e->currentText().toStdString();
+  const auto* line = qobject_cast<const QLineEdit*>(w);
+  const QString text = line ? line->text().trimmed() : QString();
+  switch (s.kind) {
+    case vit::FieldKind::Real: {
+      bool ok = false;
+      const double v = text.toDouble(&ok);
+      return ok ? v : std::nan("");
+    }
+    case vit::FieldKind::IntList:
+    case vit::FieldKind::RealList: {
+      nlohmann::json list = nlohmann::json::array();
+      for (const QString& part : text.split(',', Qt::SkipEmptyParts)) {
+        bool ok = false;
+        if (s.kind == vit::FieldKind::IntList) {
+          const int v = part.trimmed().toInt(&ok);
+          list.push_back(ok ? v : -1);
+        } else {
+          const double v = part.trimmed().toDouble(&ok);
+          list.push_back(ok ? v : std::nan(""));
+        }
+      }
+      return list;
+    }
+    default: return text.toStdString();
+  }
+}
+
+QString numberText(double v) { return QString::number(v, 'g', 6); }
+
+void setEditorValue(QWidget* w, const vit::FieldSpec& s, const nlohmann::json& v) {
+  if (auto* e = qobject_cast<QSpinBox*>(w)) {
+    e->setValue(toInt(v.get<double>()));
+  } else if (auto* e = qobject_cast<QDoubleSpinBox*>(w)) {
+    e->setValue(v.get<double>());
+  } else if (auto* e = qobject_cast<QCheckBox*>(w)) {
+    e->setChecked(v.get<bool>());
+  } else if (auto* e = qobject_cast<QComboBox*>(w)) {
+    e->setCurrentText(QString::fromStdString(v.get<std::string>()));
+  } else if (auto* e = qobject_cast<QLineEdit*>(w)) {
+    if (s.kind == vit::FieldKind::Real) {
+      e->setText(numberText(v.get<double>()));
+    } else if (v.is_array()) {
+      QStringList parts;
+      for (const auto& x : v) parts << numberText(x.get<double>());
+      e->setText(parts.join(","));
+    } else {
+      e->setText(QString::fromStdString(v.get<std::string>()));
+    }
+  }
+}
+
+QString augmentationOf(const vit::AugmentConfig& a, int imageSize, const QString& preferred) {
+  auto same = [](const vit::AugmentConfig& x, const vit::AugmentConfig& y) {
+    return x.hflip == y.hflip && x.rotation == y.rotation && x.zoom == y.zoom &&
+           x.translate == y.translate && x.crop == y.crop && x.erase == y.erase;
+  };
+  try {
+    if (preferred != "custom" && same(vit::augmentation_preset(preferred.toStdString(), imageSize), a))
+      return preferred;
+  } catch (const std::invalid_argument&) {
+  }
+  for (const auto& name : vit::augmentation_preset_names())
+    if (same(vit::augmentation_preset(name, imageSize), a)) return QString::fromStdString(name);
+  return "custom";
+}
+
 }  // namespace
+
+template <class C>
+void ConfigPanel::addSchemaFields(QFormLayout* form, const vit::Schema<C>& schema, vit::FieldGroup group) {
+  for (const auto& f : schema) {
+    if (f.spec.group != group) continue;
+    addField(form, QString::fromStdString(f.spec.name), QString::fromStdString(f.spec.label),
+             makeEditor(f.spec), QString::fromStdString(f.spec.doc));
+  }
+}
 
 ConfigPanel::ConfigPanel(QWidget* parent) : QWidget(parent) {
   setAcceptDrops(true);
@@ -91,54 +190,7 @@ ConfigPanel::ConfigPanel(QWidget* parent) : QWidget(parent) {
   presetInfo_->setWordWrap(true);
   presetInfo_->setStyleSheet("color: palette(mid);");
   modelForm->addRow(QString(), presetInfo_);
-
-  imageSize_ = spin(1, 4096, 4);
-  patchSize_ = spin(1, 1024);
-  dim_ = spin(1, 8192, 8);
-  depth_ = spin(1, 128);
-  heads_ = spin(1, 256);
-  mlpHidden_ = spin(1, 65536, 32);
-  dropout_ = fraction();
-  attnDropout_ = fraction();
-  dropPath_ = fraction();
-  headDropout_ = fraction();
-  classToken_ = new QCheckBox(tr("prepend a [CLS] token"));
-  qkvBias_ = new QCheckBox(tr("bias on q, k, v"));
-  actAfterFc2_ = new QCheckBox(tr("GELU after fc2 too (Keras example)"));
-  pool_ = new QComboBox;
-  pool_->addItems({"token", "mean", "flatten"});
-  headHidden_ = new QLineEdit;
-  headHidden_->setPlaceholderText(tr("none, or e.g. 2048,1024"));
-  addField(modelForm, "image_size", tr("Image size"), imageSize_,
-           tr("Input side in pixels; images are resized to this square. Must be a multiple of the patch size."));
-  addField(modelForm, "patch_size", tr("Patch size"), patchSize_,
-           tr("Side of a square patch: the image becomes (image/patch)^2 tokens."));
-  addField(modelForm, "dim", tr("Width (dim)"), dim_,
-           tr("Token embedding width D, kept through every block. Must be a multiple of heads."));
-  addField(modelForm, "depth", tr("Depth"), depth_, tr("Number of transformer blocks."));
-  addField(modelForm, "heads", tr("Heads"), heads_,
-           tr("Attention heads per block; head dim = dim / heads."));
-  addField(modelForm, "mlp_hidden", tr("MLP hidden"), mlpHidden_,
-           tr("Hidden width of each block's MLP; timm uses 4 x dim."));
-  addField(modelForm, "dropout", tr("Dropout"), dropout_,
-           tr("After the position embedding, the attention projection and the MLP layers."));
-  addField(modelForm, "attn_dropout", tr("Attention dropout"), attnDropout_,
-           tr("Dropout on the attention probabilities."));
-  addField(modelForm, "drop_path", tr("Drop path"), dropPath_,
-           tr("Stochastic depth rate of the last block, linear from 0 at the first."));
-  addField(modelForm, "class_token", QString(), classToken_,
-           tr("A learned token in front of the patches; pool 'token' reads it out."));
-  addField(modelForm, "pool", tr("Pooling"), pool_,
-           tr("token: the class token's final state (ViT paper); mean: mean of patch tokens "
-              "(timm's avg pool); flatten: every token concatenated (the Keras example)."));
-  addField(modelForm, "qkv_bias", QString(), qkvBias_, tr("timm and Keras both use a bias."));
-  addField(modelForm, "mlp_act_after_fc2", QString(), actAfterFc2_,
-           tr("The Keras tutorial applies GELU after both MLP layers; timm only after fc1."));
-  addField(modelForm, "head_hidden", tr("Head MLP"), headHidden_,
-           tr("Hidden layers of an MLP head before the classifier, comma-separated "
-              "(the Keras example uses 2048,1024)."));
-  addField(modelForm, "head_dropout", tr("Head dropout"), headDropout_,
-           tr("Dropout before each head layer (Keras example: 0.5)."));
+  addSchemaFields(modelForm, vit::vit_schema(), vit::FieldGroup::Model);
   layout->addWidget(modelBox);
 
   // --- data
@@ -163,90 +215,48 @@ ConfigPanel::ConfigPanel(QWidget* parent) : QWidget(parent) {
   fields_["dataset_path"] = datasetPath_;
   dataShape_ = new QLabel;
   dataForm->addRow(tr("Input"), dataShape_);
+  addSchemaFields(dataForm, vit::train_schema(), vit::FieldGroup::Data);
   layout->addWidget(dataBox);
 
   // --- training
   auto* trainBox = new QGroupBox(tr("Training"));
   auto* trainForm = new QFormLayout(trainBox);
-  epochs_ = spin(1, 100000);
-  batchSize_ = spin(1, 65536, 16);
-  lr_ = number();
-  minLr_ = number();
-  weightDecay_ = number();
-  warmup_ = new QDoubleSpinBox;
-  warmup_->setRange(0, 100000);
-  warmup_->setSingleStep(0.5);
-  labelSmoothing_ = fraction(0.99, 0.05);
-  gradClip_ = new QDoubleSpinBox;
-  gradClip_->setRange(0, 1000);
-  gradClip_->setSingleStep(0.5);
-  valFraction_ = fraction(0.99, 0.05);
-  seed_ = spin(0, 2147483647);
+  addSchemaFields(trainForm, vit::train_schema(), vit::FieldGroup::Training);
+  layout->addWidget(trainBox);
+
+  // --- augmentation
+  auto* augmentBox = new QGroupBox(tr("Augmentation"));
+  auto* augmentForm = new QFormLayout(augmentBox);
   augment_ = new QComboBox;
   for (const auto& name : vit::augmentation_preset_names()) augment_->addItem(QString::fromStdString(name));
-  threads_ = spin(1, 256);
-  addField(trainForm, "epochs", tr("Epochs"), epochs_, tr("Passes over the training split."));
-  addField(trainForm, "batch_size", tr("Batch size"), batchSize_, tr("Images per optimizer step."));
-  addField(trainForm, "lr", tr("Learning rate"), lr_,
-           tr("Peak AdamW learning rate after warmup, then cosine decay to the minimum."));
-  addField(trainForm, "min_lr", tr("Minimum lr"), minLr_, tr("Floor of the cosine decay."));
-  addField(trainForm, "weight_decay", tr("Weight decay"), weightDecay_,
-           tr("AdamW's decoupled decay; norms, biases and embeddings are not decayed."));
-  addField(trainForm, "warmup_epochs", tr("Warmup epochs"), warmup_,
-           tr("Linear warmup from 0 to the learning rate; fractions allowed."));
-  addField(trainForm, "label_smoothing", tr("Label smoothing"), labelSmoothing_,
-           tr("Cross-entropy target smoothing."));
-  addField(trainForm, "grad_clip", tr("Gradient clip"), gradClip_,
-           tr("Maximum global gradient norm; 0 disables clipping."));
-  addField(trainForm, "val_fraction", tr("Validation split"), valFraction_,
-           tr("Share of the training set held out (seeded) to pick the best checkpoint."));
-  addField(trainForm, "augmentation", tr("Augmentation"), augment_,
+  augment_->addItem("custom");
+  addField(augmentForm, "augmentation", tr("Preset"), augment_,
            tr("default: 1-pixel random crop up to 32 px, else keras. light: flip + 10% shift. crop: flip + "
               "random crop after zero padding of 1/8 of the side (the CIFAR recipe). keras: "
-              "flip, rotation 0.02 turn, zoom 0.2 (the Keras example)."));
-  addField(trainForm, "seed", tr("Seed"), seed_,
-           tr("Model init, validation split, shuffling and augmentation."));
-  addField(trainForm, "threads", tr("Threads"), threads_,
-           tr("Intra-op threads for LibTorch; default one per core."));
-  dataParallel_ = new QCheckBox(tr("one batch shard per thread"));
-  dataParallel_->setChecked(true);
-  addField(trainForm, "data_parallel", QString(), dataParallel_,
-           tr("Data parallel: each thread trains its share of every batch with single-threaded "
-              "ops (about 1.6x faster for small ViTs on 2 cores). Off: every op is split across "
-              "the threads."));
-  precision_ = new QComboBox;
-  for (const auto& name : vit::precision_names()) precision_->addItem(QString::fromStdString(name));
-  addField(trainForm, "precision", tr("Precision"), precision_,
-           tr("bf16: mixed precision, matrix products in bfloat16 with float weights and "
-              "optimizer (about 2x faster where the CPU multiplies bf16 natively). fp32: all "
-              "float. auto: bf16 on such CPUs, else fp32."));
-  layout->addWidget(trainBox);
+              "flip, rotation 0.02 turn, zoom 0.2 (the Keras example). Choosing one fills the fields below."));
+  addSchemaFields(augmentForm, vit::train_schema(), vit::FieldGroup::Augmentation);
+  layout->addWidget(augmentBox);
 
   // --- fine-tuning
   auto* tuneBox = new QGroupBox(tr("Fine-tuning"));
   auto* tuneForm = new QFormLayout(tuneBox);
   initWeights_ = new QLineEdit;
   initWeights_->setPlaceholderText(tr("none: random initialization"));
+  initWeights_->setObjectName("init_weights");
   browseInit_ = new QPushButton(tr("Browse..."));
   auto* initRow = new QWidget;
   auto* initLayout = new QHBoxLayout(initRow);
   initLayout->setContentsMargins(0, 0, 0, 0);
   initLayout->addWidget(initWeights_);
   initLayout->addWidget(browseInit_);
-  addField(tuneForm, "init_weights", tr("Start from"), initRow,
-           tr("Pretrained weights to fine-tune: timm or Hugging Face .safetensors, a PyTorch .pth/.bin "
-              "state_dict, Google's .npz, or a run directory. The architecture comes from the file; "
-              "a new head is made for your classes and position embeddings are resized to the image size."));
+  const auto* init = vit::find_field(vit::train_schema(), "init_weights");
+  addField(tuneForm, "init_weights", QString::fromStdString(init->spec.label), initRow,
+           QString::fromStdString(init->spec.doc));
   fields_["init_weights"] = initWeights_;
-  freezeBackbone_ = new QCheckBox(tr("freeze all but the head"));
-  addField(tuneForm, "freeze_backbone", QString(), freezeBackbone_,
-           tr("Train only the classification head (linear probing)."));
-  layerDecay_ = new QDoubleSpinBox;
-  layerDecay_->setRange(0.0, 1.0);
-  layerDecay_->setDecimals(2);
-  layerDecay_->setSingleStep(0.05);
-  addField(tuneForm, "layer_decay", tr("Layer lr decay"), layerDecay_,
-           tr("Block i learns at lr x decay^(depth - i): lower blocks change less. 1 = off; 0.65-0.75 is usual for fine-tuning."));
+  for (const auto& f : vit::train_schema())
+    if (f.spec.group == vit::FieldGroup::FineTuning && f.spec.name != "init_weights")
+      addField(tuneForm, QString::fromStdString(f.spec.name), QString::fromStdString(f.spec.label),
+               makeEditor(f.spec), QString::fromStdString(f.spec.doc));
   layout->addWidget(tuneBox);
 
   summaryError_ = new QLabel;
@@ -265,10 +275,13 @@ ConfigPanel::ConfigPanel(QWidget* parent) : QWidget(parent) {
     connect(c, &QCheckBox::toggled, this, &ConfigPanel::onEdited);
   for (auto* e : findChildren<QLineEdit*>())
     connect(e, &QLineEdit::textChanged, this, &ConfigPanel::onEdited);
-  for (auto* c : {pool_, augment_, datasetKind_, precision_})
-    connect(c, &QComboBox::currentIndexChanged, this, &ConfigPanel::onEdited);
+  for (auto* c : findChildren<QComboBox*>())
+    if (c != preset_ && c != augment_) connect(c, &QComboBox::currentIndexChanged, this, &ConfigPanel::onEdited);
   connect(preset_, &QComboBox::currentIndexChanged, this, [this](int index) {
     if (!updating_ && index < int(vit::presets().size())) applyPreset(preset_->itemText(index));
+  });
+  connect(augment_, &QComboBox::currentIndexChanged, this, [this] {
+    if (!updating_ && augment_->currentText() != "custom") applyAugmentation(augment_->currentText());
   });
   connect(browse_, &QPushButton::clicked, this, &ConfigPanel::browseDataset);
   connect(browseInit_, &QPushButton::clicked, this, &ConfigPanel::browseInitWeights);
@@ -277,11 +290,12 @@ ConfigPanel::ConfigPanel(QWidget* parent) : QWidget(parent) {
     emit initWeightsChanged(initWeights_->text().trimmed());
   });
 
-  // A new user's defaults: the Fashion-MNIST preset and the trainer's defaults.
-  updating_ = true;
-  threads_->setValue(vit::available_cores());
-  updating_ = false;
-  setConfigs(vit::preset(vit::kDefaultPreset).config, vit::TrainConfig{});
+  // A new user's defaults: the Fashion-MNIST preset and the trainer's defaults (with the
+  // augmentation preset "default" for its image size).
+  vit::TrainConfig t;
+  const vit::ViTConfig m = vit::preset(vit::kDefaultPreset).config;
+  t.augment = vit::augmentation_preset("default", m.image_size);
+  setConfigs(m, t);
 }
 
 void ConfigPanel::addField(QFormLayout* form, const QString& name, const QString& title,
@@ -300,25 +314,14 @@ void ConfigPanel::addField(QFormLayout* form, const QString& name, const QString
 }
 
 vit::ViTConfig ConfigPanel::modelConfig() const {
-  vit::ViTConfig c;
-  c.image_size = imageSize_->value();
-  c.patch_size = patchSize_->value();
-  c.dim = dim_->value();
-  c.depth = depth_->value();
-  c.heads = heads_->value();
-  c.mlp_hidden = mlpHidden_->value();
-  c.dropout = dropout_->value();
-  c.attn_dropout = attnDropout_->value();
-  c.drop_path = dropPath_->value();
-  c.class_token = classToken_->isChecked();
-  c.pool = *vit::pool_from_string(pool_->currentText().toStdString());
-  c.qkv_bias = qkvBias_->isChecked();
-  c.mlp_act_after_fc2 = actAfterFc2_->isChecked();
-  c.head_dropout = headDropout_->value();
-  for (const QString& part : headHidden_->text().split(',', Qt::SkipEmptyParts)) {
-    bool ok = false;
-    const int v = part.trimmed().toInt(&ok);
-    c.head_hidden.push_back(ok ? v : -1);  // -1: validate() names the field
+  vit::ViTConfig c = model_;
+  for (const auto& f : vit::vit_schema()) {
+    const QWidget* w = fields_.value(QString::fromStdString(f.spec.name));
+    if (!w || f.spec.group == vit::FieldGroup::None) continue;
+    try {
+      f.set(c, editorValue(w, f.spec));
+    } catch (const std::exception&) {
+    }
   }
   switch (datasetKind_->currentIndex()) {
     case FashionMnist: c.in_channels = 1, c.num_classes = 10; break;
@@ -326,41 +329,30 @@ vit::ViTConfig ConfigPanel::modelConfig() const {
     case Cifar100: c.in_channels = 3, c.num_classes = 100; break;
     default: {
       c.in_channels = 3;
-      const int classes = countClasses(datasetPath_->text());
-      c.num_classes = classes > 0 ? classes : 2;
+      const int classes = countClasses(datasetPath_->text().trimmed());
+      c.num_classes = classes > 0 ? classes : model_.num_classes;
     }
   }
-  // The preset's ln_eps (not edited here) stays what the preset says.
   return c;
 }
 
 vit::TrainConfig ConfigPanel::trainConfig() const {
-  vit::TrainConfig t;
-  t.dataset = datasetSpec().toStdString();
-  t.epochs = epochs_->value();
-  t.batch_size = batchSize_->value();
-  t.lr = parse(lr_);
-  t.min_lr = parse(minLr_);
-  t.weight_decay = parse(weightDecay_);
-  t.warmup_epochs = warmup_->value();
-  t.label_smoothing = labelSmoothing_->value();
-  t.grad_clip = gradClip_->value();
-  t.val_fraction = valFraction_->value();
-  t.seed = uint64_t(seed_->value());
-  t.init_weights = initWeights_->text().trimmed().toStdString();
-  t.freeze_backbone = freezeBackbone_->isChecked();
-  t.layer_decay = layerDecay_->value();
-  t.data_parallel = dataParallel_->isChecked();
-  t.precision = precision_->currentText().toStdString();
-  try {
-    t.augment = vit::augmentation_preset(augmentation().toStdString(), imageSize_->value());
-  } catch (const std::invalid_argument&) {
+  vit::TrainConfig t = train_;
+  for (const auto& f : vit::train_schema()) {
+    const QWidget* w = fields_.value(QString::fromStdString(f.spec.name));
+    if (!w || f.spec.group == vit::FieldGroup::None) continue;
+    try {
+      f.set(t, editorValue(w, f.spec));
+    } catch (const std::exception&) {
+    }
   }
+  t.dataset = datasetSpec().toStdString();
+  t.init_weights = initWeights_->text().trimmed().toStdString();
   return t;
 }
 
 QString ConfigPanel::augmentation() const { return augment_->currentText(); }
-int ConfigPanel::threads() const { return threads_->value(); }
+int ConfigPanel::threads() const { return trainConfig().threads; }
 
 QString ConfigPanel::presetName() const {
   const int i = preset_->currentIndex();
@@ -387,52 +379,43 @@ void ConfigPanel::setImageFolder(const QString& dir) {
 
 void ConfigPanel::setConfigs(const vit::ViTConfig& c, const vit::TrainConfig& t) {
   updating_ = true;
-  imageSize_->setValue(c.image_size);
-  patchSize_->setValue(c.patch_size);
-  dim_->setValue(c.dim);
-  depth_->setValue(c.depth);
-  heads_->setValue(c.heads);
-  mlpHidden_->setValue(c.mlp_hidden);
-  dropout_->setValue(c.dropout);
-  attnDropout_->setValue(c.attn_dropout);
-  dropPath_->setValue(c.drop_path);
-  classToken_->setChecked(c.class_token);
-  pool_->setCurrentText(QString::fromStdString(vit::to_string(c.pool)));
-  qkvBias_->setChecked(c.qkv_bias);
-  actAfterFc2_->setChecked(c.mlp_act_after_fc2);
-  headDropout_->setValue(c.head_dropout);
-  QStringList hidden;
-  for (int h : c.head_hidden) hidden << QString::number(h);
-  headHidden_->setText(hidden.join(","));
-
+  model_ = c;
+  train_ = t;
+  for (const auto& f : vit::vit_schema())
+    if (QWidget* w = fields_.value(QString::fromStdString(f.spec.name)); w && f.spec.group != vit::FieldGroup::None)
+      setEditorValue(w, f.spec, f.get(c));
+  for (const auto& f : vit::train_schema())
+    if (QWidget* w = fields_.value(QString::fromStdString(f.spec.name));
+        w && f.spec.group != vit::FieldGroup::None && f.spec.name != "init_weights")
+      setEditorValue(w, f.spec, f.get(t));
   const QString spec = QString::fromStdString(t.dataset);
   const QString kind = spec.section(':', 0, 0), dir = spec.section(':', 1);
   datasetKind_->setCurrentIndex(kind == "cifar10" ? Cifar10 : kind == "cifar100" ? Cifar100
                                 : kind == "folder"  ? ImageFolder : FashionMnist);
   datasetPath_->setText(dir);
-  epochs_->setValue(t.epochs);
-  batchSize_->setValue(t.batch_size);
-  lr_->setText(format(t.lr));
-  minLr_->setText(format(t.min_lr));
-  weightDecay_->setText(format(t.weight_decay));
-  warmup_->setValue(t.warmup_epochs);
-  labelSmoothing_->setValue(t.label_smoothing);
-  gradClip_->setValue(t.grad_clip);
-  valFraction_->setValue(t.val_fraction);
-  seed_->setValue(int(std::min<uint64_t>(t.seed, 2147483647)));
   initWeights_->setText(QString::fromStdString(t.init_weights));
-  freezeBackbone_->setChecked(t.freeze_backbone);
-  layerDecay_->setValue(t.layer_decay);
-  dataParallel_->setChecked(t.data_parallel);
-  precision_->setCurrentText(QString::fromStdString(t.precision));
+  augment_->setCurrentText(augmentationOf(t.augment, c.image_size, augment_->currentText()));
   updating_ = false;
   onEdited();
 }
 
 void ConfigPanel::applyPreset(const QString& name) {
-  const vit::ViTConfig c = vit::preset(name.toStdString()).config;
+  vit::ViTConfig c = vit::preset(name.toStdString()).config;
   vit::TrainConfig t = trainConfig();
+  const QString augment = augment_->currentText();
+  if (augment != "custom") t.augment = vit::augmentation_preset(augment.toStdString(), c.image_size);
   setConfigs(c, t);
+}
+
+void ConfigPanel::applyAugmentation(const QString& name) {
+  vit::TrainConfig t = trainConfig();
+  t.augment = vit::augmentation_preset(name.toStdString(), modelConfig().image_size);
+  updating_ = true;
+  for (const auto& f : vit::train_schema())
+    if (f.spec.group == vit::FieldGroup::Augmentation)
+      setEditorValue(fields_.value(QString::fromStdString(f.spec.name)), f.spec, f.get(t));
+  updating_ = false;
+  onEdited();
 }
 
 QString ConfigPanel::errorFor(const QString& field) const {
@@ -441,21 +424,12 @@ QString ConfigPanel::errorFor(const QString& field) const {
 }
 
 void ConfigPanel::setPretrainedArchitecture(const vit::ViTConfig& w) {
-  vit::ViTConfig c = modelConfig();
-  const vit::TrainConfig t = trainConfig();
-  c.image_size = w.image_size;  // what the weights were trained at; the user may change it
-  c.patch_size = w.patch_size;
-  c.dim = w.dim;
-  c.depth = w.depth;
-  c.heads = w.heads;
-  c.mlp_hidden = w.mlp_hidden;
-  c.mlp_act_after_fc2 = w.mlp_act_after_fc2;
-  c.qkv_bias = w.qkv_bias;
-  c.class_token = w.class_token;
-  c.pool = w.pool;
-  c.head_hidden = w.head_hidden;
+  // The user's regularization stays; everything else comes from the weights (the rule `vit train
+  // --init` follows too).
+  const vit::ViTConfig c = vit::finetuned_config(
+      w, modelConfig(), {"dropout", "attn_dropout", "drop_path", "head_dropout"}, "the weights");
   initError_.clear();
-  setConfigs(c, t);
+  setConfigs(c, trainConfig());
 }
 
 void ConfigPanel::setInitWeightsError(const QString& message) {
@@ -495,6 +469,7 @@ void ConfigPanel::onEdited() {
   }
   updating_ = true;
   preset_->setCurrentIndex(match);
+  augment_->setCurrentText(augmentationOf(trainConfig().augment, now.image_size, augment_->currentText()));
   updating_ = false;
   presetInfo_->setText(match < int(vit::presets().size())
                            ? QString::fromStdString(vit::presets()[size_t(match)].description)
@@ -519,18 +494,15 @@ void ConfigPanel::revalidate() {
   const bool wasValid = errors_.isEmpty();
   errors_.clear();
   QHash<QString, QStringList> byField;
-  for (const auto& e : vit::validate(modelConfig())) {
-    byField[QString::fromStdString(e.field)] << QString::fromStdString(e.message);
-  }
-  // Training messages start with the field they name ("lr must be ...").
-  for (const auto& m : vit::validate(trainConfig())) {
-    const QString message = QString::fromStdString(m);
-    QString field = message.section(' ', 0, 0);
-    if (field == "rotation" || field == "zoom" || field == "translate") field = "augmentation";
-    if (field == "freeze_backbone") field = "init_weights";
-    if (!errorLabels_.contains(field)) field = "epochs";  // never drop a message
-    byField[field] << message;
-  }
+  QStringList unplaced;  // messages about a field the panel does not show
+  auto place = [&](const std::string& field, const std::string& message) {
+    QString name = QString::fromStdString(field);
+    if (name == "dataset") name = "dataset_path";
+    if (errorLabels_.contains(name)) byField[name] << QString::fromStdString(message);
+    else unplaced << QString::fromStdString(message);
+  };
+  for (const auto& e : vit::validate(modelConfig())) place(e.field, e.message);
+  for (const auto& e : vit::validate(trainConfig())) place(e.field, e.message);
   const int kind = datasetKind_->currentIndex();
   const QString dir = datasetPath_->text().trimmed();
   if (kind != FashionMnist && dir.isEmpty()) {
@@ -550,8 +522,11 @@ void ConfigPanel::revalidate() {
     it.value()->setVisible(!messages.isEmpty());
     errors_ << messages;
   }
-  summaryError_->setText(errors_.isEmpty() ? QString()
-                                           : tr("Fix %n setting(s) before training.", "", int(errors_.size())));
+  errors_ << unplaced;
+  QString summary;
+  if (!errors_.isEmpty()) summary = tr("Fix %n setting(s) before training.", "", int(errors_.size()));
+  for (const QString& m : unplaced) summary += "\n" + m;
+  summaryError_->setText(summary);
   summaryError_->setVisible(!errors_.isEmpty());
   if (wasValid != errors_.isEmpty()) emit validityChanged(errors_.isEmpty());
 }
@@ -567,12 +542,9 @@ void ConfigPanel::browseDataset() {
 QByteArray ConfigPanel::saveState() const {
   QJsonObject o;
   o["model"] = QJsonDocument::fromJson(QByteArray::fromStdString(vit::to_json(modelConfig()).dump())).object();
-  vit::TrainConfig t = trainConfig();
-  for (double* v : {&t.lr, &t.min_lr, &t.weight_decay})
-    if (std::isnan(*v)) *v = 0;  // JSON has no NaN; the field comes back invalid anyway
-  o["train"] = QJsonDocument::fromJson(QByteArray::fromStdString(vit::to_json(t).dump())).object();
+  // JSON has no NaN (an unparsable number field): dump() writes null, which restores invalid.
+  o["train"] = QJsonDocument::fromJson(QByteArray::fromStdString(vit::to_json(trainConfig()).dump())).object();
   o["augmentation"] = augmentation();
-  o["threads"] = threads();
   o["preset"] = presetName();
   return QJsonDocument(o).toJson(QJsonDocument::Compact);
 }
@@ -581,14 +553,22 @@ bool ConfigPanel::restoreState(const QByteArray& state) {
   const QJsonObject o = QJsonDocument::fromJson(state).object();
   if (o.isEmpty()) return false;
   try {
+    const QJsonObject trainObject = o["train"].toObject();
+    auto trainJson = nlohmann::json::parse(QJsonDocument(trainObject).toJson().toStdString());
+    for (auto it = trainJson.begin(); it != trainJson.end();) {  // nulls: fields left invalid
+      if (it->is_null()) it = trainJson.erase(it);
+      else ++it;
+    }
     const auto model = vit::config_from_json(
         nlohmann::json::parse(QJsonDocument(o["model"].toObject()).toJson().toStdString()));
-    auto train = vit::train_config_from_json(
-        nlohmann::json::parse(QJsonDocument(o["train"].toObject()).toJson().toStdString()));
-    if (!o["train"].toObject().contains("precision")) train.precision = "auto";  // older settings
+    auto train = vit::train_config_from_json(trainJson);
+    if (!trainObject.contains("precision")) train.precision = "auto";  // older settings
+    if (!trainObject.contains("threads") && o.contains("threads")) train.threads = 0;  // older: cores
+    const QString augment = o["augmentation"].toString("default");
+    if (!trainObject.contains("augment") || !trainObject["augment"].toObject().contains("crop"))
+      train.augment = vit::augmentation_preset(augment.toStdString(), model.image_size);
     updating_ = true;
-    augment_->setCurrentText(o["augmentation"].toString("default"));
-    threads_->setValue(o["threads"].toInt(vit::available_cores()));
+    augment_->setCurrentText(augment);
     if (!o["preset"].toString().isEmpty()) preset_->setCurrentText(o["preset"].toString());
     updating_ = false;
     setConfigs(model, train);

@@ -1,6 +1,8 @@
 // The hyperparameter panel: preset chooser, every model and training field of the core's configs,
-// the data set chooser and the thread count. Validation is the core's own (vit::validate for both
-// configs); each message is shown under the field it names, and isValid() drives the Start button.
+// the data set chooser and the thread count. The editors are made from the core's settings schema
+// (vit_schema(), train_schema(): label, range, tooltip, kind), so a new setting appears here
+// without an edit to this file. Validation is the core's own (vit::validate for both configs);
+// each message is shown under the field it names, and isValid() drives the Start button.
 #pragma once
 
 #include <QByteArray>
@@ -11,14 +13,11 @@
 #include "train_config.h"
 #include "vit_config.h"
 
-class QCheckBox;
 class QComboBox;
-class QDoubleSpinBox;
 class QFormLayout;
 class QLabel;
 class QLineEdit;
 class QPushButton;
-class QSpinBox;
 
 class ConfigPanel : public QWidget {
   Q_OBJECT
@@ -27,12 +26,13 @@ class ConfigPanel : public QWidget {
   explicit ConfigPanel(QWidget* parent = nullptr);
 
   // The configs as edited. in_channels/num_classes follow the chosen data set (the trainer
-  // adapts them again to the data it actually loads).
+  // adapts them again to the data it actually loads). Fields the panel does not show (log_every,
+  // max_steps, ...) keep the values last given to setConfigs().
   vit::ViTConfig modelConfig() const;
   vit::TrainConfig trainConfig() const;
-  QString augmentation() const;  // one of vit::augmentation_preset_names()
-  int threads() const;
-  QString presetName() const;  // "" when the fields no longer match a preset
+  QString augmentation() const;  // the augmentation preset shown, or "custom"
+  int threads() const;           // 0: one per core
+  QString presetName() const;    // "" when the fields no longer match a preset
 
   // Data set spec as load_dataset() takes it: "fashion-mnist", "cifar10:DIR", "folder:DIR", ...
   QString datasetSpec() const;
@@ -41,8 +41,9 @@ class ConfigPanel : public QWidget {
 
   void setConfigs(const vit::ViTConfig& model, const vit::TrainConfig& train);
   // Fine-tuning: the architecture of the chosen pretrained weights (the window reads it from the
-  // file); image size, dropout and the training fields stay the user's. An empty message clears
-  // the weights field's error, otherwise it is shown there (unreadable file, ...).
+  // file, vit::finetuned_config decides); image size comes from the weights, dropout and the
+  // training fields stay the user's. An empty message clears the weights field's error,
+  // otherwise it is shown there (unreadable file, ...).
   void setPretrainedArchitecture(const vit::ViTConfig& config);
   void setInitWeightsError(const QString& message);
   void applyPreset(const QString& name);
@@ -71,6 +72,8 @@ class ConfigPanel : public QWidget {
   void dropEvent(QDropEvent* event) override;
 
  private:
+  template <class C>
+  void addSchemaFields(QFormLayout* form, const vit::Schema<C>& schema, vit::FieldGroup group);
   void addField(QFormLayout* form, const QString& name, const QString& title, QWidget* editor,
                 const QString& tip);
   void onEdited();
@@ -78,33 +81,24 @@ class ConfigPanel : public QWidget {
   void updateDataFields();
   void browseDataset();
   void browseInitWeights();
+  void applyAugmentation(const QString& name);
 
   QHash<QString, QWidget*> fields_;
   QHash<QString, QLabel*> errorLabels_;
   QStringList errors_;
   bool updating_ = false;  // set while fields are filled programmatically
+  vit::ViTConfig model_;   // values of the fields the panel does not show
+  vit::TrainConfig train_;
 
   QComboBox* preset_;
   QLabel* presetInfo_;
-  QSpinBox *imageSize_, *patchSize_, *dim_, *depth_, *heads_, *mlpHidden_;
-  QDoubleSpinBox *dropout_, *attnDropout_, *dropPath_, *headDropout_;
-  QCheckBox *classToken_, *qkvBias_, *actAfterFc2_;
-  QComboBox* pool_;
-  QLineEdit* headHidden_;
   QLabel* dataShape_;
   QComboBox* datasetKind_;
   QLineEdit* datasetPath_;
   QPushButton* browse_;
-  QSpinBox *epochs_, *batchSize_, *seed_, *threads_;
-  QLineEdit *lr_, *minLr_, *weightDecay_;
-  QDoubleSpinBox *warmup_, *labelSmoothing_, *gradClip_, *valFraction_;
   QComboBox* augment_;
   QLineEdit* initWeights_;
   QPushButton* browseInit_;
-  QCheckBox* freezeBackbone_;
-  QCheckBox* dataParallel_;
-  QComboBox* precision_;
-  QDoubleSpinBox* layerDecay_;
   QString initError_;
   QLabel* summaryError_;
 };

@@ -80,6 +80,7 @@ struct WrongExample {
 
 struct EvaluationReport {
   QString error;
+  bool cancelled = false;  // stopped by Inspector::cancelEvaluation
   QString dataset;        // what was evaluated
   QStringList classes;
   QVector<QVector<qint64>> confusion;  // [true][predicted]

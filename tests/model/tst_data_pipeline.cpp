@@ -182,8 +182,8 @@ class TstDataPipeline : public QObject {
     c.augment.erase = 1.5;
     const auto errors = vit::validate(c);
     QCOMPARE(int(errors.size()), 2);
-    QVERIFY2(QString::fromStdString(errors[0]).contains("crop"), errors[0].c_str());
-    QVERIFY2(QString::fromStdString(errors[1]).contains("erase"), errors[1].c_str());
+    QVERIFY2(QString::fromStdString(errors[0].message).contains("crop"), errors[0].message.c_str());
+    QVERIFY2(QString::fromStdString(errors[1].message).contains("erase"), errors[1].message.c_str());
   }
 
   void augmentationPresetsByName() {

@@ -1,12 +1,9 @@
 #include <torch/torch.h>
 
-#include "weights_io.h"
-
-#include "run_log.h"
+#include "weights_import.h"
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -15,11 +12,12 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "atomic_file.h"
 #include "checkpoint.h"
 #include "config_json.h"
 #include "npz.h"
 #include "pth.h"
+#include "run_dir.h"
+#include "run_writer.h"
 #include "vit.h"
 #include "zip_archive.h"
 
@@ -503,7 +501,7 @@ ViTConfig infer_config(const NamedTensors& timm, const std::string& what, std::o
   if (heads) {
     c.heads = *heads;
     source = "given";
-  } else if (auto h = default_heads(c.dim)) {
+  } else if (auto h = standard_heads(c.dim)) {
     c.heads = *h;
     source = "the standard ViT table for dim " + std::to_string(c.dim);
   } else {
@@ -556,12 +554,10 @@ ImportedWeights import_weights(const std::string& path_in, const ImportOptions& 
   std::string path = path_in;
   std::error_code ec;
   if (fs::is_directory(path, ec)) {  // a run directory: its best weights, else the last
-    const fs::path ckpt = fs::path(path) / "checkpoints";
-    if (fs::exists(ckpt / "best.safetensors")) path = (ckpt / "best.safetensors").string();
-    else if (fs::exists(ckpt / "last.safetensors")) path = (ckpt / "last.safetensors").string();
-    else
-      throw error(path, "is a directory without checkpoints/best.safetensors: give a weights "
-                        "file or a run directory");
+    path = RunReader(path_in).weights(Weights::Best);
+    if (path.empty())
+      throw error(path_in, "is a directory without checkpoints/best.safetensors: give a weights "
+                           "file or a run directory");
   }
   ImportedWeights w;
   w.path = path;
@@ -637,323 +633,36 @@ ImportedWeights import_weights(const std::string& path_in, const ImportOptions& 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fine-tuning
-
-at::Tensor resize_pos_embed(const at::Tensor& pos_embed, int prefix_tokens, int new_grid) {
-  if (pos_embed.dim() != 3 || pos_embed.size(0) != 1 || prefix_tokens < 0 ||
-      pos_embed.size(1) <= prefix_tokens || new_grid <= 0)
-    throw std::invalid_argument("resize_pos_embed needs (1, prefix + G*G, D) and a positive grid");
-  const int64_t T = pos_embed.size(1), D = pos_embed.size(2), patches = T - prefix_tokens;
-  const int64_t old_grid = int64_t(std::llround(std::sqrt(double(patches))));
-  if (old_grid * old_grid != patches)
-    throw std::invalid_argument("position embedding of " + std::to_string(patches) +
-                                " patches is not a square grid");
-  torch::NoGradGuard no_grad;
-  auto prefix = pos_embed.narrow(1, 0, prefix_tokens);                  // (1, prefix, D)
-  auto grid = pos_embed.narrow(1, prefix_tokens, patches)
-                  .reshape({1, old_grid, old_grid, D})
-                  .permute({0, 3, 1, 2})
-                  .to(torch::kFloat32);                                  // (1, D, G, G)
-  namespace F = torch::nn::functional;
-  grid = F::interpolate(grid, F::InterpolateFuncOptions()
-                                  .size(std::vector<int64_t>{new_grid, new_grid})
-                                  .mode(torch::kBicubic)
-                                  .align_corners(false)
-                                  .antialias(new_grid < old_grid));
-  grid = grid.permute({0, 2, 3, 1}).reshape({1, int64_t(new_grid) * new_grid, D});  // (1, G'^2, D)
-  return torch::cat({prefix.to(grid.dtype()), grid}, 1).contiguous();
-}
-
-at::Tensor adapt_input_channels(const at::Tensor& weight, int channels) {
-  if (weight.dim() != 4 || channels <= 0)
-    throw std::invalid_argument("adapt_input_channels needs (D, C, P, P) kernels");
-  const int64_t have = weight.size(1);
-  if (have == channels) return weight;
-  torch::NoGradGuard no_grad;
-  if (channels == 1) return weight.sum(1, /*keepdim=*/true);  // gray = R = G = B
-  const int64_t repeat = (channels + have - 1) / have;
-  return (weight.repeat({1, repeat, 1, 1}).narrow(1, 0, channels) * (double(have) / channels))
-      .contiguous();
-}
-
-Normalization adapt_normalization(const Normalization& n, int channels) {
-  if (int(n.mean.size()) == channels) return n;
-  Normalization out;
-  if (channels == 1) {
-    float m = 0, s = 0;
-    for (size_t i = 0; i < n.mean.size(); ++i) m += n.mean[i], s += n.std[i];
-    out.mean = {m / float(n.mean.size())};
-    out.std = {s / float(n.std.size())};
-  } else {
-    for (int c = 0; c < channels; ++c) {
-      out.mean.push_back(n.mean[size_t(c) % n.mean.size()]);
-      out.std.push_back(n.std[size_t(c) % n.std.size()]);
-    }
-  }
-  return out;
-}
-
-bool is_head_parameter(const std::string& name) {
-  return starts_with(name, "head.") || starts_with(name, "head_mlp.");
-}
-
-PretrainedLoad load_pretrained(VisionTransformerImpl& model, const ImportedWeights& weights) {
-  const ViTConfig& c = model.config();
-  const ViTConfig& f = weights.config;
-  PretrainedLoad r;
-  std::map<std::string, torch::Tensor> source(weights.tensors.begin(), weights.tensors.end());
-  std::set<std::string> used;
-  std::vector<std::string> problems;
-  const bool same_head = weights.has_head && f.num_classes == c.num_classes &&
-                         f.head_hidden == c.head_hidden && f.pool == c.pool;
-  torch::NoGradGuard no_grad;
-  for (auto& p : model.named_parameters()) {
-    const std::string& name = p.key();
-    torch::Tensor& target = p.value();
-    auto it = source.find(name);
-    if (is_head_parameter(name) && !same_head) {
-      r.new_head = true;
-      continue;
-    }
-    if (it == source.end()) {
-      problems.push_back("the file has no '" + name + "'");
-      continue;
-    }
-    used.insert(name);
-    torch::Tensor value = it->second;
-    if (name == "pos_embed" && value.sizes() != target.sizes() && value.dim() == 3 &&
-        value.size(2) == target.size(2) && f.class_token == c.class_token) {
-      value = resize_pos_embed(value, c.class_token ? 1 : 0, c.grid());
-      r.pos_embed_resized = true;
-      r.notes.push_back("position embeddings resized from a " + std::to_string(f.grid()) + "x" +
-                        std::to_string(f.grid()) + " to a " + std::to_string(c.grid()) + "x" +
-                        std::to_string(c.grid()) + " patch grid (bicubic, class token kept)");
-    }
-    if (name == "patch_embed.proj.weight" && value.dim() == 4 && value.sizes() != target.sizes()) {
-      if (value.size(2) != target.size(2))
-        problems.push_back("the file's patches are " + std::to_string(value.size(2)) + "x" +
-                           std::to_string(value.size(2)) + " pixels, the model's " +
-                           std::to_string(target.size(2)) +
-                           ": patch embeddings are not resampled; keep the patch size");
-      else if (value.size(0) == target.size(0) && value.size(1) != target.size(1)) {
-        value = adapt_input_channels(value, int(target.size(1)));
-        r.channels_adapted = true;
-        r.notes.push_back("patch embedding adapted from " + std::to_string(f.in_channels) +
-                          " to " + std::to_string(c.in_channels) + " input channel(s)");
-      }
-    }
-    if (value.sizes() != target.sizes()) {
-      problems.push_back("'" + name + "' is " + shape_string(value) + " in the file, " +
-                         shape_string(target) + " in the model");
-      continue;
-    }
-    target.copy_(value);
-  }
-  for (const auto& [name, t] : weights.tensors)
-    if (!used.count(name) && !(is_head_parameter(name) && r.new_head))
-      problems.push_back("the model has no '" + name + "'");
-  if (!problems.empty()) {
-    std::string msg = weights.path + " does not fit the model (" + std::to_string(problems.size()) +
-                      " problem(s)): " + problems.front();
-    for (size_t i = 1; i < std::min<size_t>(problems.size(), 4); ++i) msg += "; " + problems[i];
-    throw std::runtime_error(msg + ". Only the image size, classes and channels may differ from "
-                                   "the pretrained model");
-  }
-  if (r.new_head)
-    r.notes.push_back(weights.has_head
-                          ? "new classification head for " + std::to_string(c.num_classes) +
-                                " classes (the file's head has " + std::to_string(f.num_classes) + ")"
-                          : "new classification head for " + std::to_string(c.num_classes) +
-                                " classes (the file has none)");
-  return r;
-}
-
-int64_t freeze_backbone(VisionTransformerImpl& model) {
-  int64_t frozen = 0;
-  for (auto& p : model.named_parameters()) {
-    if (is_head_parameter(p.key())) continue;
-    p.value().set_requires_grad(false);
-    frozen += p.value().numel();
-  }
-  return frozen;
-}
-
-std::vector<ParamGroup> param_groups(VisionTransformerImpl& model, double weight_decay,
-                                     double layer_decay) {
-  const int depth = model.config().depth;
-  const bool layered = layer_decay < 1.0;
-  const int layers = layered ? depth + 2 : 1;
-  std::vector<ParamGroup> groups(size_t(2 * layers));
-  for (int l = 0; l < layers; ++l) {
-    const double scale = layered ? std::pow(layer_decay, depth + 1 - l) : 1.0;
-    groups[size_t(2 * l)].weight_decay = weight_decay;
-    groups[size_t(2 * l)].lr_scale = scale;
-    groups[size_t(2 * l + 1)].weight_decay = 0.0;
-    groups[size_t(2 * l + 1)].lr_scale = scale;
-  }
-  for (const auto& p : model.named_parameters()) {
-    if (!p.value().requires_grad()) continue;
-    const std::string& name = p.key();
-    // timm convention: no weight decay on biases, norms, position embedding and class token.
-    const bool no_decay = p.value().dim() < 2 || name == "pos_embed" || name == "cls_token";
-    int layer = 0;
-    if (layered) {
-      int index;
-      std::string rest;
-      if (name == "cls_token" || name == "pos_embed" || starts_with(name, "patch_embed."))
-        layer = 0;
-      else if (block_name(name, "blocks.", &index, &rest))
-        layer = index + 1;
-      else
-        layer = depth + 1;
-    }
-    auto& g = groups[size_t(2 * layer + (no_decay ? 1 : 0))];
-    g.params.push_back(p.value());
-    g.names.push_back(name);
-  }
-  groups.erase(std::remove_if(groups.begin(), groups.end(),
-                              [](const ParamGroup& g) { return g.params.empty(); }),
-               groups.end());
-  return groups;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Import into a run directory, export
+// Import into a run directory
 
 PretrainedLoad write_imported_run(const ImportedWeights& weights, const ViTConfig& config,
                                   const std::string& dir) {
-  const fs::path d(dir);
-  if (fs::exists(d / "config.json"))
+  if (RunReader::is_run(dir))
     throw std::invalid_argument(dir + " already holds a run (config.json): choose another --out");
   check(config);
   torch::manual_seed(0);  // a new head's init is reproducible
   VisionTransformer model(config);
   PretrainedLoad r = load_pretrained(*model, weights);
   const Normalization norm = adapt_normalization(weights.normalization, config.in_channels);
-  fs::create_directories(d / "checkpoints");
-  save_checkpoint((d / "checkpoints" / "best.safetensors").string(), *model, norm,
-                  {{"source", weights.path},
-                   {"source_format", to_string(weights.format)},
-                   {"source_naming", weights.naming}});
   TrainConfig train;
   train.dataset = "";  // none yet: `vit eval --dataset` or `vit train --init` give one
   json notes = weights.notes;
   for (const auto& n : r.notes) notes.push_back(n);
-  const json run = {
-      {"program", "ViT Studio"},
-      {"version", VIT_VERSION},
-      {"created", utc_timestamp()},
-      {"model", to_json(config)},
-      {"train", to_json(train)},
-      {"normalization", {{"mean", norm.mean}, {"std", norm.std}}},
-      {"data", {{"spec", ""}, {"name", ""}, {"classes", json::array()}}},
-      {"imported",
-       {{"file", weights.path},
-        {"format", to_string(weights.format)},
-        {"naming", weights.naming},
-        {"heads_source", weights.heads_source},
-        {"normalization_source", weights.normalization_source},
-        {"notes", notes}}}};
-  write_file_atomically((d / "config.json").string(), run.dump(2) + "\n");
-  return r;
-}
-
-namespace {
-
-struct TimmArchitecture {
-  const char* name;
-  int dim, depth, heads, patch;
-};
-constexpr TimmArchitecture kTimmArchitectures[] = {
-    {"vit_tiny_patch16_224", 192, 12, 3, 16},  {"vit_small_patch16_224", 384, 12, 6, 16},
-    {"vit_base_patch16_224", 768, 12, 12, 16}, {"vit_base_patch32_224", 768, 12, 12, 32},
-    {"vit_large_patch16_224", 1024, 24, 16, 16}};
-
-}  // namespace
-
-std::vector<std::string> timm_incompatibilities(const ViTConfig& c) {
-  std::vector<std::string> out;
-  if (c.mlp_act_after_fc2) out.push_back("GELU after the second MLP layer (mlp_act_after_fc2)");
-  if (!c.head_hidden.empty()) out.push_back("an MLP head (head_hidden, saved as head_mlp.*)");
-  if (c.pool == Pool::Flatten) out.push_back("flatten pooling");
-  if (c.ln_eps != 1e-6) out.push_back("LayerNorm eps other than 1e-6");
-  const double ratio = double(c.mlp_hidden) / c.dim;
-  if (int(double(c.dim) * ratio) != c.mlp_hidden)
-    out.push_back("an MLP width that dim x mlp_ratio does not reproduce");
-  return out;
-}
-
-std::map<std::string, std::string> timm_metadata(const ViTConfig& c, const Normalization& norm) {
-  std::string architecture = "vit_base_patch16_224";  // any ViT entry point: the args override it
-  for (const auto& a : kTimmArchitectures)
-    if (a.dim == c.dim && a.depth == c.depth && a.heads == c.heads && a.patch == c.patch_size &&
-        c.image_size == 224)
-      architecture = a.name;
-  const json args = {{"img_size", c.image_size},
-                     {"patch_size", c.patch_size},
-                     {"in_chans", c.in_channels},
-                     {"num_classes", c.num_classes},
-                     {"embed_dim", c.dim},
-                     {"depth", c.depth},
-                     {"num_heads", c.heads},
-                     {"mlp_ratio", double(c.mlp_hidden) / c.dim},
-                     {"qkv_bias", c.qkv_bias},
-                     {"class_token", c.class_token},
-                     {"global_pool", c.pool == Pool::Mean ? "avg" : "token"},
-                     {"fc_norm", c.pool == Pool::Mean}};
-  const json cfg = {{"architecture", architecture},
-                    {"input_size", {c.in_channels, c.image_size, c.image_size}},
-                    {"fixed_input_size", true},
-                    {"mean", norm.mean},
-                    {"std", norm.std},
-                    {"interpolation", "bicubic"},
-                    {"crop_pct", 1.0},
-                    {"num_classes", c.num_classes},
-                    {"first_conv", "patch_embed.proj"},
-                    {"classifier", "head"}};
-  return {{"pretrained_cfg", cfg.dump()}, {"timm_model_args", args.dump()}};
-}
-
-ExportResult export_weights(const std::string& source, const std::string& out) {
-  ExportResult r;
-  r.checkpoint = source;
-  std::error_code ec;
-  if (fs::is_directory(source, ec)) {
-    const fs::path ckpt = fs::path(source) / "checkpoints";
-    if (fs::exists(ckpt / "best.safetensors")) r.checkpoint = (ckpt / "best.safetensors").string();
-    else if (fs::exists(ckpt / "last.safetensors")) r.checkpoint = (ckpt / "last.safetensors").string();
-    else
-      throw std::runtime_error(source + " has no checkpoints/best.safetensors or last.safetensors: "
-                               "is it a run directory?");
-  }
-  CheckpointInfo info;
-  VisionTransformer model = load_model(r.checkpoint, &info);
-  Normalization norm = info.normalization;
-  if (norm.mean.empty()) {
-    norm.mean.assign(size_t(info.config.in_channels), 0.5f);
-    norm.std.assign(size_t(info.config.in_channels), 0.5f);
-    r.warnings.push_back("the checkpoint records no mean/std; 0.5 written");
-  }
-  NamedTensors tensors;
-  for (const auto& p : model->named_parameters()) {
-    tensors.emplace_back(p.key(), p.value().detach());
-    r.parameters += p.value().numel();
-  }
-  for (const auto& b : model->named_buffers()) tensors.emplace_back(b.key(), b.value().detach());
-  r.tensors = int64_t(tensors.size());
-  r.metadata = timm_metadata(info.config, norm);
-  r.metadata["format"] = "pt";
-  r.metadata["vit_config"] = to_json(info.config).dump();
-  r.metadata["mean"] = json(norm.mean).dump();
-  r.metadata["std"] = json(norm.std).dump();
-  r.metadata["input_size"] =
-      json({info.config.in_channels, info.config.image_size, info.config.image_size}).dump();
-  r.metadata["exported_by"] = std::string("ViT Studio ") + VIT_VERSION;
-  for (const auto& w : timm_incompatibilities(info.config))
-    r.warnings.push_back("timm's VisionTransformer has no " + w +
-                         "; the file loads with load_state_dict into a module with these names, "
-                         "but timm.create_model cannot build it");
-  save_safetensors(out, tensors, r.metadata);
+  const json imported = {{"imported",
+                          {{"file", weights.path},
+                           {"format", to_string(weights.format)},
+                           {"naming", weights.naming},
+                           {"heads_source", weights.heads_source},
+                           {"normalization_source", weights.normalization_source},
+                           {"notes", notes}}}};
+  RunWriter writer(dir, /*enabled=*/true, "vit import");
+  writer.create(run_config_json(config, train, norm, RunData{}, 1, imported));
+  RunState state;
+  state.finished = true;  // nothing to continue: `vit train --init DIR` fine-tunes it
+  writer.commit(*model, norm, /*optimizer=*/nullptr, state, /*best=*/true,
+                {{"source", weights.path},
+                 {"source_format", to_string(weights.format)},
+                 {"source_naming", weights.naming}});
   return r;
 }
 

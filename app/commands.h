@@ -5,12 +5,18 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <string>
+#include <vector>
 
 #include "model_flags.h"
 
 namespace vit::cli {
 
 using SetAction = std::function<void(std::function<int()>)>;
+
+// The command line as main() received it (the launcher starts the ranks with it).
+void set_program_arguments(int argc, char** argv);
+const std::vector<std::string>& program_arguments();
 
 void add_summary_command(CLI::App& app, SetAction set_action);
 void add_train_command(CLI::App& app, SetAction set_action);  // train and eval

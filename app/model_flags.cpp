@@ -1,5 +1,6 @@
 #include "model_flags.h"
 
+#include "commands.h"
 #include "schema_flags.h"
 #include "train_config.h"
 
@@ -50,6 +51,13 @@ nlohmann::json flag_value(const FieldSpec& spec, const std::string& flag, const 
   }
   return nullptr;
 }
+
+namespace {
+std::vector<std::string> g_arguments;
+}  // namespace
+
+void set_program_arguments(int argc, char** argv) { g_arguments.assign(argv, argv + argc); }
+const std::vector<std::string>& program_arguments() { return g_arguments; }
 
 ModelFlags::ModelFlags() : fields(std::make_unique<SchemaFlags<ViTConfig>>()) {}
 ModelFlags::~ModelFlags() = default;

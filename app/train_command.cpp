@@ -13,7 +13,11 @@
 #include <filesystem>
 #include <iostream>
 
+#include "config_json.h"
+#include "cpu_info.h"
 #include "datasets.h"
+#include "distributed.h"
+#include "launcher.h"
 #include "run_dir.h"
 #include "runtime.h"
 #include "schema_flags.h"
@@ -38,6 +42,7 @@ std::string duration(double seconds) {
 }
 
 struct TrainOptions {
+  int nproc_per_node = 0;  // our launcher: start this many ranks here
   ModelFlags model;
   SchemaFlags<TrainConfig> train;
   std::string augment = "default";
@@ -73,14 +78,18 @@ void print_progress(const StepStats& s, bool tty) {
 
 // The settings of a run from the command line: the preset (or the pretrained weights' model)
 // with the given flags, then the core decides what a continued run may change (prepare_run).
-PreparedRun prepare(const TrainOptions& o, std::set<std::string>* given_model) {
-  const bool resume = !o.resume.empty();
+// `restarted`: a run torchrun restarts after a failure, continued with the command line that
+// started it (--out, --preset and --init then describe the run rather than a new one).
+PreparedRun prepare(const TrainOptions& o, std::set<std::string>* given_model,
+                    const std::string& restarted = "") {
+  const std::string resume_dir = restarted.empty() ? o.resume : restarted;
+  const bool resume = !resume_dir.empty();
   *given_model = o.model.given();
   std::set<std::string> given_train = o.train.given();
   TrainConfig train;
   ViTConfig model;
   if (resume) {
-    if (o.model.preset_given())
+    if (o.model.preset_given() && restarted.empty())
       throw UsageError("--preset cannot be combined with --resume: a continued run keeps its model");
     model = apply_model_flags(o.model, ViTConfig{});  // only the given fields are compared
   } else if (!o.train.given("init_weights")) {
@@ -109,8 +118,8 @@ PreparedRun prepare(const TrainOptions& o, std::set<std::string>* given_model) {
   request.train = train;
   request.given = *given_model;
   request.given.insert(given_train.begin(), given_train.end());
-  request.resume_dir = o.resume;
-  request.out_dir = o.out;
+  request.resume_dir = resume_dir;
+  request.out_dir = resume ? "" : o.out;
   request.runs_root = "runs";
   request.name = o.train.given("init_weights") ? "finetune" : o.model.preset;
   try {
@@ -120,23 +129,128 @@ PreparedRun prepare(const TrainOptions& o, std::set<std::string>* given_model) {
   }
 }
 
-int run_train(const TrainOptions& o) {
-  std::set<std::string> given_model;
-  PreparedRun run = prepare(o, &given_model);
-  const RuntimeInfo runtime = configure_runtime(run.train.threads);
-  if (!runtime.warning.empty()) std::cerr << "vit: warning: " << runtime.warning << "\n";
+// What rank 0 decided, for the other ranks of a distributed run (or the usage error that stops
+// them all: every rank exits as rank 0 does).
+std::string share_run(const PreparedRun* run, const std::set<std::string>& given_model,
+                      const std::string& error, int code) {
+  nlohmann::json j = {{"error", error}, {"code", code}};
+  if (run)
+    j["run"] = {{"model", to_json(run->model)},  {"train", to_json(run->train)},
+                {"dir", run->dir},               {"resume", run->resume},
+                {"notes", run->notes},           {"given_model", given_model}};
+  return j.dump();
+}
 
-  std::cerr << "vit: loading " << run.train.dataset << "\n";
+struct SharedRunError : std::runtime_error {
+  SharedRunError(const std::string& m, int c) : std::runtime_error(m), code(c) {}
+  int code;
+};
+
+PreparedRun prepared_from(const std::string& text, std::set<std::string>* given_model) {
+  const auto j = nlohmann::json::parse(text);
+  if (!j["error"].get<std::string>().empty())
+    throw SharedRunError(j["error"].get<std::string>(), j["code"].get<int>());
+  PreparedRun run;
+  run.model = config_from_json(j["run"]["model"]);
+  run.train = train_config_from_json(j["run"]["train"]);
+  run.dir = j["run"]["dir"];
+  run.resume = j["run"]["resume"];
+  run.notes = j["run"]["notes"].get<std::vector<std::string>>();
+  *given_model = j["run"]["given_model"].get<std::set<std::string>>();
+  return run;
+}
+
+// Rank 0 prepares the run (naming it, or finding the one a torchrun restart continues) and the
+// others take its decision, so `--out` stays optional and every rank trains the same run.
+PreparedRun prepare_distributed(const TrainOptions& o, ProcessGroup& group, std::set<std::string>* given_model) {
+  std::string text;
+  if (group.rank() == 0) {
+    try {
+      std::string restarted;
+      if (group.env().restart_count > 0) {
+        const auto dir = group.persistent_get("run_dir");
+        const std::string candidate = dir ? *dir : o.out;
+        if (!candidate.empty() && RunReader(candidate).state()) restarted = candidate;
+        else if (!candidate.empty()) discard_unstarted_run(candidate);
+      }
+      const PreparedRun run = prepare(o, given_model, restarted);
+      group.persistent_set("run_dir", run.dir);
+      text = share_run(&run, *given_model, "", 0);
+    } catch (const UsageError& e) {
+      text = share_run(nullptr, {}, e.what(), 2);
+    } catch (const std::exception& e) {
+      text = share_run(nullptr, {}, e.what(), 1);
+    }
+  }
+  text = group.broadcast_string(text, "the run's settings");
+  return prepared_from(text, given_model);
+}
+
+int run_train(const TrainOptions& o) {
+  if (o.nproc_per_node > 0) {
+    // Our own launcher: this process starts the ranks and waits for them.
+    if (dist_env_from_environment().distributed())
+      throw UsageError("--nproc-per-node starts the ranks itself: drop it under torchrun");
+    TrainConfig t;
+    o.train.apply(t);
+    LaunchOptions launch;
+    launch.nproc = o.nproc_per_node;
+    launch.grace = std::chrono::milliseconds(int64_t(t.dist_timeout * 1000) + 10000);
+    std::vector<std::string> args;
+    const auto& all = program_arguments();
+    for (size_t i = 1; i < all.size(); ++i) {
+      if (all[i] == "--nproc-per-node") {
+        ++i;
+        continue;
+      }
+      if (all[i].rfind("--nproc-per-node=", 0) == 0) continue;
+      args.push_back(all[i]);
+    }
+    return launch_local_ranks("/proc/self/exe", args, launch);
+  }
+
+  DistEnv env;
+  try {
+    env = dist_env_from_environment();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  std::unique_ptr<ProcessGroup> group;
+  std::set<std::string> given_model;
+  PreparedRun run;
+  if (env.distributed()) {
+    TrainConfig t;
+    o.train.apply(t);
+    group = std::make_unique<ProcessGroup>(env, std::chrono::milliseconds(int64_t(t.dist_timeout * 1000)));
+    try {
+      run = prepare_distributed(o, *group, &given_model);
+    } catch (const SharedRunError& e) {
+      if (env.rank != 0) return e.code;  // rank 0 says why
+      if (e.code == 2) throw UsageError(e.what());
+      throw std::runtime_error(e.what());
+    }
+    // Threads per rank: the cores shared by the ranks of this machine.
+    if (!o.train.given("threads")) run.train.threads = std::max(1, available_cores() / env.local_world_size);
+  } else {
+    run = prepare(o, &given_model);
+  }
+  const bool speaks = env.rank == 0;  // the other ranks report errors only
+  const RuntimeInfo runtime = configure_runtime(run.train.threads);
+  if (!runtime.warning.empty() && speaks) std::cerr << "vit: warning: " << runtime.warning << "\n";
+
+  if (speaks) std::cerr << "vit: loading " << run.train.dataset << "\n";
   DataSplits data = load_dataset(run.train.dataset, run.model.image_size, run.model.in_channels);
-  if (data.skipped_files > 0)
+  if (data.skipped_files > 0 && speaks)
     std::cerr << "vit: skipped " << data.skipped_files << " unreadable file(s), e.g. "
               << data.skipped_examples.front() << "\n";
   try {
     fit_to_data(run, given_model, int(data.train.images.size(1)), int(data.train.classes.size()));
   } catch (const std::invalid_argument& e) {
+    if (!speaks) return 2;
     throw UsageError(e.what());
   }
-  for (const auto& note : run.notes) std::cerr << "vit: " << note << "\n";
+  if (speaks)
+    for (const auto& note : run.notes) std::cerr << "vit: " << note << "\n";
   const std::string run_dir = run.dir;
 
   std::signal(SIGINT, on_sigint);
@@ -144,15 +258,18 @@ int run_train(const TrainOptions& o) {
   const bool tty = isatty(STDERR_FILENO);
   auto last_print = std::chrono::steady_clock::now() - std::chrono::hours(1);
   TrainCallbacks cb;
-  cb.on_message = [](const std::string& m) { std::cerr << "vit: " << m << "\n"; };
+  cb.on_message = [speaks](const std::string& m) {
+    if (speaks) std::cerr << "vit: " << m << "\n";
+  };
   cb.on_step = [&](const StepStats& s) {
     const auto now = std::chrono::steady_clock::now();
-    if (tty || now - last_print > std::chrono::seconds(10)) {
+    if (speaks && (tty || now - last_print > std::chrono::seconds(10))) {
       print_progress(s, tty);
       last_print = now;
     }
   };
   cb.on_epoch = [&](const EpochStats& e) {
+    if (!speaks) return;
     std::fprintf(stderr,
                  "%sepoch %d: loss %.4f acc %.4f | val loss %.4f acc %.4f top5 %.4f | %.1f s%s\n",
                  tty ? "\r\033[K" : "", e.epoch + 1, e.loss, e.accuracy, e.val_loss,
@@ -160,9 +277,12 @@ int run_train(const TrainOptions& o) {
   };
   cb.poll = [] { return g_interrupts.load() > 0 ? Control::Stop : Control::Continue; };
 
-  std::cerr << "vit: training into " << run_dir << " (" << describe(runtime) << ")\n";
+  if (speaks)
+    std::cerr << "vit: training into " << run_dir << " (" << describe(runtime)
+              << (group ? ", rank 0 of " + std::to_string(group->size()) : std::string()) << ")\n";
   run.notes.clear();  // said above
-  const TrainResult r = train(run, data, cb);
+  const TrainResult r = train(run, data, cb, group.get());
+  if (!speaks) return r.stop_reason == "nan" ? 1 : 0;
   if (tty) std::cerr << "\r\033[K";
   nlohmann::json out = {{"run_dir", r.run_dir},
                         {"epochs", r.epochs},
@@ -240,6 +360,10 @@ void add_train_command(CLI::App& app, SetAction set_action) {
           ->capture_default_str();
   cmd->add_option("--parallel", o->parallel, "data | ops: the older spelling of --data-parallel / --no-data-parallel")
       ->check(CLI::IsMember({"data", "ops"}));
+  cmd->add_option("--nproc-per-node", o->nproc_per_node,
+                  "Start N ranks of a distributed run on this machine (what torchrun "
+                  "--nproc_per_node does, without Python); the batch is the global batch")
+      ->check(CLI::Range(1, 1024));
   cmd->add_option("--out", o->out, "Run directory (default runs/<preset>-<time>)");
   cmd->add_option("--resume", o->resume,
                   "Continue the run in this directory (its settings; --epochs, --threads, "

@@ -18,27 +18,6 @@ namespace {
 
 enum : int { kRun = 0, kPause = 1, kStop = 2 };
 
-vit::StepRow toRow(const vit::StepStats& s) {
-  vit::StepRow r;
-  r.step = s.step;
-  r.epoch = s.epoch;
-  r.loss = s.loss;
-  r.accuracy = s.accuracy;
-  r.lr = s.lr;
-  r.images_per_second = s.images_per_second;
-  r.elapsed_seconds = s.elapsed_seconds;
-  return r;
-}
-
-vit::EpochRow toRow(const vit::EpochStats& e) {
-  vit::EpochRow r;
-  r.epoch = e.epoch;
-  r.loss = e.loss, r.accuracy = e.accuracy, r.top5_accuracy = e.top5_accuracy;
-  r.val_loss = e.val_loss, r.val_accuracy = e.val_accuracy, r.val_top5_accuracy = e.val_top5_accuracy;
-  r.lr = e.lr, r.seconds = e.seconds;
-  return r;
-}
-
 }  // namespace
 
 struct TrainingSession::Impl {
@@ -121,7 +100,7 @@ bool TrainingSession::start(const Request& request) {
       vit::TrainCallbacks cb;
       cb.on_step = [this](const vit::StepStats& s) {
         TrainingProgress p;
-        p.row = toRow(s);
+        p.row = s;  // the steps.csv part
         p.totalSteps = s.total_steps;
         p.stepInEpoch = s.step_in_epoch;
         p.stepsPerEpoch = s.steps_per_epoch;
@@ -129,7 +108,7 @@ bool TrainingSession::start(const Request& request) {
         p.epochs = s.steps_per_epoch > 0 ? int(s.total_steps / s.steps_per_epoch) : 0;
         emit progress(p);
       };
-      cb.on_epoch = [this](const vit::EpochStats& e) { emit epochFinished(toRow(e), e.best); };
+      cb.on_epoch = [this](const vit::EpochStats& e) { emit epochFinished(e, e.best); };
       cb.on_message = [this](const std::string& m) { emit message(QString::fromStdString(m)); };
       cb.on_ready = [this, dir = outcome.runDir] { emit started(dir); };
       cb.poll = [this] {

@@ -10,6 +10,7 @@
 int main(int argc, char** argv) {
   // A batch program: spinning OpenMP threads are fastest here (see runtime.h for the figures).
   vit::relaunch_with_openmp_policy(argv, "ACTIVE");
+  vit::cli::set_program_arguments(argc, argv);
   CLI::App app{"ViT Studio command line: inspect, train and use Vision Transformers", "vit"};
   app.set_version_flag("--version", std::string("vit ") + VIT_VERSION);
   app.require_subcommand(1);

@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +26,18 @@ std::string hint(int err) {
 [[noreturn]] void fail(const std::string& what, const std::string& path, int err) {
   throw std::runtime_error("cannot " + what + " " + path + ": " + std::strerror(err) + hint(err));
 }
+
+// Fault injection for the tests of a full disk: with VIT_TEST_DISK_BYTES=N in the environment, the
+// files this process writes through here may hold N bytes in all; the write that would pass that
+// fails as a full disk does (ENOSPC), after its bytes went to the temporary file.
+int64_t disk_budget() {
+  static const int64_t budget = [] {
+    const char* v = std::getenv("VIT_TEST_DISK_BYTES");
+    return v ? std::strtoll(v, nullptr, 10) : int64_t(-1);
+  }();
+  return budget;
+}
+std::atomic<int64_t> g_bytes_written{0};
 
 void fsync_path(const std::string& path, bool directory) {
   const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
@@ -50,6 +64,8 @@ void write_file_atomically(const std::string& path,
       write(out);
       out.flush();
       if (!out) fail("write", path, errno ? errno : EIO);
+      if (disk_budget() >= 0 && g_bytes_written.fetch_add(int64_t(out.tellp())) + int64_t(out.tellp()) > disk_budget())
+        fail("write", path, ENOSPC);
     }
     fsync_path(tmp.string(), false);
     if (::rename(tmp.c_str(), target.c_str()) != 0) fail("rename into", path, errno);

@@ -4,6 +4,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/nn/functional/loss.h>
+#include <torch/version.h>
 
 #include <omp.h>
 
@@ -71,17 +72,53 @@ torch::Tensor predict_logits(VisionTransformer& model, const torch::Tensor& imag
   return n == 1 ? parts[0] : torch::cat(parts);
 }
 
-// With n > 1 shards every shard computes the gradient of its share of the batch-mean loss (its
-// mean x rows / B) with autograd::grad on its own thread; the sums happen here, in shard order.
-// Dropout masks come from per-shard seed streams (RandomStreamScope).
+std::pair<int64_t, int64_t> ShardLayout::rows() const {
+  return {global_batch * first / total, global_batch * (first + count) / total};
+}
+
+namespace {
+
+// The gradient of parameter i: the sum of the shards' gradients in shard order, written into
+// `slot` when it is defined (a view of the flat all-reduce buffer stays one), else a new tensor.
+// Out of place either way for autograd's tensors: it may hand back one parameter's gradient as a
+// view of another's (with a 1-image shard, cls_token's is a slice of pos_embed's).
+void store_gradient(torch::Tensor& slot, const std::vector<const torch::Tensor*>& terms) {
+  if (slot.defined()) {
+    if (terms.empty()) slot.zero_();
+    else if (terms.size() == 1) slot.copy_(*terms[0]);
+    else at::add_out(slot, *terms[0], *terms[1]);
+    for (size_t k = 2; k < terms.size(); ++k) slot.add_(*terms[k]);
+    return;
+  }
+  if (terms.empty()) return;  // unused: stays undefined, as with backward()
+  torch::Tensor sum = terms.size() == 1 ? terms[0]->clone() : *terms[0] + *terms[1];
+  for (size_t k = 2; k < terms.size(); ++k) sum = sum + *terms[k];
+  slot = sum;
+}
+
+}  // namespace
+
 StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::Tensor>& params,
                             const torch::Tensor& images, const torch::Tensor& labels,
                             double label_smoothing, int n, bool bf16) {
+  return forward_backward(model, params, images, labels, label_smoothing,
+                          ShardLayout::whole(images.size(0), std::max(1, n)), bf16);
+}
+
+// Every shard computes the gradient of its share of the batch-mean loss (its mean x rows / B)
+// with autograd::grad on its own thread; the sums happen here, in shard order. Dropout masks
+// come from per-shard seed streams (RandomStreamScope).
+StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::Tensor>& params,
+                            const torch::Tensor& images, const torch::Tensor& labels,
+                            double label_smoothing, const ShardLayout& layout, bool bf16) {
   namespace F = torch::nn::functional;
   const auto ce = F::CrossEntropyFuncOptions().label_smoothing(label_smoothing);
-  for (auto p : params) p.mutable_grad().reset();  // set_to_none: no memset per step
   StepOutput out;
-  if (n <= 1) {
+  for (auto p : params) {
+    if (!layout.into_grads) p.mutable_grad().reset();  // set_to_none: no memset per step
+    else if (layout.total <= 1) p.mutable_grad().zero_();  // backward() accumulates into it
+  }
+  if (layout.total <= 1) {
     torch::Tensor logits;
     {
       Bf16AutocastScope autocast(bf16);
@@ -93,48 +130,44 @@ StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::T
     out.loss = loss.item<double>();
     return out;
   }
-  const int64_t B = images.size(0);
-  std::vector<uint64_t> seeds(n);
-  for (auto& seed : seeds) seed = draw_seed();
-  std::vector<torch::Tensor> logits(n);
-  std::vector<double> losses(n);
-  std::vector<std::vector<torch::Tensor>> grads(n);
+  const int64_t B = layout.global_batch, offset = layout.rows().first;
+  std::vector<uint64_t> seeds(size_t(layout.total));
+  for (auto& seed : seeds) seed = draw_seed();  // every rank draws all, in shard order
+  const int n = layout.count;
+  std::vector<torch::Tensor> logits(static_cast<size_t>(n));
+  std::vector<double> losses(static_cast<size_t>(n));
+  std::vector<std::vector<torch::Tensor>> grads(static_cast<size_t>(n));
   for_each_shard(n, [&](int s) {
     torch::AutoGradMode grad_mode(true);
-    RandomStreamScope stream(seeds[s]);
-    const auto [lo, hi] = shard_rows(B, s, n);
+    const int global = layout.first + s;
+    RandomStreamScope stream(seeds[size_t(global)]);
+    const int64_t lo = B * global / layout.total - offset, hi = B * (global + 1) / layout.total - offset;
     torch::Tensor shard_logits;
     {
       Bf16AutocastScope autocast(bf16);
       shard_logits = model->forward(images.slice(0, lo, hi)).to(torch::kFloat);  // the loss in float
     }
     auto loss = F::cross_entropy(shard_logits, labels.slice(0, lo, hi), ce) * (double(hi - lo) / B);
-    grads[s] = torch::autograd::grad({loss}, params, /*grad_outputs=*/{}, /*retain_graph=*/false,
-                                     /*create_graph=*/false, /*allow_unused=*/true);
-    logits[s] = shard_logits.detach();
-    losses[s] = loss.item<double>();
+    grads[size_t(s)] = torch::autograd::grad({loss}, params, /*grad_outputs=*/{}, /*retain_graph=*/false,
+                                             /*create_graph=*/false, /*allow_unused=*/true);
+    logits[size_t(s)] = shard_logits.detach();
+    losses[size_t(s)] = loss.item<double>();
   });
-  // Out of place: autograd may hand back one parameter's gradient as a view of another's (with a
-  // 1-image shard, cls_token's is a slice of pos_embed's), so no returned tensor is written to.
   // Each parameter's sum runs on one thread, in shard order.
-  std::vector<torch::Tensor> sums(params.size());
+  std::vector<torch::Tensor> slots(params.size());
+  for (size_t i = 0; i < params.size(); ++i) slots[i] = params[i].grad();
   for_each_shard(n, [&](int t) {
     torch::NoGradGuard no_grad;
     for (size_t i = size_t(t); i < params.size(); i += size_t(n)) {
-      torch::Tensor sum;
-      int terms = 0;
-      for (int s = 0; s < n; ++s) {
-        const auto& g = grads[s][i];
-        if (!g.defined()) continue;
-        sum = terms++ ? sum + g : g;
-      }
-      if (terms == 1) sum = sum.clone();
-      sums[i] = sum;
+      std::vector<const torch::Tensor*> terms;
+      for (int s = 0; s < n; ++s)
+        if (grads[size_t(s)][i].defined()) terms.push_back(&grads[size_t(s)][i]);
+      store_gradient(slots[i], terms);
     }
   });
   for (size_t i = 0; i < params.size(); ++i)
-    if (sums[i].defined()) params[i].mutable_grad() = sums[i];
-  out.logits = torch::cat(logits);
+    if (!params[i].grad().defined() && slots[i].defined()) params[i].mutable_grad() = slots[i];
+  out.logits = n == 1 ? logits[0] : torch::cat(logits);
   for (double l : losses) out.loss += l;
   return out;
 }
@@ -158,6 +191,37 @@ double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm,
   return total.item<double>();
 }
 
+namespace {
+
+// The state of `p` in the optimizer's map, created (zero, step 0) when missing. The map is keyed
+// by the parameter's TensorImpl: as a string in LibTorch 1.13, as the pointer since 2.2.
+torch::optim::AdamWParamState* adamw_state(torch::optim::AdamW& optimizer, const torch::Tensor& p) {
+  auto& states = optimizer.state();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
+  const auto key = static_cast<void*>(p.unsafeGetTensorImpl());
+#else
+  const auto key = c10::guts::to_string(p.unsafeGetTensorImpl());
+#endif
+  auto it = states.find(key);
+  if (it == states.end()) {
+    auto state = std::make_unique<torch::optim::AdamWParamState>();
+    state->step(0);
+    state->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    state->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    it = states.emplace(key, std::move(state)).first;
+  }
+  return static_cast<torch::optim::AdamWParamState*>(it->second.get());
+}
+
+}  // namespace
+
+std::vector<torch::optim::AdamWParamState*> adamw_states(torch::optim::AdamW& optimizer) {
+  std::vector<torch::optim::AdamWParamState*> out;
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params()) out.push_back(adamw_state(optimizer, p));
+  return out;
+}
+
 void adamw_step(torch::optim::AdamW& optimizer, int threads) {
   torch::NoGradGuard no_grad;
   struct Item {
@@ -167,22 +231,12 @@ void adamw_step(torch::optim::AdamW& optimizer, int threads) {
   };
   // State lookup and creation stay serial (the state map is not thread-safe).
   std::vector<Item> items;
-  auto& states = optimizer.state();
   for (auto& group : optimizer.param_groups()) {
     const auto& options = static_cast<const torch::optim::AdamWOptions&>(group.options());
     if (options.amsgrad()) throw std::invalid_argument("adamw_step does not implement amsgrad");
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
-      const auto key = c10::guts::to_string(p.unsafeGetTensorImpl());
-      auto it = states.find(key);
-      if (it == states.end()) {
-        auto state = std::make_unique<torch::optim::AdamWParamState>();
-        state->step(0);
-        state->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-        state->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-        it = states.emplace(key, std::move(state)).first;
-      }
-      items.push_back({p, &options, static_cast<torch::optim::AdamWParamState*>(it->second.get())});
+      items.push_back({p, &options, adamw_state(optimizer, p)});
     }
   }
   const int n = std::max(1, std::min<int>(threads, int(items.size())));

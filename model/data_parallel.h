@@ -34,6 +34,21 @@ std::pair<int64_t, int64_t> shard_rows(int64_t batch, int s, int n);
 // Logits of a batch without autograd, sharded like training.
 torch::Tensor predict_logits(VisionTransformer& model, const torch::Tensor& images, bool data_parallel);
 
+// Where this process's shards sit among all shards of a global batch (several processes train
+// one batch in a distributed run, process_group.h): shard s of `total` gets the global rows
+// [B*s/total, B*(s+1)/total); this process has shards first..first+count-1, i.e. the rows
+// [B*first/total, B*(first+count)/total), which are the images it passes. N ranks of t shards
+// each split a batch exactly as one process of N*t shards does.
+struct ShardLayout {
+  int64_t global_batch = 0;
+  int first = 0, count = 1, total = 1;
+  // The parameters' .grad are views of one flat buffer (all-reduced across processes): the
+  // gradients are written into them. Otherwise every step sets new gradient tensors.
+  bool into_grads = false;
+  static ShardLayout whole(int64_t batch, int shards) { return {batch, 0, shards, shards}; }
+  std::pair<int64_t, int64_t> rows() const;  // this process's rows of the global batch
+};
+
 // One training batch's forward and backward pass. Leaves the batch-mean gradient of the
 // label-smoothed cross-entropy in the .grad of each of `params` (the trainable parameters).
 // With shards > 1 each shard computes the gradient of its share of the loss on its own thread;
@@ -49,6 +64,12 @@ struct StepOutput {
 StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::Tensor>& params,
                             const torch::Tensor& images, const torch::Tensor& labels,
                             double label_smoothing, int shards, bool bf16 = false);
+// The same for this process's part of a global batch: each shard's loss is weighted by its rows
+// over the *global* batch, and dropout seeds are drawn for every shard of the batch (all ranks
+// draw the same ones and use their own), so the ranks' gradients sum to the whole batch's.
+StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::Tensor>& params,
+                            const torch::Tensor& images, const torch::Tensor& labels,
+                            double label_smoothing, const ShardLayout& layout, bool bf16 = false);
 
 // The serial end of a step, spread over `threads` threads by parameter (each parameter's
 // arithmetic stays on one thread, in LibTorch's order, so the numbers are those of the serial
@@ -59,6 +80,9 @@ double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm,
 // torch::optim::AdamW::step() of LibTorch 1.13 (decoupled decay, bias correction, no amsgrad),
 // on the optimizer's own state, so checkpoints and resume are unchanged.
 void adamw_step(torch::optim::AdamW& optimizer, int threads);
+// Every parameter's AdamW state in group order, created (zero, step 0) where missing: what a
+// distributed run broadcasts from rank 0 so that every rank continues with the same state.
+std::vector<torch::optim::AdamWParamState*> adamw_states(torch::optim::AdamW& optimizer);
 
 // While alive, LibTorch's CPU autocast to bfloat16 is on for the calling thread (autocast state is
 // thread-local); when `on` is false it does nothing. Clears autocast's weight cache on exit.

@@ -187,6 +187,8 @@ struct DataLoader::Impl {
   Impl(const Dataset& d, std::vector<int64_t> idx, LoaderOptions o)
       : data(d), indices(std::move(idx)), options(std::move(o)) {
     if (options.batch_size <= 0) throw std::invalid_argument("batch_size must be positive");
+    if (options.parts < 1 || options.part < 0 || options.part >= options.parts)
+      throw std::invalid_argument("data loader part out of range");
     C = int(data.images.size(1));
     H = int(data.images.size(2));
     W = int(data.images.size(3));
@@ -215,8 +217,10 @@ struct DataLoader::Impl {
   }
 
   Batch make(const std::vector<int64_t>& order, int64_t batch, int epoch) {
-    const int64_t begin = batch * options.batch_size;
-    const int64_t end = std::min<int64_t>(begin + options.batch_size, order.size());
+    const int64_t first = batch * options.batch_size;
+    const int64_t whole = std::min<int64_t>(first + options.batch_size, order.size()) - first;
+    const int64_t begin = first + whole * options.part / options.parts;
+    const int64_t end = first + whole * (options.part + 1) / options.parts;
     const int64_t B = end - begin, S = options.image_size;
     Batch out;
     out.images = torch::empty({B, C, S, S}, torch::kFloat32);

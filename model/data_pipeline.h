@@ -44,6 +44,9 @@ struct LoaderOptions {
   bool drop_last = false;
   uint64_t seed = 0;
   int prefetch = 3;          // batches prepared ahead on the background thread
+  // Distributed training: this process prepares only rows [B*part/parts, B*(part+1)/parts) of
+  // every batch of B. The order and each image's augmentation do not depend on it.
+  int part = 0, parts = 1;
 };
 
 // Iterates a subset of a data set in batches, epoch by epoch. The order and augmentation of epoch

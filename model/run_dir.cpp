@@ -328,6 +328,16 @@ void keep_run_settings(const Schema<C>& schema, const C& requested, C& run,
 
 }  // namespace
 
+void discard_unstarted_run(const std::string& run_dir) {
+  const RunReader reader(run_dir);
+  if (!RunReader::is_run(run_dir) || reader.state() || !reader.weights(Weights::Last).empty()) return;
+  const RunPaths p(run_dir);
+  std::error_code ec;
+  for (const auto& f : {p.config(), p.metrics(), p.steps(), p.test()}) fs::remove(f, ec);
+  for (const auto& e : fs::directory_iterator(run_dir, ec))
+    if (e.path().filename().string().find("tfevents") != std::string::npos) fs::remove(e.path(), ec);
+}
+
 std::string new_run_dir(const std::string& root, const std::string& name) {
   char stamp[32];
   const std::time_t t = std::time(nullptr);
@@ -362,6 +372,8 @@ PreparedRun prepare_run(const RunRequest& r) {
                                   "before its first one was saved): start it again as a new run");
     run.model = info.model;
     run.train = info.train;
+    for (const auto& f : train_schema())  // a limit of the call that wrote the run ends with it
+      if (f.spec.per_call) f.set(run.train, f.get(TrainConfig{}));
     keep_run_settings(vit_schema(), r.model, run.model, r.given);
     keep_run_settings(train_schema(), r.train, run.train, r.given);
     if (run.train.epochs < state->epoch + (state->step_in_epoch > 0 ? 1 : 0))

@@ -174,6 +174,10 @@ PreparedRun prepare_run(const RunRequest& request);
 // error naming the flag); a continued run must match its data. Adds a note when it changes one.
 void fit_to_data(PreparedRun& run, const std::set<std::string>& given, int data_channels,
                  int data_classes);
+// Removes what a run that never reached its first checkpoint wrote (config.json, the logs, the
+// event files), so that a restarted attempt (torchrun --max_restarts) can start it again in the
+// same directory. Does nothing to a run that has a checkpoint, or to other files.
+void discard_unstarted_run(const std::string& run_dir);
 // A new directory name under `root` that does not exist yet: root/<name>-<yyyymmdd-hhmmss>[-N].
 std::string new_run_dir(const std::string& root, const std::string& name);
 

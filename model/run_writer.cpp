@@ -148,6 +148,7 @@ void RunWriter::log_step(const StepRow& row) {
   if (!enabled_) return;
   steps_ << format_row(row) << '\n';
   steps_.flush();
+  if (!steps_) fail("append to", paths_.steps(), errno ? errno : EIO);
   tensorboard_->add_scalar("train/loss", row.loss, row.step);
   tensorboard_->add_scalar("train/accuracy", row.accuracy, row.step);
   tensorboard_->add_scalar("train/lr", row.lr, row.step);

@@ -60,6 +60,7 @@ struct FieldSpec {
   double step = 0;         // the panel's spin-box step; 0 for a Real: a text field (1e-3 notation)
   bool resumable = false;  // may differ when a run is continued (epochs, threads, ...)
   bool architecture = false;  // fixed by pretrained weights when fine-tuning (dim, depth, ...)
+  bool per_call = false;      // applies to one `vit train` call: a continued run starts without it
   std::string check_text;  // for a Bool: the check box's text in the panel
 
   const std::string& json_key() const { return key.empty() ? name : key; }

@@ -171,6 +171,7 @@ Schema<TrainConfig> make_train_schema() {
                          "Stop after this many optimizer steps of this call (0: no limit)."),
                     0, 9.2e18, false, false, "100 (0 = no limit)");
     f.resumable = true;
+    f.per_call = true;
     s.push_back(member_field(&C::max_steps, f));
   }
   {
@@ -180,6 +181,14 @@ Schema<TrainConfig> make_train_schema() {
                     0, 9.2e18, false, false, "500 (0 = epoch ends only)");
     f.resumable = true;
     s.push_back(member_field(&C::checkpoint_every, f));
+  }
+  {
+    auto f = ranged(spec("dist_timeout", K::Real, G::None, "Distributed timeout",
+                         "Seconds a distributed run waits for a rank in a collective (or at "
+                         "setup) before every rank stops with an error."),
+                    1, 86400, false, false, "60");
+    f.resumable = true;
+    s.push_back(member_field(&C::dist_timeout, f));
   }
   // Augmentation: the presets (augmentation_preset) fill these; each can be set on its own.
   {

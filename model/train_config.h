@@ -53,6 +53,10 @@ struct TrainConfig {
   // Also commit a checkpoint every this many optimizer steps (0: at epoch ends only), so a long
   // epoch that is killed resumes near where it stopped.
   int64_t checkpoint_every = 0;
+  // Distributed runs: a rank that does not answer a collective (it died or hangs) within this
+  // many seconds stops every rank, which keep the last completed step (Gloo's own default is 30
+  // minutes).
+  double dist_timeout = 60;
   int eval_batch_size = 512;     // batch size of validation and test passes
   // Fine-tuning (model/weights_io.h): start from these pretrained weights (any file `vit import`
   // reads, or a run directory); empty = random init. The normalization then defaults to theirs.

@@ -12,6 +12,7 @@
 #include "checkpoint.h"
 #include "data_parallel.h"
 #include "datasets.h"
+#include "distributed.h"
 #include "finetune.h"
 #include "param_groups.h"
 #include "run_writer.h"
@@ -39,6 +40,20 @@ struct Accumulator {
     loss_sum += loss_mean * B;
     count += B;
   }
+  void add(const Accumulator& other) {
+    loss_sum += other.loss_sum;
+    top1 += other.top1;
+    top5 += other.top5;
+    count += other.count;
+  }
+  // The same counts summed over every rank of `group` (no-op without one).
+  void all_reduce(ProcessGroup* group, const std::string& what) {
+    if (!group) return;
+    auto t = torch::tensor({loss_sum, double(top1), double(top5), double(count)}, torch::kDouble);
+    group->all_reduce_sum(t, what);
+    const auto v = t.accessor<double, 1>();
+    loss_sum = v[0], top1 = int64_t(v[1]), top5 = int64_t(v[2]), count = int64_t(v[3]);
+  }
   EvalResult result() const {
     EvalResult r;
     r.count = count;
@@ -51,8 +66,15 @@ struct Accumulator {
   }
 };
 
+// Loss, top-1 and top-5 over `indices`; with a group each rank takes its contiguous share of
+// them and the counts are summed.
 EvalResult evaluate(VisionTransformer& model, const Dataset& data, std::vector<int64_t> indices,
-                    const Normalization& norm, int batch_size, bool data_parallel) {
+                    const Normalization& norm, int batch_size, bool data_parallel,
+                    ProcessGroup* group = nullptr, const std::string& what = "evaluation") {
+  if (group) {
+    const int64_t n = int64_t(indices.size()), r = group->rank(), w = group->size();
+    indices = std::vector<int64_t>(indices.begin() + n * r / w, indices.begin() + n * (r + 1) / w);
+  }
   model->eval();
   torch::NoGradGuard no_grad;
   LoaderOptions o;
@@ -60,13 +82,16 @@ EvalResult evaluate(VisionTransformer& model, const Dataset& data, std::vector<i
   o.image_size = model->config().image_size;
   o.normalization = norm;
   o.shuffle = false;
-  DataLoader loader(data, std::move(indices), o);
-  loader.start_epoch(0);
+  DataLoader loader(data, indices, o);
+  if (!indices.empty()) loader.start_epoch(0);
   Accumulator acc;
-  while (auto batch = loader.next()) {
-    auto logits = predict_logits(model, batch->images, data_parallel);
-    acc.add(logits, batch->labels, torch::cross_entropy_loss(logits, batch->labels).item<double>());
+  if (!indices.empty()) {
+    while (auto batch = loader.next()) {
+      auto logits = predict_logits(model, batch->images, data_parallel);
+      acc.add(logits, batch->labels, torch::cross_entropy_loss(logits, batch->labels).item<double>());
+    }
   }
+  acc.all_reduce(group, what);
   return acc.result();
 }
 
@@ -100,18 +125,43 @@ class ActiveClock {
 // ---------------------------------------------------------------------------------------------
 // One call of train(): setup, loop, finish.
 
+// What rank 0 reads or decides in a step of the setup, for every rank: the state, the
+// normalization and the shard count, or the error that stops them all.
+struct SetupShare {
+  std::string error;
+  RunState state;
+  Normalization norm;
+  int shards = 1;
+  bool has_optimizer_state = false;
+};
+
 class Training {
  public:
-  Training(const PreparedRun& run, const DataSplits& data, const TrainCallbacks& cb)
-      : run_(run), data_(data), cb_(cb), writer_(run.dir, /*enabled=*/true) {}
+  Training(const PreparedRun& run, const DataSplits& data, const TrainCallbacks& cb, ProcessGroup* group)
+      : run_(run), data_(data), cb_(cb), group_(group), rank_(group ? group->rank() : 0),
+        world_(group ? group->size() : 1), writer_(run.dir, /*enabled=*/rank_ == 0) {}
 
   TrainResult run() {
     setup();
-    while (state_.epoch < tc_.epochs && !stop_) {
-      if (!train_epoch()) break;
-      end_epoch();
+    try {
+      while (state_.epoch < tc_.epochs && !stop_) {
+        if (!train_epoch()) break;
+        end_epoch();
+      }
+      finish();
+    } catch (const DistributedError&) {
+      // The weights are those of the last completed step (the failed collective came before the
+      // optimizer): rank 0 keeps them, so the run continues from there.
+      if (rank_ == 0 && committed_step_ != state_.global_step) {
+        try {
+          commit(/*best=*/false);
+          say("kept the last completed step (" + std::to_string(state_.global_step) + ") in " + run_.dir);
+        } catch (const std::exception& e) {
+          say(std::string("could not keep the last completed step: ") + e.what());
+        }
+      }
+      throw;
     }
-    finish();
     return result_;
   }
 
@@ -121,6 +171,35 @@ class Training {
   }
 
   // --- setup ----------------------------------------------------------------------------------
+
+  // Runs `work` on rank 0 and shares its outcome: an error there stops every rank with it.
+  void on_rank0(const std::function<void()>& work, SetupShare& share, const std::string& what) {
+    std::exception_ptr failure;
+    if (rank_ == 0) {
+      try {
+        work();
+      } catch (const std::exception& e) {
+        if (!group_) throw;
+        failure = std::current_exception();
+        share.error = e.what();
+      }
+    }
+    if (!group_) return;
+    nlohmann::json j = {{"error", share.error},
+                        {"state", share.state.to_json()},
+                        {"mean", share.norm.mean},
+                        {"std", share.norm.std},
+                        {"shards", share.shards},
+                        {"has_optimizer_state", share.has_optimizer_state}};
+    j = nlohmann::json::parse(group_->broadcast_string(j.dump(), what));
+    if (failure) std::rethrow_exception(failure);
+    if (!j["error"].get<std::string>().empty())
+      throw std::runtime_error("rank 0: " + j["error"].get<std::string>());
+    share.state = RunState::from_json(j["state"], "rank 0's state");
+    share.norm = {j["mean"].get<std::vector<float>>(), j["std"].get<std::vector<float>>()};
+    share.shards = j["shards"];
+    share.has_optimizer_state = j["has_optimizer_state"];
+  }
 
   void setup() {
     model_config_ = run_.model;
@@ -141,29 +220,38 @@ class Training {
                                   " channel(s) but the model expects " +
                                   std::to_string(model_config_.in_channels) + ": use --channels " +
                                   std::to_string(full.images.size(1)));
+    if (tc_.batch_size < world_)
+      throw std::invalid_argument("batch_size " + std::to_string(tc_.batch_size) + " is smaller than the " +
+                                  std::to_string(world_) + " processes: give every rank at least one image (--batch-size " +
+                                  std::to_string(world_) + " or more)");
     split();
 
+    // Rank 0 reads the run (or the pretrained weights) and decides the normalization.
     std::optional<ImportedWeights> init;  // fine-tuning: the pretrained weights to start from
     const RunReader reader(run_.dir);
-    if (run_.resume) {
-      const auto state = reader.state();
-      if (!state) throw std::invalid_argument(run_.dir + " has no checkpoint to continue from");
-      state_ = *state;
-      norm_ = reader.info().normalization;
-    } else {
-      if (!tc_.init_weights.empty())
-        init = import_weights(tc_.init_weights, ImportOptions{model_config_.heads});
-      if (!tc_.mean.empty()) {
-        norm_ = {tc_.mean, tc_.std};
-      } else if (init) {
-        norm_ = adapt_normalization(init->normalization, model_config_.in_channels);  // theirs
+    SetupShare share;
+    on_rank0([&] {
+      if (run_.resume) {
+        const auto state = reader.state();
+        if (!state) throw std::invalid_argument(run_.dir + " has no checkpoint to continue from");
+        share.state = *state;
+        share.norm = reader.info().normalization;
       } else {
-        norm_ = compute_normalization(full, train_rows_);  // Keras Normalization.adapt
+        if (!tc_.init_weights.empty())
+          init = import_weights(tc_.init_weights, ImportOptions{model_config_.heads});
+        if (!tc_.mean.empty()) share.norm = {tc_.mean, tc_.std};
+        else if (init) share.norm = adapt_normalization(init->normalization, model_config_.in_channels);  // theirs
+        else share.norm = compute_normalization(full, train_rows_);  // Keras Normalization.adapt
+        if (int(share.norm.mean.size()) != model_config_.in_channels)
+          throw std::invalid_argument("give one mean/std value per channel (" +
+                                      std::to_string(model_config_.in_channels) + ")");
       }
-      if (int(norm_.mean.size()) != model_config_.in_channels)
-        throw std::invalid_argument("give one mean/std value per channel (" +
-                                    std::to_string(model_config_.in_channels) + ")");
-    }
+      // Every rank runs as many shards as rank 0, so the global shard layout agrees.
+      share.shards = shard_count(tc_.data_parallel, std::max<int64_t>(1, tc_.batch_size / world_));
+    }, share, "the run's state");
+    state_ = share.state;
+    norm_ = share.norm;
+    shards_ = share.shards;
 
     torch::manual_seed(tc_.seed);
     model_ = VisionTransformer(model_config_);
@@ -194,50 +282,107 @@ class Training {
     lo.shuffle = true;
     lo.drop_last = int64_t(train_rows_.size()) > tc_.batch_size;  // keep batch statistics steady
     lo.seed = tc_.seed;
+    lo.part = rank_;
+    lo.parts = world_;
     loader_ = std::make_unique<DataLoader>(full, train_rows_, lo);
     steps_per_epoch_ = loader_->batches_per_epoch();
     total_steps_ = steps_per_epoch_ * tc_.epochs;
 
+    // Rank 0 restores the checkpoint or writes the new run's config.json.
+    SetupShare opened;
+    opened.state = state_;
+    opened.norm = norm_;
+    opened.shards = shards_;
+    on_rank0([&] {
+      if (run_.resume) {
+        // A checkpoint taken after an epoch's last step and before its validation has
+        // step_in_epoch == steps per epoch: the epoch's validation runs first.
+        if (state_.step_in_epoch > steps_per_epoch_ && !state_.finished)
+          throw std::runtime_error(RunPaths(run_.dir).state() + " is damaged (step_in_epoch " +
+                                   std::to_string(state_.step_in_epoch) + " is beyond the " +
+                                   std::to_string(steps_per_epoch_) + " steps of an epoch): the run "
+                                   "cannot be continued from it");
+        load_weights(reader.weights(Weights::Last), *model_);
+        const std::string optim = reader.optimizer();
+        if (optim.empty())
+          throw std::runtime_error(run_.dir + " has no optimizer state (checkpoints/last.optim.pt) "
+                                   "to continue from");
+        load_optimizer(*optimizer_, optim);
+        opened.has_optimizer_state = true;
+        writer_.reopen(state_);
+      } else {
+        RunData d;
+        d.spec = tc_.dataset;
+        d.name = full.name;
+        d.classes = full.classes;
+        d.train_size = int64_t(train_rows_.size());
+        d.val_size = int64_t(val_rows_.size());
+        d.test_size = data_.test ? data_.test->size() : 0;
+        writer_.create(run_config_json(model_config_, tc_, norm_, d, world_));
+      }
+    }, opened, "opening the run directory");
     if (run_.resume) {
-      if (state_.step_in_epoch >= steps_per_epoch_ && !state_.finished)
-        throw std::runtime_error(RunPaths(run_.dir).state() + " is damaged (step_in_epoch " +
-                                 std::to_string(state_.step_in_epoch) + " is not below the " +
-                                 std::to_string(steps_per_epoch_) + " steps of an epoch): the run "
-                                 "cannot be continued from it");
-      load_weights(reader.weights(Weights::Last), *model_);
-      const std::string optim = reader.optimizer();
-      if (optim.empty())
-        throw std::runtime_error(run_.dir + " has no optimizer state (checkpoints/last.optim.pt) "
-                                 "to continue from");
-      load_optimizer(*optimizer_, optim);
-      writer_.reopen(state_);
       committed_step_ = state_.global_step;
       for (const auto& n : run_.notes) say(n);
       say("resumed " + run_.dir + " at epoch " + std::to_string(state_.epoch + 1) + ", step " +
           std::to_string(state_.global_step));
-    } else {
-      RunData d;
-      d.spec = tc_.dataset;
-      d.name = full.name;
-      d.classes = full.classes;
-      d.train_size = int64_t(train_rows_.size());
-      d.val_size = int64_t(val_rows_.size());
-      d.test_size = data_.test ? data_.test->size() : 0;
-      writer_.create(run_config_json(model_config_, tc_, norm_, d));
     }
+    if (group_) share_model(opened.has_optimizer_state);
+
     epoch_acc_.loss_sum = state_.epoch_loss_sum;
     epoch_acc_.top1 = state_.epoch_top1;
     epoch_acc_.top5 = state_.epoch_top5;
     epoch_acc_.count = state_.epoch_count;
     epoch_seconds_before_ = state_.epoch_seconds;
 
-    shards_ = shard_count(tc_.data_parallel, tc_.batch_size);
     if (bf16_) say("mixed precision: bf16 matrix products, float weights and optimizer");
-    if (shards_ > 1)
+    if (group_)
+      say("distributed data parallel: " + std::to_string(world_) + " processes, each batch of " +
+          std::to_string(tc_.batch_size) + " split into " + std::to_string(world_ * shards_) +
+          " shards (" + std::to_string(shards_) + " per process)");
+    else if (shards_ > 1)
       say("data parallel: each batch of " + std::to_string(tc_.batch_size) + " runs as " +
           std::to_string(shards_) + " shards on " + std::to_string(shards_) + " threads");
     result_.run_dir = run_.dir;
     if (cb_.on_ready) cb_.on_ready();
+  }
+
+  // Every rank starts from rank 0's weights and optimizer state (as DDP does: the same seed
+  // initializes alike in C++, but not across languages or from a file only rank 0 read), and its
+  // gradients become views of one flat buffer whose tail carries the step's statistics.
+  void share_model(bool optimizer_state) {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> weights;
+    for (const auto& p : model_->parameters()) weights.push_back(p);
+    for (const auto& b : model_->buffers()) weights.push_back(b);
+    group_->broadcast(weights, "the model's weights");
+    if (optimizer_state) {
+      std::vector<torch::Tensor> tensors;
+      std::vector<double> steps;
+      const auto states = adamw_states(*optimizer_);
+      for (auto* st : states) {
+        tensors.push_back(st->exp_avg());
+        tensors.push_back(st->exp_avg_sq());
+        steps.push_back(double(st->step()));
+      }
+      auto step_tensor = torch::tensor(steps, torch::kDouble);
+      tensors.push_back(step_tensor);
+      group_->broadcast(tensors, "the optimizer's state");
+      const auto v = step_tensor.accessor<double, 1>();
+      for (size_t i = 0; i < states.size(); ++i) states[i]->step(int64_t(v[int64_t(i)]));
+    }
+    int64_t total = 0;
+    for (const auto& p : params_) total += p.numel();
+    flat_ = torch::zeros({total + kStats}, torch::kFloat);
+    int64_t offset = 0;
+    for (auto& p : params_) {
+      p.mutable_grad() = flat_.narrow(0, offset, p.numel()).view(p.sizes());
+      offset += p.numel();
+    }
+    stats_ = flat_.narrow(0, total, kStats);
+    // Batches are full (drop_last) unless the whole training split fits in one.
+    const int64_t batch = std::min<int64_t>(tc_.batch_size, int64_t(train_rows_.size()));
+    layout_ = {batch, rank_ * shards_, shards_, world_ * shards_, /*into_grads=*/true};
   }
 
   // Seeded split: the same seed always holds out the same validation images.
@@ -255,8 +400,8 @@ class Training {
 
   // --- the loop -------------------------------------------------------------------------------
 
-  // Between steps: Pause blocks (its time is not training time), Stop ends the run.
-  bool keep_going() {
+  // Between steps: Pause blocks (its time is not training time); false for Stop.
+  bool poll_continue() {
     if (!cb_.poll) return true;
     Control c = cb_.poll();
     if (c == Control::Pause) {
@@ -267,12 +412,12 @@ class Training {
       }
       clock_.add_pause(std::chrono::duration<double>(Clock::now() - paused).count());
     }
-    if (c == Control::Stop) {
-      result_.stop_reason = "stopped";
-      stop_ = true;
-      return false;
-    }
-    return true;
+    return c != Control::Stop;
+  }
+
+  void stop_with(const char* reason) {
+    result_.stop_reason = reason;
+    stop_ = true;
   }
 
   // The epoch's training steps; false when the run stops inside it.
@@ -281,16 +426,46 @@ class Training {
     loader_->start_epoch(state_.epoch, state_.step_in_epoch);
     model_->train();
     while (auto batch = loader_->next()) {
-      if (!keep_going()) return false;
+      // A stop request ends a single process before the step; in a distributed run it rides
+      // in the step's all-reduce, so every rank stops at the same step.
+      const bool stop_requested = !poll_continue();
+      if (stop_requested && !group_) {
+        stop_with("stopped");
+        return false;
+      }
       lr_ = lr_at(tc_, state_.global_step, total_steps_, steps_per_epoch_);
       for (size_t g = 0; g < lr_scales_.size(); ++g)
         optimizer_->param_groups()[g].options().set_lr(lr_ * lr_scales_[g]);
 
       const auto t0 = Clock::now();
-      const auto step = forward_backward(model_, params_, batch->images, batch->labels,
-                                         tc_.label_smoothing, shards_, bf16_);
-      if (!std::isfinite(step.loss)) {
-        stop_for_nan(step.loss);
+      const auto step = group_ ? forward_backward(model_, params_, batch->images, batch->labels,
+                                                  tc_.label_smoothing, layout_, bf16_)
+                               : forward_backward(model_, params_, batch->images, batch->labels,
+                                                  tc_.label_smoothing, shards_, bf16_);
+      Accumulator stats;
+      {
+        torch::NoGradGuard no_grad;
+        stats.add(step.logits, batch->labels, 0.0);
+        // This process's part of the batch's loss sum (its shards' losses are weighted by their
+        // rows over the whole batch).
+        stats.loss_sum = step.loss * double(group_ ? layout_.global_batch : batch->labels.size(0));
+      }
+      int64_t stop_votes = 0;
+      if (group_) {
+        stats_.copy_(torch::tensor({float(stats.loss_sum), float(stats.top1), float(stats.top5),
+                                    float(stats.count), stop_requested ? 1.0f : 0.0f}));
+        group_->all_reduce_sum(flat_, "the gradients of step " + std::to_string(state_.global_step + 1));
+        const auto v = stats_.accessor<float, 1>();
+        stats.loss_sum = v[0];
+        stats.top1 = int64_t(v[1]), stats.top5 = int64_t(v[2]), stats.count = int64_t(v[3]);
+        stop_votes = int64_t(v[4]);
+      }
+      if (!std::isfinite(stats.loss_sum)) {
+        stop_for_nan(stats.loss_sum / double(std::max<int64_t>(1, stats.count)));
+        return false;
+      }
+      if (stop_votes > 0) {  // every rank drops this step and stops where they all are
+        stop_with("stopped");
         return false;
       }
       // Both as LibTorch's clip_grad_norm_ and AdamW::step, spread over the shards' threads.
@@ -300,21 +475,17 @@ class Training {
       // OpenMP pool start, which would skew short benchmark runs.
       if (steps_this_call_ > 0) {
         step_seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
-        images_trained_ += batch->labels.size(0);
+        images_trained_ += stats.count;
       }
       ++steps_this_call_;
       ++state_.global_step;
       ++state_.step_in_epoch;
-      {
-        torch::NoGradGuard no_grad;
-        epoch_acc_.add(step.logits, batch->labels, step.loss);
-        window_.add(step.logits, batch->labels, step.loss);
-      }
+      epoch_acc_.add(stats);
+      window_.add(stats);
       const bool limit = tc_.max_steps > 0 && steps_this_call_ >= tc_.max_steps;
       if (state_.global_step % tc_.log_every == 0 || limit) report_step();
       if (limit) {
-        result_.stop_reason = "max_steps";
-        stop_ = true;
+        stop_with("max_steps");
         return false;
       }
       if (tc_.checkpoint_every > 0 && state_.global_step % tc_.checkpoint_every == 0 &&
@@ -339,15 +510,7 @@ class Training {
     const double session = clock_.seconds();
     s.elapsed_seconds = state_.elapsed_seconds + session - elapsed_committed_session_;
     s.eta_seconds = session / double(steps_this_call_) * double(total_steps_ - state_.global_step);
-    StepRow row;
-    row.step = s.step;
-    row.epoch = s.epoch;
-    row.loss = s.loss;
-    row.accuracy = s.accuracy;
-    row.lr = s.lr;
-    row.images_per_second = s.images_per_second;
-    row.elapsed_seconds = s.elapsed_seconds;
-    writer_.log_step(row);
+    writer_.log_step(s);
     if (cb_.on_step) cb_.on_step(s);
     window_ = Accumulator{};
   }
@@ -356,28 +519,30 @@ class Training {
     std::ostringstream m;
     m << "the training loss became " << loss << " at step " << state_.global_step + 1
       << " (epoch " << state_.epoch + 1 << ", lr " << lr_ << "); training stopped and ";
-    if (writer_.has_checkpoint())
+    if (committed_step_ >= 0)
       m << "the last good checkpoint (step " << committed_step_ << ") stays in "
         << RunPaths(run_.dir).checkpoints();
     else
       m << "no checkpoint was saved (it happened before the first one)";
     m << ". Lower the learning rate (--lr) or keep gradient clipping on (--grad-clip 1)";
-    result_.stop_reason = "nan";
+    stop_with("nan");
     result_.message = m.str();
     say(m.str());
-    stop_ = true;
   }
 
-  // The state of the epoch in progress goes into the checkpoint with the weights.
+  // The state of the epoch in progress goes into the checkpoint with the weights (rank 0 writes
+  // it; every rank keeps the same bookkeeping).
   void commit(bool best) {
     const double session = clock_.seconds();
     state_.elapsed_seconds += session - elapsed_committed_session_;
     elapsed_committed_session_ = session;
-    state_.epoch_seconds = state_.step_in_epoch > 0 ? epoch_seconds_before_ + session - epoch_start_ : 0;
-    state_.epoch_loss_sum = state_.step_in_epoch > 0 ? epoch_acc_.loss_sum : 0;
-    state_.epoch_top1 = state_.step_in_epoch > 0 ? epoch_acc_.top1 : 0;
-    state_.epoch_top5 = state_.step_in_epoch > 0 ? epoch_acc_.top5 : 0;
-    state_.epoch_count = state_.step_in_epoch > 0 ? epoch_acc_.count : 0;
+    const bool partial = state_.step_in_epoch > 0;
+    state_.epoch_seconds = partial ? epoch_seconds_before_ + session - epoch_start_ : 0;
+    state_.epoch_loss_sum = partial ? epoch_acc_.loss_sum : 0;
+    state_.epoch_top1 = partial ? epoch_acc_.top1 : 0;
+    state_.epoch_top5 = partial ? epoch_acc_.top5 : 0;
+    state_.epoch_count = partial ? epoch_acc_.count : 0;
+    state_.world_size = world_;
     writer_.commit(*model_, norm_, optimizer_.get(), state_, best);
     committed_step_ = state_.global_step;
   }
@@ -391,7 +556,8 @@ class Training {
     e.accuracy = t.accuracy;
     e.top5_accuracy = t.top5_accuracy;
     if (!val_rows_.empty()) {
-      const auto v = evaluate(model_, data_.train, val_rows_, norm_, tc_.eval_batch_size, tc_.data_parallel);
+      const auto v = evaluate(model_, data_.train, val_rows_, norm_, tc_.eval_batch_size,
+                              tc_.data_parallel, group_, "the validation of epoch " + std::to_string(e.epoch + 1));
       e.val_loss = v.loss;
       e.val_accuracy = v.accuracy;
       e.val_top5_accuracy = v.top5_accuracy;
@@ -407,13 +573,7 @@ class Training {
       state_.best_epoch = e.epoch;
     }
     state_.finished = state_.epoch >= tc_.epochs;
-    EpochRow row;
-    row.epoch = e.epoch;
-    row.loss = e.loss, row.accuracy = e.accuracy, row.top5_accuracy = e.top5_accuracy;
-    row.val_loss = e.val_loss, row.val_accuracy = e.val_accuracy;
-    row.val_top5_accuracy = e.val_top5_accuracy;
-    row.lr = e.lr, row.seconds = e.seconds;
-    writer_.log_epoch(row, state_.global_step);
+    writer_.log_epoch(e, state_.global_step);
     epoch_acc_ = Accumulator{};
     epoch_seconds_before_ = 0;
     commit(e.best);
@@ -427,7 +587,7 @@ class Training {
     // A stop mid-epoch keeps its progress (and a run stopped before its first step gets a
     // checkpoint it can be continued from).
     if ((result_.stop_reason == "stopped" || result_.stop_reason == "max_steps") &&
-        (committed_step_ != state_.global_step || !writer_.has_checkpoint()))
+        committed_step_ != state_.global_step)
       commit(/*best=*/false);
     writer_.flush();
 
@@ -438,11 +598,21 @@ class Training {
     // Test with the best weights (the Keras example's ModelCheckpoint + evaluate). A user's stop
     // skips it so that stopping stays quick; NaN skips it as the weights are broken.
     if (data_.test && (result_.stop_reason == "completed" || result_.stop_reason == "max_steps")) {
-      const std::string best = RunReader(run_.dir).weights(Weights::Best, /*fallback=*/false);
-      if (!best.empty()) load_weights(best, *model_);
+      std::string best;
+      if (rank_ == 0) {
+        best = RunReader(run_.dir).weights(Weights::Best, /*fallback=*/false);
+        if (!best.empty()) load_weights(best, *model_);
+      }
+      if (group_) {
+        best = group_->broadcast_string(best, "the best checkpoint's name");
+        std::vector<torch::Tensor> weights;
+        for (const auto& p : model_->parameters()) weights.push_back(p);
+        torch::NoGradGuard no_grad;
+        group_->broadcast(weights, "the best weights");
+      }
       say("evaluating on the test set (" + std::to_string(data_.test->size()) + " images)");
       result_.test = evaluate(model_, *data_.test, all_rows(*data_.test), norm_,
-                              tc_.eval_batch_size, tc_.data_parallel);
+                              tc_.eval_batch_size, tc_.data_parallel, group_, "the test");
       writer_.write_test({{"loss", result_.test->loss},
                           {"accuracy", result_.test->accuracy},
                           {"top5_accuracy", result_.test->top5_accuracy},
@@ -451,9 +621,13 @@ class Training {
     }
   }
 
+  static constexpr int64_t kStats = 5;  // loss sum, top-1, top-5, images, stop votes
+
   const PreparedRun& run_;
   const DataSplits& data_;
   const TrainCallbacks& cb_;
+  ProcessGroup* group_;
+  int rank_, world_;
   RunWriter writer_;
 
   ViTConfig model_config_;
@@ -469,6 +643,8 @@ class Training {
   std::unique_ptr<DataLoader> loader_;
   int64_t steps_per_epoch_ = 0, total_steps_ = 0;
   int shards_ = 1;
+  ShardLayout layout_;
+  torch::Tensor flat_, stats_;  // distributed: every gradient, then the step's statistics
 
   TrainResult result_;
   bool stop_ = false;
@@ -485,8 +661,10 @@ class Training {
 
 }  // namespace
 
-TrainResult train(const PreparedRun& run, const DataSplits& data, const TrainCallbacks& cb) {
-  return Training(run, data, cb).run();
+TrainResult train(const PreparedRun& run, const DataSplits& data, const TrainCallbacks& cb,
+                  ProcessGroup* group) {
+  if (group && group->size() <= 1) group = nullptr;
+  return Training(run, data, cb, group).run();
 }
 
 TrainResult train(const ViTConfig& model_config, const TrainConfig& train_config,

@@ -24,27 +24,21 @@ namespace vit {
 
 struct Dataset;
 struct DataSplits;
+class ProcessGroup;
 
-struct StepStats {
-  int epoch = 0;                 // 0-based
-  int64_t step = 0;              // optimizer steps done (global, 1-based after the first)
+// A progress report: the steps.csv row (step, epoch, loss and accuracy since the last report,
+// lr, images/s, elapsed_seconds: the run's training time, pauses excluded) and where the run
+// stands.
+struct StepStats : StepRow {
   int64_t total_steps = 0;       // planned optimizer steps of the whole run
   int64_t step_in_epoch = 0, steps_per_epoch = 0;
-  double loss = 0.0;             // mean training loss over the steps since the last report
-  double accuracy = 0.0;         // training top-1 over the same steps
-  double lr = 0.0;
-  double images_per_second = 0.0;  // training throughput (data loading excluded)
-  double elapsed_seconds = 0.0;    // training time of the whole run, pauses excluded
   double eta_seconds = 0.0;
 };
 
-struct EpochStats {
-  int epoch = 0;  // 0-based
-  double loss = 0, accuracy = 0, top5_accuracy = 0;
-  double val_loss = 0, val_accuracy = 0, val_top5_accuracy = 0;
-  double lr = 0;
-  double seconds = 0;  // the whole epoch's training and validation time, pauses excluded
-  bool best = false;   // best validation accuracy so far: its weights became the best checkpoint
+// An epoch's metrics.csv row (seconds: the whole epoch's training and validation time, pauses
+// excluded) and whether it was the best so far.
+struct EpochStats : EpochRow {
+  bool best = false;  // best validation accuracy so far: its weights became the best checkpoint
 };
 
 struct EvalResult {
@@ -79,7 +73,15 @@ struct TrainResult {
 // split with the best weights. A continued run picks up at its committed checkpoint.
 // Throws std::invalid_argument for bad configs and std::runtime_error for I/O problems (a full
 // disk: the previous checkpoint stays committed and the run can be continued).
-TrainResult train(const PreparedRun& run, const DataSplits& data, const TrainCallbacks& callbacks = {});
+//
+// With a process group (distributed.h), this process is one rank of a data-parallel run: every
+// rank takes its rows of each global batch, the gradients and the step's statistics are summed
+// across ranks in one flat buffer, validation and test are split across ranks, and rank 0 alone
+// reads and writes the run directory (its settings, state and weights reach the others by
+// broadcast, so other machines need only the data set). A rank that dies or hangs throws
+// DistributedError on the others within the timeout; rank 0 first commits the last completed step.
+TrainResult train(const PreparedRun& run, const DataSplits& data, const TrainCallbacks& callbacks = {},
+                  ProcessGroup* group = nullptr);
 
 // The same for callers that hold the configs: a new run in `run_dir`, or with `resume` the run
 // there, continued with its own settings (max_steps and log_every may differ).

@@ -246,15 +246,18 @@ void check(const ViTConfig& config) {
 
 namespace {
 
-ViTConfig imagenet(const StandardViT& v) {
+// A ViT of the given shape, every other field at its default.
+ViTConfig shaped(int image, int patch, int channels, int classes, int dim, int depth, int heads,
+                 int mlp_hidden) {
   ViTConfig c;
-  c.image_size = 224;
-  c.patch_size = v.patch_size;
-  c.dim = v.dim;
-  c.depth = v.depth;
-  c.heads = v.heads;
-  c.mlp_hidden = 4 * v.dim;
+  c.image_size = image, c.patch_size = patch;
+  c.in_channels = channels, c.num_classes = classes;
+  c.dim = dim, c.depth = depth, c.heads = heads, c.mlp_hidden = mlp_hidden;
   return c;
+}
+
+ViTConfig imagenet(const StandardViT& v) {
+  return shaped(224, v.patch_size, 3, 1000, v.dim, v.depth, v.heads, 4 * v.dim);
 }
 
 ViTConfig keras_cifar() {
@@ -262,15 +265,8 @@ ViTConfig keras_cifar() {
   // Vision Transformer": 32x32x3 resized to 72x72, 6x6 patches -> 144, dim 64, 4 heads of 16,
   // 8 layers, MLP [128, 64] with GELU and dropout 0.1 after each, class token, final LayerNorm,
   // linear head. 284,874 parameters.
-  ViTConfig c;
-  c.image_size = 72;
-  c.patch_size = 6;
-  c.in_channels = 3;
-  c.num_classes = 10;
-  c.dim = 64;
-  c.depth = 8;
-  c.heads = 4;
-  c.mlp_hidden = 128;
+  ViTConfig c = shaped(/*image=*/72, /*patch=*/6, /*channels=*/3, /*classes=*/10, /*dim=*/64,
+                       /*depth=*/8, /*heads=*/4, /*mlp_hidden=*/128);
   c.mlp_act_after_fc2 = true;
   c.dropout = 0.1;
   return c;
@@ -284,16 +280,8 @@ ViTConfig fmnist_small() {
   // "Fashion-MNIST today"): dim 96 with dropout 0.1, fp32, no augmentation, 20 epochs 89.8%;
   // same with bf16, crop 1 and 38 epochs 90.6%; this model, 30 epochs 91.0%. 4x4 patches (49
   // tokens) learned no faster per epoch at ~40% of the speed.
-  ViTConfig c;
-  c.image_size = 28;
-  c.patch_size = 7;
-  c.in_channels = 1;
-  c.num_classes = 10;
-  c.dim = 128;
-  c.depth = 4;
-  c.heads = 4;
-  c.mlp_hidden = 256;
-  c.dropout = 0.0;
+  ViTConfig c = shaped(/*image=*/28, /*patch=*/7, /*channels=*/1, /*classes=*/10, /*dim=*/128,
+                       /*depth=*/4, /*heads=*/4, /*mlp_hidden=*/256);
   c.pool = Pool::Mean;
   return c;
 }

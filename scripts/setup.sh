@@ -10,6 +10,10 @@ PACKAGES=(
   qt6-base-dev libqcustomplot-dev libqcustomplot2.1-qt6 libtorch-dev libopencv-dev
   nlohmann-json3-dev libcli11-dev libprotobuf-dev protobuf-compiler zlib1g-dev
   libjemalloc-dev libzip-dev
+  # tests (GoogleTest: the core suites, also in the headless build)
+  libgtest-dev
+  # distributed training: the headers ProcessGroupGloo.hpp includes (libtorch-dev lacks them)
+  libgloo-dev
   # fast BLAS for LibTorch (Debian's default reference BLAS is ~30x slower)
   libopenblas0-openmp
   # the default data set, shipped by Debian

@@ -108,6 +108,62 @@ class TestUiWidgets : public QObject {
     QVERIFY(!b.restoreState("not json"));
   }
 
+  // The panel's editors come from the core's schema: every field it shows has one, with the
+  // field's doc as tooltip; a valid config round-trips through the editors unchanged.
+  void everySchemaFieldHasAnEditor() {
+    ConfigPanel panel;
+    int shown = 0;
+    for (const auto& f : vit::vit_schema()) {
+      if (f.spec.group == vit::FieldGroup::None) continue;
+      QWidget* w = panel.field(QString::fromStdString(f.spec.name));
+      QVERIFY2(w, f.spec.name.c_str());
+      QCOMPARE(w->toolTip(), QString::fromStdString(f.spec.doc));
+      ++shown;
+    }
+    for (const auto& f : vit::train_schema()) {
+      if (f.spec.group == vit::FieldGroup::None) continue;
+      QVERIFY2(panel.field(QString::fromStdString(f.spec.name)), f.spec.name.c_str());
+      ++shown;
+    }
+    QVERIFY(shown >= 35);
+    vit::ViTConfig m = vit::preset("keras-cifar").config;
+    m.ln_eps = 1e-5;
+    m.head_hidden = {48, 24};
+    vit::TrainConfig t;
+    t.augment.crop = 3;
+    t.augment.erase = 0.25;
+    t.threads = 2;
+    t.log_every = 7;  // not shown: kept as given
+    t.mean = {0.5f, 0.5f, 0.5f};
+    t.std = {0.25f, 0.25f, 0.25f};
+    t.dataset = "fashion-mnist";
+    panel.setConfigs(m, t);
+    const vit::ViTConfig m2 = panel.modelConfig();
+    const vit::TrainConfig t2 = panel.trainConfig();
+    QCOMPARE(m2.ln_eps, 1e-5);
+    QVERIFY(m2.head_hidden == m.head_hidden);
+    QCOMPARE(t2.augment.crop, 3);
+    QCOMPARE(t2.augment.erase, 0.25);
+    QCOMPARE(t2.threads, 2);
+    QCOMPARE(t2.log_every, 7);
+    QVERIFY(t2.std == t.std);
+    QCOMPARE(panel.augmentation(), QString("custom"));
+  }
+
+  // Training messages go under the field they name, whatever their first word.
+  void trainingMessagesGoUnderTheirField() {
+    ConfigPanel panel;
+    qobject_cast<QSpinBox*>(panel.field("crop"))->setValue(80);
+    QVERIFY(panel.errorFor("crop").startsWith("crop must be"));
+    QVERIFY(panel.errorFor("epochs").isEmpty());
+    qobject_cast<QSpinBox*>(panel.field("crop"))->setValue(1);
+    QVERIFY(panel.isValid());
+    qobject_cast<QCheckBox*>(panel.field("freeze_backbone"))->setChecked(true);
+    QVERIFY(panel.errorFor("freeze_backbone").contains("needs init_weights"));
+    qobject_cast<QSpinBox*>(panel.field("epochs"))->setValue(0);  // explained, not clamped
+    QVERIFY(panel.errorFor("epochs").contains("got 0"));
+  }
+
   void summaryFollowsTheConfig() {
     SummaryView view;
     vit::ViTConfig c = vit::preset("vit-b16").config;

@@ -16,6 +16,7 @@
 #include "config_json.h"
 #include "cpu_info.h"
 #include "datasets.h"
+#include "device.h"
 #include "distributed.h"
 #include "launcher.h"
 #include "run_dir.h"
@@ -235,6 +236,12 @@ int run_train(const TrainOptions& o) {
     run = prepare(o, &given_model);
   }
   const bool speaks = env.rank == 0;  // the other ranks report errors only
+  try {
+    resolve_device(run.train.device, env.local_rank);  // a GPU this LibTorch cannot use: now, not after loading
+  } catch (const std::invalid_argument& e) {
+    if (!speaks) return 2;
+    throw UsageError(e.what());
+  }
   const RuntimeInfo runtime = configure_runtime(run.train.threads);
   if (!runtime.warning.empty() && speaks) std::cerr << "vit: warning: " << runtime.warning << "\n";
 
@@ -317,7 +324,7 @@ int run_train(const TrainOptions& o) {
 }
 
 struct EvalOptions {
-  std::string run, dataset;
+  std::string run, dataset, device = "auto";
   bool json = false;
   int threads = 0;
 };
@@ -329,7 +336,7 @@ int run_eval(const EvalOptions& o) {
   if (spec.empty()) throw UsageError(o.run + " records no data set (an imported model): give --dataset SPEC");
   DataSplits data = load_dataset(spec, info.model.image_size, info.model.in_channels);
   const Dataset& split = data.test ? *data.test : data.train;
-  const EvalResult r = evaluate_run(o.run, split);
+  const EvalResult r = evaluate_run(o.run, split, o.device);
   if (o.json) {
     std::cout << nlohmann::json{{"run_dir", o.run},         {"dataset", split.name},
                                 {"count", r.count},         {"loss", r.loss},
@@ -382,6 +389,8 @@ void add_train_command(CLI::App& app, SetAction set_action) {
   eval->add_option("--run", e->run, "Run directory")->required();
   eval->add_option("--dataset", e->dataset, "Data set spec (default: the run's; its test split)");
   eval->add_option("--threads", e->threads, "Intra-op threads (default: one per core)");
+  eval->add_option("--device", e->device, "auto | cpu | cuda | cuda:N (auto: a GPU when this LibTorch has CUDA)")
+      ->capture_default_str();
   eval->add_flag("--json", e->json, "Print one JSON object");
   eval->callback([e, set_action] { set_action([e] { return run_eval(*e); }); });
 }

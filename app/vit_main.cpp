@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
 
   if (argc > 1 && argv[1][0] != '-') {
     try {
-      app.get_subcommand(argv[1]);
+      (void)app.get_subcommand(argv[1]);  // throws for an unknown name (CLI11 2.4: [[nodiscard]])
     } catch (const CLI::OptionNotFound&) {
       std::string known;
       for (const auto* sub : app.get_subcommands({})) known += " " + sub->get_name();

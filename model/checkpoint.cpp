@@ -14,8 +14,9 @@ void save_checkpoint(const std::string& path, VisionTransformerImpl& model,
                      const Normalization& normalization,
                      std::map<std::string, std::string> metadata) {
   NamedTensors tensors;
-  for (const auto& p : model.named_parameters()) tensors.emplace_back(p.key(), p.value().detach());
-  for (const auto& b : model.named_buffers()) tensors.emplace_back(b.key(), b.value().detach());
+  // Host copies of a model on a GPU (no copy on the CPU): the file is written from host memory.
+  for (const auto& p : model.named_parameters()) tensors.emplace_back(p.key(), p.value().detach().cpu());
+  for (const auto& b : model.named_buffers()) tensors.emplace_back(b.key(), b.value().detach().cpu());
   metadata["format"] = "vit-studio";
   metadata["vit_config"] = to_json(model.config()).dump();
   metadata["mean"] = nlohmann::json(normalization.mean).dump();

@@ -18,8 +18,8 @@
 
 namespace vit {
 
-int shard_count(bool data_parallel, int64_t batch) {
-  if (!data_parallel) return 1;
+int shard_count(bool data_parallel, int64_t batch, c10::Device device) {
+  if (!data_parallel || !device.is_cpu()) return 1;  // a GPU runs one shard, in its own streams
   return int(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), batch)));
 }
 
@@ -39,12 +39,43 @@ void for_each_shard(int n, const std::function<void(int)>& fn) {
   });
 }
 
-Bf16AutocastScope::Bf16AutocastScope(bool on) : on_(on) {
+namespace {
+
+// LibTorch 2.4 replaced the per-device autocast functions (is_cpu_enabled, set_enabled for CUDA,
+// get/set_autocast_cpu_dtype, ...) by ones that take the device type, and 2.6 prints a
+// deprecation warning on every call of the old ones: one spelling per release, chosen here.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+bool autocast_enabled(at::DeviceType d) { return at::autocast::is_autocast_enabled(d); }
+void set_autocast(at::DeviceType d, bool on) { at::autocast::set_autocast_enabled(d, on); }
+at::ScalarType autocast_dtype(at::DeviceType d) { return at::autocast::get_autocast_dtype(d); }
+void set_autocast_dtype(at::DeviceType d, at::ScalarType t) { at::autocast::set_autocast_dtype(d, t); }
+#else
+bool autocast_enabled(at::DeviceType d) {
+  return d == at::kCUDA ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+}
+void set_autocast(at::DeviceType d, bool on) {
+  if (d == at::kCUDA) at::autocast::set_enabled(on);
+  else at::autocast::set_cpu_enabled(on);
+}
+at::ScalarType autocast_dtype(at::DeviceType d) {
+  return d == at::kCUDA ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+}
+void set_autocast_dtype(at::DeviceType d, at::ScalarType t) {
+  if (d == at::kCUDA) at::autocast::set_autocast_gpu_dtype(t);
+  else at::autocast::set_autocast_cpu_dtype(t);
+}
+#endif
+
+}  // namespace
+
+bool bf16_autocast_enabled(at::DeviceType device) { return autocast_enabled(device); }
+
+Bf16AutocastScope::Bf16AutocastScope(bool on, at::DeviceType device) : on_(on), device_(device) {
   if (!on_) return;
-  was_enabled_ = at::autocast::is_cpu_enabled();
-  old_dtype_ = at::autocast::get_autocast_cpu_dtype();
-  at::autocast::set_cpu_enabled(true);
-  at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  was_enabled_ = autocast_enabled(device_);
+  old_dtype_ = autocast_dtype(device_);
+  set_autocast(device_, true);
+  set_autocast_dtype(device_, at::kBFloat16);
   at::autocast::increment_nesting();
 }
 
@@ -52,8 +83,8 @@ Bf16AutocastScope::~Bf16AutocastScope() {
   if (!on_) return;
   // As torch.autocast's __exit__: the outermost scope drops the cached bf16 copies of weights.
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  at::autocast::set_cpu_enabled(was_enabled_);
-  at::autocast::set_autocast_cpu_dtype(old_dtype_);
+  set_autocast(device_, was_enabled_);
+  set_autocast_dtype(device_, old_dtype_);
 }
 
 std::pair<int64_t, int64_t> shard_rows(int64_t batch, int s, int n) {
@@ -62,7 +93,7 @@ std::pair<int64_t, int64_t> shard_rows(int64_t batch, int s, int n) {
 
 torch::Tensor predict_logits(VisionTransformer& model, const torch::Tensor& images, bool data_parallel) {
   const int64_t B = images.size(0);
-  const int n = shard_count(data_parallel, B);
+  const int n = shard_count(data_parallel, B, images.device());
   std::vector<torch::Tensor> parts(n);
   for_each_shard(n, [&](int s) {
     torch::NoGradGuard no_grad;
@@ -127,7 +158,8 @@ StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::T
     auto loss = F::cross_entropy(logits, labels, ce);
     loss.backward();
     out.logits = logits.detach();
-    out.loss = loss.item<double>();
+    out.loss_tensor = loss.detach();
+    if (images.is_cpu()) out.loss = loss.item<double>();
     return out;
   }
   const int64_t B = layout.global_batch, offset = layout.rows().first;
@@ -135,7 +167,7 @@ StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::T
   for (auto& seed : seeds) seed = draw_seed();  // every rank draws all, in shard order
   const int n = layout.count;
   std::vector<torch::Tensor> logits(static_cast<size_t>(n));
-  std::vector<double> losses(static_cast<size_t>(n));
+  std::vector<torch::Tensor> losses(static_cast<size_t>(n));
   std::vector<std::vector<torch::Tensor>> grads(static_cast<size_t>(n));
   for_each_shard(n, [&](int s) {
     torch::AutoGradMode grad_mode(true);
@@ -151,7 +183,7 @@ StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::T
     grads[size_t(s)] = torch::autograd::grad({loss}, params, /*grad_outputs=*/{}, /*retain_graph=*/false,
                                              /*create_graph=*/false, /*allow_unused=*/true);
     logits[size_t(s)] = shard_logits.detach();
-    losses[size_t(s)] = loss.item<double>();
+    losses[size_t(s)] = loss.detach();
   });
   // Each parameter's sum runs on one thread, in shard order.
   std::vector<torch::Tensor> slots(params.size());
@@ -168,7 +200,8 @@ StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::T
   for (size_t i = 0; i < params.size(); ++i)
     if (!params[i].grad().defined() && slots[i].defined()) params[i].mutable_grad() = slots[i];
   out.logits = n == 1 ? logits[0] : torch::cat(logits);
-  for (double l : losses) out.loss += l;
+  out.loss_tensor = n == 1 ? losses[0] : torch::stack(losses).sum();
+  if (images.is_cpu()) out.loss = out.loss_tensor.item<double>();
   return out;
 }
 

@@ -19,8 +19,8 @@
 namespace vit {
 
 // Shards for a batch: one per intra-op thread of the calling thread (at::get_num_threads()), at
-// most one per image; 1 when data parallelism is off.
-int shard_count(bool data_parallel, int64_t batch);
+// most one per image; 1 when data parallelism is off or the model is on a GPU.
+int shard_count(bool data_parallel, int64_t batch, c10::Device device = c10::kCPU);
 
 // Runs fn(s) for s = 0..n-1 at the same time, one thread each, inside one OpenMP region: ATen
 // runs every op inline there and OpenBLAS stays single-threaded (both check omp_in_parallel).
@@ -55,8 +55,9 @@ struct ShardLayout {
 // the gradients are summed in shard order and dropout seeds are drawn in shard order, so the
 // result depends on the seed and the shard count, never on timing.
 struct StepOutput {
-  torch::Tensor logits;  // (B, classes), detached
-  double loss = 0;       // batch mean
+  torch::Tensor logits;       // (B, classes), detached, on the model's device
+  torch::Tensor loss_tensor;  // this process's share of the batch-mean loss, a scalar on the device
+  double loss = 0;            // the same read to the host: on the CPU only (on a GPU it would wait)
 };
 // bf16: mixed precision, LibTorch's CPU autocast on every shard's thread for the forward pass
 // (matrix products in bfloat16 with float accumulation; weights, gradients and the optimizer
@@ -84,18 +85,23 @@ void adamw_step(torch::optim::AdamW& optimizer, int threads);
 // distributed run broadcasts from rank 0 so that every rank continues with the same state.
 std::vector<torch::optim::AdamWParamState*> adamw_states(torch::optim::AdamW& optimizer);
 
-// While alive, LibTorch's CPU autocast to bfloat16 is on for the calling thread (autocast state is
-// thread-local); when `on` is false it does nothing. Clears autocast's weight cache on exit.
+// While alive, LibTorch's autocast to bfloat16 for `device` (CPU or CUDA) is on for the calling
+// thread (autocast state is thread-local); when `on` is false it does nothing. Clears autocast's
+// weight cache on exit.
 class Bf16AutocastScope {
  public:
-  explicit Bf16AutocastScope(bool on);
+  explicit Bf16AutocastScope(bool on, at::DeviceType device = at::kCPU);
   ~Bf16AutocastScope();
   Bf16AutocastScope(const Bf16AutocastScope&) = delete;
   Bf16AutocastScope& operator=(const Bf16AutocastScope&) = delete;
 
  private:
-  bool on_, was_enabled_ = false;
+  bool on_;
+  at::DeviceType device_;
+  bool was_enabled_ = false;
   at::ScalarType old_dtype_ = at::kBFloat16;
 };
+// Whether autocast is on for `device` on this thread (either LibTorch release's spelling).
+bool bf16_autocast_enabled(at::DeviceType device = at::kCPU);
 
 }  // namespace vit

@@ -223,8 +223,9 @@ struct DataLoader::Impl {
     const int64_t end = first + whole * (options.part + 1) / options.parts;
     const int64_t B = end - begin, S = options.image_size;
     Batch out;
-    out.images = torch::empty({B, C, S, S}, torch::kFloat32);
-    out.labels = torch::empty({B}, torch::kInt64);
+    const auto pinned = torch::TensorOptions().pinned_memory(options.pin_memory);
+    out.images = torch::empty({B, C, S, S}, pinned.dtype(torch::kFloat32));
+    out.labels = torch::empty({B}, pinned.dtype(torch::kInt64));
     const uint8_t* pixels = data.images.data_ptr<uint8_t>();
     const int64_t* labels = data.labels.data_ptr<int64_t>();
     float* dst = out.images.data_ptr<float>();

@@ -47,6 +47,8 @@ struct LoaderOptions {
   // Distributed training: this process prepares only rows [B*part/parts, B*(part+1)/parts) of
   // every batch of B. The order and each image's augmentation do not depend on it.
   int part = 0, parts = 1;
+  // Batches in page-locked memory, so copies to a GPU can run asynchronously (CUDA only).
+  bool pin_memory = false;
 };
 
 // Iterates a subset of a data set in batches, epoch by epoch. The order and augmentation of epoch

@@ -66,13 +66,15 @@ void fill_dropout_mask(T* m, int64_t n, double p, uint64_t seed) {
 
 }  // namespace
 
-at::Tensor dropout_mask(at::IntArrayRef sizes, double p, at::ScalarType dtype) {
+at::Tensor dropout_mask(at::IntArrayRef sizes, double p, at::ScalarType dtype, c10::Device device) {
+  if (!device.is_cpu())  // never through host pointers: made where it is used
+    return at::empty(sizes, at::TensorOptions().dtype(dtype).device(device)).bernoulli_(1.0 - p).div_(1.0 - p);
   // torch::dropout draws each element with bernoulli_ through CPUGeneratorImpl::random64, ~20% of a
   // small-ViT training step here. We take one 64-bit seed from LibTorch's default generator (so
   // torch::manual_seed still makes runs reproducible) and fill the mask from splitmix64 streams,
   // one per chunk of 16k elements, in parallel: the same seed gives the same mask at any thread
   // count.
-  if (dtype != at::kFloat && dtype != at::kBFloat16) return dropout_mask(sizes, p).to(dtype);
+  if (dtype != at::kFloat && dtype != at::kBFloat16) return dropout_mask(sizes, p, at::kFloat, device).to(dtype);
   auto mask = at::empty(sizes, at::TensorOptions().dtype(dtype));
   const uint64_t seed = next_mask_seed();
   if (dtype == at::kFloat)

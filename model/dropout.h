@@ -8,12 +8,15 @@
 
 namespace vit {
 
-// Inverted-dropout mask for CPU tensors: each element is 0 with probability p, else 1 / (1 - p).
+// Inverted-dropout mask: each element is 0 with probability p, else 1 / (1 - p). On a GPU the mask
+// is drawn there (bernoulli_ from the device's generator, which torch::manual_seed seeds); on the
+// CPU as follows.
 // One 64-bit seed per mask, from LibTorch's default generator (or from the calling thread's
 // RandomStreamScope); much cheaper than torch::dropout's per-element bernoulli draw. dtype is
 // float or bfloat16 (bf16 mixed precision: a float mask would promote x * mask back to float);
 // the same seed gives the same zeros in either.
-at::Tensor dropout_mask(at::IntArrayRef sizes, double p, at::ScalarType dtype = at::kFloat);
+at::Tensor dropout_mask(at::IntArrayRef sizes, double p, at::ScalarType dtype = at::kFloat,
+                        c10::Device device = c10::kCPU);
 
 // While alive, dropout and stochastic-depth masks made on this thread take their seeds from a
 // private stream started at `seed` instead of the shared default generator. Data-parallel

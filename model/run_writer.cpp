@@ -29,9 +29,9 @@ std::string serialize_optimizer(torch::optim::Optimizer& optimizer) {
   return out.str();
 }
 
-void load_optimizer(torch::optim::Optimizer& optimizer, const std::string& path) {
+void load_optimizer(torch::optim::Optimizer& optimizer, const std::string& path, c10::Device device) {
   try {
-    torch::load(optimizer, path);
+    torch::load(optimizer, path, device);
   } catch (const c10::Error& e) {
     throw std::runtime_error(path + " is not a readable optimizer state (" +
                              std::string(e.what_without_backtrace()).substr(0, 200) +

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 
 #include "run_dir.h"
@@ -78,6 +79,8 @@ class RunWriter {
 // Bytes of an optimizer's state as torch::save writes it. In memory first: LibTorch's stream
 // writer throws from its destructor when the stream fails (a full disk), which aborts the process.
 std::string serialize_optimizer(torch::optim::Optimizer& optimizer);
-void load_optimizer(torch::optim::Optimizer& optimizer, const std::string& path);
+// Its tensors go to `device` (a run may continue on another device than it started on).
+void load_optimizer(torch::optim::Optimizer& optimizer, const std::string& path,
+                    c10::Device device = c10::kCPU);
 
 }  // namespace vit

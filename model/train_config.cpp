@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <regex>
 #include <stdexcept>
 
 namespace vit {
@@ -41,6 +42,11 @@ AugmentConfig augmentation_preset(const std::string& name, int image_size) {
 const std::vector<std::string>& augmentation_preset_names() {
   static const std::vector<std::string> names{"default", "none", "flip", "light", "crop", "keras"};
   return names;
+}
+
+bool valid_device_spec(const std::string& spec) {
+  static const std::regex form("auto|cpu|cuda(:[0-9]{1,3})?");
+  return std::regex_match(spec, form);
 }
 
 std::string resolve_precision(const std::string& precision) {
@@ -190,6 +196,14 @@ Schema<TrainConfig> make_train_schema() {
     f.resumable = true;
     s.push_back(member_field(&C::dist_timeout, f));
   }
+  {
+    auto f = spec("device", K::Text, G::Training, "Device",
+                  "auto: a GPU when this LibTorch has CUDA and sees one, else the CPU; or cpu, "
+                  "cuda, cuda:N. Debian's LibTorch is CPU-only.");
+    f.example = "cpu or cuda:0";
+    f.resumable = true;
+    s.push_back(member_field(&C::device, f));
+  }
   // Augmentation: the presets (augmentation_preset) fill these; each can be set on its own.
   {
     auto f = spec("hflip", K::Bool, G::Augmentation, "", "Random horizontal flip.");
@@ -295,6 +309,10 @@ std::vector<ConfigError> validate(const TrainConfig& c) {
     errors.push_back({"mean", "mean has " + std::to_string(c.mean.size()) + " value(s) but std has " +
                                   std::to_string(c.std.size()) +
                                   ": give one mean and one std per channel, or neither"});
+  {
+    if (!valid_device_spec(c.device))
+      errors.push_back({"device", "device must be auto, cpu, cuda or cuda:N (got '" + c.device + "')"});
+  }
   if (c.freeze_backbone && c.init_weights.empty())
     errors.push_back({"freeze_backbone",
                       "freeze_backbone needs init_weights: pretrained weights to keep (--init FILE)"});

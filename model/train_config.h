@@ -57,6 +57,9 @@ struct TrainConfig {
   // many seconds stops every rank, which keep the last completed step (Gloo's own default is 30
   // minutes).
   double dist_timeout = 60;
+  // Where the model and batches live: auto (a GPU when this LibTorch has CUDA and sees one, else
+  // the CPU), cpu, cuda or cuda:N (model/device.h).
+  std::string device = "auto";
   int eval_batch_size = 512;     // batch size of validation and test passes
   // Fine-tuning (model/weights_io.h): start from these pretrained weights (any file `vit import`
   // reads, or a run directory); empty = random init. The normalization then defaults to theirs.
@@ -81,6 +84,9 @@ struct TrainConfig {
 
 // The fields of TrainConfig (settings_schema.h): config.json, the `vit train` flags, the panel.
 const Schema<TrainConfig>& train_schema();
+
+// Whether `spec` has a device's form: auto, cpu, cuda or cuda:N (model/device.h resolves it).
+bool valid_device_spec(const std::string& spec);
 
 // "fp32" or "bf16" for a TrainConfig::precision, resolving "auto" for this CPU.
 std::string resolve_precision(const std::string& precision);

@@ -12,6 +12,7 @@
 #include "checkpoint.h"
 #include "data_parallel.h"
 #include "datasets.h"
+#include "device.h"
 #include "distributed.h"
 #include "finetune.h"
 #include "param_groups.h"
@@ -28,17 +29,29 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 
+// A step's (or a batch's) statistics as one tensor where the logits are: [loss sum, top-1 hits,
+// top-5 hits, images, stop votes], float64. Built and summed without reading anything back to the
+// host, so a GPU never waits for them; the trainer reads them every log_every steps.
+torch::Tensor batch_stats(const torch::Tensor& logits, const torch::Tensor& labels,
+                          const torch::Tensor& loss_sum, bool stop_vote = false) {
+  const int64_t k = std::min<int64_t>(5, logits.size(1));
+  auto hits = std::get<1>(logits.topk(k, 1)).eq(labels.unsqueeze(1));  // (B, k)
+  const auto options = logits.options().dtype(torch::kDouble);
+  return torch::stack({loss_sum.to(torch::kDouble), hits.select(1, 0).sum().to(torch::kDouble),
+                       hits.any(1).sum().to(torch::kDouble),
+                       torch::full({}, double(labels.size(0)), options),
+                       torch::full({}, stop_vote ? 1.0 : 0.0, options)});
+}
+
 struct Accumulator {
   double loss_sum = 0;
   int64_t top1 = 0, top5 = 0, count = 0;
-  void add(const torch::Tensor& logits, const torch::Tensor& labels, double loss_mean) {
-    const int64_t B = labels.size(0);
-    const int64_t k = std::min<int64_t>(5, logits.size(1));
-    auto hits = std::get<1>(logits.topk(k, 1)).eq(labels.unsqueeze(1));  // (B, k)
-    top1 += hits.select(1, 0).sum().item<int64_t>();
-    top5 += hits.any(1).sum().item<int64_t>();
-    loss_sum += loss_mean * B;
-    count += B;
+  // A row of batch_stats, on the host.
+  void add(const double* stats) {
+    loss_sum += stats[0];
+    top1 += int64_t(stats[1]);
+    top5 += int64_t(stats[2]);
+    count += int64_t(stats[3]);
   }
   void add(const Accumulator& other) {
     loss_sum += other.loss_sum;
@@ -70,7 +83,8 @@ struct Accumulator {
 // them and the counts are summed.
 EvalResult evaluate(VisionTransformer& model, const Dataset& data, std::vector<int64_t> indices,
                     const Normalization& norm, int batch_size, bool data_parallel,
-                    ProcessGroup* group = nullptr, const std::string& what = "evaluation") {
+                    ProcessGroup* group = nullptr, const std::string& what = "evaluation",
+                    c10::Device device = c10::kCPU) {
   if (group) {
     const int64_t n = int64_t(indices.size()), r = group->rank(), w = group->size();
     indices = std::vector<int64_t>(indices.begin() + n * r / w, indices.begin() + n * (r + 1) / w);
@@ -82,14 +96,19 @@ EvalResult evaluate(VisionTransformer& model, const Dataset& data, std::vector<i
   o.image_size = model->config().image_size;
   o.normalization = norm;
   o.shuffle = false;
+  o.pin_memory = device.is_cuda();
   DataLoader loader(data, indices, o);
   if (!indices.empty()) loader.start_epoch(0);
   Accumulator acc;
   if (!indices.empty()) {
+    auto sum = torch::zeros({5}, torch::TensorOptions().dtype(torch::kDouble).device(device));
     while (auto batch = loader.next()) {
-      auto logits = predict_logits(model, batch->images, data_parallel);
-      acc.add(logits, batch->labels, torch::cross_entropy_loss(logits, batch->labels).item<double>());
+      const auto images = batch->images.to(device, /*non_blocking=*/true);
+      const auto labels = batch->labels.to(device, /*non_blocking=*/true);
+      auto logits = predict_logits(model, images, data_parallel);
+      sum += batch_stats(logits, labels, torch::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum));
     }
+    acc.add(sum.cpu().contiguous().data_ptr<double>());
   }
   acc.all_reduce(group, what);
   return acc.result();
@@ -152,7 +171,7 @@ class Training {
     } catch (const DistributedError&) {
       // The weights are those of the last completed step (the failed collective came before the
       // optimizer): rank 0 keeps them, so the run continues from there.
-      if (rank_ == 0 && committed_step_ != state_.global_step) {
+      if (rank_ == 0 && read_statistics() && committed_step_ != state_.global_step) {
         try {
           commit(/*best=*/false);
           say("kept the last completed step (" + std::to_string(state_.global_step) + ") in " + run_.dir);
@@ -224,6 +243,7 @@ class Training {
       throw std::invalid_argument("batch_size " + std::to_string(tc_.batch_size) + " is smaller than the " +
                                   std::to_string(world_) + " processes: give every rank at least one image (--batch-size " +
                                   std::to_string(world_) + " or more)");
+    device_ = resolve_device(tc_.device, group_ ? group_->env().local_rank : 0);
     split();
 
     // Rank 0 reads the run (or the pretrained weights) and decides the normalization.
@@ -247,7 +267,7 @@ class Training {
                                       std::to_string(model_config_.in_channels) + ")");
       }
       // Every rank runs as many shards as rank 0, so the global shard layout agrees.
-      share.shards = shard_count(tc_.data_parallel, std::max<int64_t>(1, tc_.batch_size / world_));
+      share.shards = shard_count(tc_.data_parallel, std::max<int64_t>(1, tc_.batch_size / world_), device_);
     }, share, "the run's state");
     state_ = share.state;
     norm_ = share.norm;
@@ -263,6 +283,7 @@ class Training {
     if (tc_.freeze_backbone)
       say("backbone frozen: training the head only (" + std::to_string(freeze_backbone(*model_)) +
           " parameters fixed)");
+    model_->to(device_);  // before the optimizer takes the parameters
     // AdamW groups: decay / no decay (timm), split by layer when layer_decay < 1.
     std::vector<torch::optim::OptimizerParamGroup> groups;
     for (auto& g : param_groups(*model_, tc_.weight_decay, tc_.layer_decay)) {
@@ -284,6 +305,7 @@ class Training {
     lo.seed = tc_.seed;
     lo.part = rank_;
     lo.parts = world_;
+    lo.pin_memory = device_.is_cuda();
     loader_ = std::make_unique<DataLoader>(full, train_rows_, lo);
     steps_per_epoch_ = loader_->batches_per_epoch();
     total_steps_ = steps_per_epoch_ * tc_.epochs;
@@ -307,7 +329,7 @@ class Training {
         if (optim.empty())
           throw std::runtime_error(run_.dir + " has no optimizer state (checkpoints/last.optim.pt) "
                                    "to continue from");
-        load_optimizer(*optimizer_, optim);
+        load_optimizer(*optimizer_, optim, device_);
         opened.has_optimizer_state = true;
         writer_.reopen(state_);
       } else {
@@ -335,6 +357,7 @@ class Training {
     epoch_acc_.count = state_.epoch_count;
     epoch_seconds_before_ = state_.epoch_seconds;
 
+    if (!device_.is_cpu()) say("training on " + describe_device(device_));
     if (bf16_) say("mixed precision: bf16 matrix products, float weights and optimizer");
     if (group_)
       say("distributed data parallel: " + std::to_string(world_) + " processes, each batch of " +
@@ -373,7 +396,7 @@ class Training {
     }
     int64_t total = 0;
     for (const auto& p : params_) total += p.numel();
-    flat_ = torch::zeros({total + kStats}, torch::kFloat);
+    flat_ = torch::zeros({total + kStats}, torch::TensorOptions().dtype(torch::kFloat).device(device_));
     int64_t offset = 0;
     for (auto& p : params_) {
       p.mutable_grad() = flat_.narrow(0, offset, p.numel()).view(p.sizes());
@@ -423,6 +446,7 @@ class Training {
   // The epoch's training steps; false when the run stops inside it.
   bool train_epoch() {
     epoch_start_ = clock_.seconds();
+    mark_ = epoch_start_;
     loader_->start_epoch(state_.epoch, state_.step_in_epoch);
     model_->train();
     while (auto batch = loader_->next()) {
@@ -430,6 +454,7 @@ class Training {
       // in the step's all-reduce, so every rank stops at the same step.
       const bool stop_requested = !poll_continue();
       if (stop_requested && !group_) {
+        if (!read_statistics()) return false;
         stop_with("stopped");
         return false;
       }
@@ -437,61 +462,79 @@ class Training {
       for (size_t g = 0; g < lr_scales_.size(); ++g)
         optimizer_->param_groups()[g].options().set_lr(lr_ * lr_scales_[g]);
 
-      const auto t0 = Clock::now();
-      const auto step = group_ ? forward_backward(model_, params_, batch->images, batch->labels,
+      const auto images = batch->images.to(device_, /*non_blocking=*/true);
+      const auto labels = batch->labels.to(device_, /*non_blocking=*/true);
+      const auto step = group_ ? forward_backward(model_, params_, images, labels,
                                                   tc_.label_smoothing, layout_, bf16_)
-                               : forward_backward(model_, params_, batch->images, batch->labels,
+                               : forward_backward(model_, params_, images, labels,
                                                   tc_.label_smoothing, shards_, bf16_);
-      Accumulator stats;
+      // This process's part of the batch's loss sum (its shards' losses are weighted by their
+      // rows over the whole batch); nothing is read back to the host here.
+      const double batch_size = double(group_ ? layout_.global_batch : labels.size(0));
+      torch::Tensor stats;
       {
         torch::NoGradGuard no_grad;
-        stats.add(step.logits, batch->labels, 0.0);
-        // This process's part of the batch's loss sum (its shards' losses are weighted by their
-        // rows over the whole batch).
-        stats.loss_sum = step.loss * double(group_ ? layout_.global_batch : batch->labels.size(0));
+        stats = batch_stats(step.logits, labels, step.loss_tensor * batch_size, stop_requested);
       }
-      int64_t stop_votes = 0;
       if (group_) {
-        stats_.copy_(torch::tensor({float(stats.loss_sum), float(stats.top1), float(stats.top5),
-                                    float(stats.count), stop_requested ? 1.0f : 0.0f}));
+        stats_.copy_(stats);
         group_->all_reduce_sum(flat_, "the gradients of step " + std::to_string(state_.global_step + 1));
-        const auto v = stats_.accessor<float, 1>();
-        stats.loss_sum = v[0];
-        stats.top1 = int64_t(v[1]), stats.top5 = int64_t(v[2]), stats.count = int64_t(v[3]);
-        stop_votes = int64_t(v[4]);
+        stats = stats_.to(torch::kDouble);
       }
-      if (!std::isfinite(stats.loss_sum)) {
-        stop_for_nan(stats.loss_sum / double(std::max<int64_t>(1, stats.count)));
-        return false;
-      }
-      if (stop_votes > 0) {  // every rank drops this step and stops where they all are
-        stop_with("stopped");
-        return false;
-      }
+      // A NaN is looked for when the statistics are read (every log_every steps, before every
+      // checkpoint): the weights after it are never saved.
+      if (pending_.empty()) pending_first_step_ = state_.global_step + 1;
+      pending_.push_back(stats);
       // Both as LibTorch's clip_grad_norm_ and AdamW::step, spread over the shards' threads.
       if (tc_.grad_clip > 0) clip_grad_norm(params_, tc_.grad_clip, shards_);
       adamw_step(*optimizer_, shards_);
-      // Throughput leaves out the first step of a call: it pays one-time allocations and the
-      // OpenMP pool start, which would skew short benchmark runs.
-      if (steps_this_call_ > 0) {
-        step_seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
-        images_trained_ += stats.count;
-      }
       ++steps_this_call_;
       ++state_.global_step;
       ++state_.step_in_epoch;
-      epoch_acc_.add(stats);
-      window_.add(stats);
       const bool limit = tc_.max_steps > 0 && steps_this_call_ >= tc_.max_steps;
+      const bool checkpoint = tc_.checkpoint_every > 0 && state_.global_step % tc_.checkpoint_every == 0 &&
+                              state_.step_in_epoch < steps_per_epoch_;
+      // The first step of a call is read at once: throughput leaves it out (it pays one-time
+      // allocations and the OpenMP pool start, which would skew short benchmark runs).
+      if (steps_this_call_ == 1 || state_.global_step % tc_.log_every == 0 || limit || checkpoint) {
+        if (!read_statistics()) return false;
+        if (stop_) return false;
+      }
       if (state_.global_step % tc_.log_every == 0 || limit) report_step();
       if (limit) {
         stop_with("max_steps");
         return false;
       }
-      if (tc_.checkpoint_every > 0 && state_.global_step % tc_.checkpoint_every == 0 &&
-          state_.step_in_epoch < steps_per_epoch_)
-        commit(/*best=*/false);
+      if (checkpoint) commit(/*best=*/false);
     }
+    return read_statistics();
+  }
+
+  // Reads the steps' statistics since the last read (a GPU waits here, and only here): false
+  // after a NaN (the run stops), and a stop vote of any rank stops the run after this step.
+  bool read_statistics() {
+    if (pending_.empty()) return true;
+    const auto rows = torch::stack(pending_).cpu().contiguous();
+    const double* v = rows.data_ptr<double>();
+    const int64_t n = rows.size(0), first = pending_first_step_;
+    pending_.clear();
+    const double now = clock_.seconds();
+    const bool first_step = steps_this_call_ <= 1;  // left out of the throughput
+    for (int64_t i = 0; i < n; ++i) {
+      const double* row = v + i * 5;
+      if (!std::isfinite(row[0])) {
+        stop_for_nan(row[0] / std::max(1.0, row[3]), first + i);
+        return false;
+      }
+      Accumulator one;
+      one.add(row);
+      epoch_acc_.add(one);
+      window_.add(one);
+      if (row[4] > 0) stop_with("stopped");
+      if (!first_step) images_trained_ += one.count;
+    }
+    if (!first_step) step_seconds_ += now - mark_;
+    mark_ = now;
     return true;
   }
 
@@ -515,10 +558,11 @@ class Training {
     window_ = Accumulator{};
   }
 
-  void stop_for_nan(double loss) {
+  void stop_for_nan(double loss, int64_t step) {
     std::ostringstream m;
-    m << "the training loss became " << loss << " at step " << state_.global_step + 1
-      << " (epoch " << state_.epoch + 1 << ", lr " << lr_ << "); training stopped and ";
+    m << "the training loss became " << loss << " at step " << step << " (epoch "
+      << state_.epoch + 1 << ", lr " << lr_at(tc_, step - 1, total_steps_, steps_per_epoch_)
+      << "); training stopped and ";
     if (committed_step_ >= 0)
       m << "the last good checkpoint (step " << committed_step_ << ") stays in "
         << RunPaths(run_.dir).checkpoints();
@@ -556,8 +600,8 @@ class Training {
     e.accuracy = t.accuracy;
     e.top5_accuracy = t.top5_accuracy;
     if (!val_rows_.empty()) {
-      const auto v = evaluate(model_, data_.train, val_rows_, norm_, tc_.eval_batch_size,
-                              tc_.data_parallel, group_, "the validation of epoch " + std::to_string(e.epoch + 1));
+      const auto v = evaluate(model_, data_.train, val_rows_, norm_, tc_.eval_batch_size, tc_.data_parallel,
+                              group_, "the validation of epoch " + std::to_string(e.epoch + 1), device_);
       e.val_loss = v.loss;
       e.val_accuracy = v.accuracy;
       e.val_top5_accuracy = v.top5_accuracy;
@@ -612,7 +656,7 @@ class Training {
       }
       say("evaluating on the test set (" + std::to_string(data_.test->size()) + " images)");
       result_.test = evaluate(model_, *data_.test, all_rows(*data_.test), norm_,
-                              tc_.eval_batch_size, tc_.data_parallel, group_, "the test");
+                              tc_.eval_batch_size, tc_.data_parallel, group_, "the test", device_);
       writer_.write_test({{"loss", result_.test->loss},
                           {"accuracy", result_.test->accuracy},
                           {"top5_accuracy", result_.test->top5_accuracy},
@@ -654,8 +698,12 @@ class Training {
   double epoch_start_ = 0;                // active seconds when this call's part of the epoch began
   double epoch_seconds_before_ = 0;       // the epoch's seconds from before a restart
   int64_t committed_step_ = -1;
-  double step_seconds_ = 0;
+  double step_seconds_ = 0;  // training time of this call after its first step (active seconds)
+  double mark_ = 0;          // active seconds at the last read of the statistics
   int64_t images_trained_ = 0, steps_this_call_ = 0;
+  c10::Device device_{c10::kCPU};
+  std::vector<torch::Tensor> pending_;  // statistics of the steps not read yet, on the device
+  int64_t pending_first_step_ = 0;
   Accumulator epoch_acc_, window_;
 };
 
@@ -682,19 +730,21 @@ TrainResult train(const ViTConfig& model_config, const TrainConfig& train_config
   return train(prepare_run(request), data, cb);
 }
 
-EvalResult evaluate_run(const std::string& run_dir, const Dataset& data) {
+EvalResult evaluate_run(const std::string& run_dir, const Dataset& data, const std::string& device_spec) {
+  const c10::Device device = resolve_device(device_spec);
   const RunReader reader(run_dir);
   const RunInfo info = reader.info();
   const std::string weights = reader.weights(Weights::Best);
   if (weights.empty()) throw std::runtime_error(run_dir + " has no checkpoint to evaluate");
   VisionTransformer model(info.model);
   load_weights(weights, *model);
+  model->to(device);
   if (data.images.size(1) != info.model.in_channels)
     throw std::invalid_argument("the data set has " + std::to_string(data.images.size(1)) +
                                 " channel(s) but the run's model expects " +
                                 std::to_string(info.model.in_channels));
   return evaluate(model, data, all_rows(data), info.normalization, info.train.eval_batch_size,
-                  /*data_parallel=*/true);
+                  /*data_parallel=*/true, nullptr, "evaluation", device);
 }
 
 }  // namespace vit

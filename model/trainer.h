@@ -89,7 +89,8 @@ TrainResult train(const ViTConfig& model_config, const TrainConfig& train_config
                   const DataSplits& data, const std::string& run_dir,
                   const TrainCallbacks& callbacks = {}, bool resume = false);
 
-// Loss (plain cross-entropy), top-1 and top-5 of a run's best weights (else last) on `data`.
-EvalResult evaluate_run(const std::string& run_dir, const Dataset& data);
+// Loss (plain cross-entropy), top-1 and top-5 of a run's best weights (else last) on `data`, on
+// `device` (model/device.h).
+EvalResult evaluate_run(const std::string& run_dir, const Dataset& data, const std::string& device = "auto");
 
 }  // namespace vit

@@ -19,13 +19,13 @@ namespace {
 
 torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
   if (!training || p <= 0.0) return x;
-  return x * dropout_mask(x.sizes(), p, x.scalar_type());  // a constant: autograd scales the gradient
+  return x * dropout_mask(x.sizes(), p, x.scalar_type(), x.device());  // a constant: autograd scales the gradient
 }
 
 // Stochastic depth (Huang et al. 2016): drop a whole residual branch per sample, scale the rest.
 torch::Tensor drop_path(const torch::Tensor& x, double p, bool training) {
   if (!training || p <= 0.0) return x;
-  return x * dropout_mask({x.size(0), 1, 1}, p, x.scalar_type());  // (B, 1, 1): 0 or 1 / (1 - p) per sample
+  return x * dropout_mask({x.size(0), 1, 1}, p, x.scalar_type(), x.device());  // (B, 1, 1): 0 or 1 / (1 - p) per sample
 }
 
 // Normal(mean, std) truncated to [a, b] by inverse-CDF sampling, as timm's trunc_normal_ (which

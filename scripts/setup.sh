@@ -10,6 +10,8 @@ PACKAGES=(
   qt6-base-dev libqcustomplot-dev libqcustomplot2.1-qt6 libtorch-dev libopencv-dev
   nlohmann-json3-dev libcli11-dev libprotobuf-dev protobuf-compiler zlib1g-dev
   libjemalloc-dev libzip-dev
+  # the test framework of the core's and the command line's suites (the window's use Qt Test)
+  libgtest-dev
   # fast BLAS for LibTorch (Debian's default reference BLAS is ~30x slower)
   libopenblas0-openmp
   # the default data set, shipped by Debian

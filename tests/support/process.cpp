@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -78,51 +79,51 @@ ProcessResult run_process(const std::string& program, const std::vector<std::str
   }
   r.started = true;
 
-  // Drain both pipes until the child closes them (a full pipe would block it) or time runs out.
+  // Read both pipes (a full pipe would block the child) until the child exits and they are
+  // drained, or time runs out. The exit, not the pipes' end, finishes the run, as with QProcess:
+  // a grandchild that keeps them open does not hold the test up.
   int fds[2] = {out_pipe[0], err_pipe[0]};
   std::string* sinks[2] = {&r.out, &r.err};
   char buffer[65536];
-  while ((fds[0] >= 0 || fds[1] >= 0) && !r.timed_out) {
+  int status = 0;
+  bool exited = false;
+  auto read_ready = [&](int wait_ms) {  // one poll; false when nothing was ready
     pollfd p[2];
     for (int i = 0; i < 2; ++i) p[i] = {fds[i], POLLIN, 0};  // poll ignores negative fds
-    const int ready = ::poll(p, 2, remaining_ms(deadline));
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready == 0) {
-      r.timed_out = true;
-      break;
-    }
-    if (ready < 0) {
-      r.error = std::string("poll: ") + std::strerror(errno);
-      ::kill(pid, SIGKILL);
-      break;
-    }
+    const int ready = ::poll(p, 2, wait_ms);
+    if (ready <= 0) return ready < 0 && errno == EINTR;
     for (int i = 0; i < 2; ++i) {
       if (fds[i] < 0 || p[i].revents == 0) continue;
       const ssize_t n = ::read(fds[i], buffer, sizeof buffer);
       if (n > 0) sinks[i]->append(buffer, size_t(n));
       else if (n == 0 || errno != EINTR) close_fd(fds[i]);
     }
+    return true;
+  };
+  while (!exited) {
+    if (remaining_ms(deadline) == 0) {
+      r.timed_out = true;
+      break;
+    }
+    if (fds[0] >= 0 || fds[1] >= 0) read_ready(std::min(remaining_ms(deadline), 20));
+    else std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid) exited = true;
+    else if (done < 0 && errno != EINTR) {
+      r.error = std::string("waitpid: ") + std::strerror(errno);
+      break;
+    }
   }
+  if (exited)  // what the child wrote before exiting
+    while ((fds[0] >= 0 || fds[1] >= 0) && remaining_ms(deadline) > 0 && read_ready(0)) {
+    }
   close_fd(fds[0]);
   close_fd(fds[1]);
-
-  // The pipes are closed (or time ran out): wait for the exit within what is left of the time.
-  if (r.timed_out) ::kill(pid, SIGKILL);
-  int status = 0;
-  for (;;) {
-    const pid_t done = ::waitpid(pid, &status, r.timed_out ? 0 : WNOHANG);
-    if (done == pid) break;
-    if (done < 0) {
-      if (errno == EINTR) continue;
-      r.error = std::string("waitpid: ") + std::strerror(errno);
-      return r;
+  if (!exited) {  // timed out, or waitpid failed: kill it and reap it
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    if (remaining_ms(deadline) == 0) {  // still running at the deadline
-      r.timed_out = true;
-      ::kill(pid, SIGKILL);
-      continue;  // then reap it, blocking
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (!r.timed_out) return r;
   }
   if (r.timed_out) {
     r.error = program + " did not finish within " + std::to_string(timeout.count()) + " ms";

@@ -21,6 +21,7 @@
 
 #include "launcher.h"
 #include "run_dir.h"
+#include "support/temp_dir.h"
 #include "safetensors.h"
 
 extern char** environ;
@@ -30,17 +31,10 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "vit-dist-XXXXXX").string();
-    path = ::mkdtemp(t.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
+// A vit_test::TempDir whose `tmp / "name"` is a path in it.
+struct TempDir : vit_test::TempDir {
+  fs::path path{vit_test::TempDir::path()};
+  std::string operator/(const std::string& name) const { return file(name); }
 };
 
 std::string vit_binary() {

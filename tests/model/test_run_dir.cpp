@@ -17,6 +17,7 @@
 #include "checkpoint.h"
 #include "datasets.h"
 #include "run_dir.h"
+#include "support/temp_dir.h"
 #include "run_writer.h"
 #include "trainer.h"
 
@@ -24,17 +25,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "vit-run-dir-XXXXXX").string();
-    path = ::mkdtemp(t.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
+// A vit_test::TempDir whose `tmp / "name"` is a path in it.
+struct TempDir : vit_test::TempDir {
+  fs::path path{vit_test::TempDir::path()};
+  std::string operator/(const std::string& name) const { return file(name); }
 };
 
 vit::ViTConfig tiny_model() {

@@ -1,12 +1,21 @@
 // Normalization, per-image transforms and the prefetching DataLoader.
-#include <torch/torch.h>  // torch before any Qt header: Qt's `slots` macro breaks LibTorch headers
+#include <torch/torch.h>
 
-#include <QtTest>
+#include <gtest/gtest.h>
 
+#include <cmath>
+#include <numeric>
 #include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "data_pipeline.h"
 #include "datasets.h"
+
+#include "support/text.h"
+
+using vit_test::contains;
 
 namespace {
 
@@ -28,293 +37,289 @@ vit::Normalization unit(int c) {
 
 }  // namespace
 
-class TstDataPipeline : public QObject {
-  Q_OBJECT
- private slots:
-  void normalizationMatchesHandComputedValues() {
-    vit::Dataset d;
-    d.images = torch::tensor({0, 255, 0, 255, 51, 51, 51, 51}, torch::kUInt8).view({2, 1, 2, 2});
-    d.labels = torch::zeros({2}, torch::kInt64);
-    const auto n = vit::compute_normalization(d);
-    // Pixels in [0,1]: {0,1,0,1,.2,.2,.2,.2}: mean 2.8 / 8 = .35, E[x^2] = 2.16 / 8 = .27,
-    // variance .27 - .35^2 = .1475.
-    QCOMPARE(n.mean.size(), size_t(1));
-    QVERIFY(std::abs(n.mean[0] - 0.35f) < 1e-6);
-    QVERIFY(std::abs(n.std[0] - std::sqrt(0.1475f)) < 1e-5);
-    const auto only_second = vit::compute_normalization(d, {1});
-    QVERIFY(std::abs(only_second.mean[0] - 0.2f) < 1e-6);
-    QVERIFY(std::abs(only_second.std[0] - 1e-3f) < 1e-6);  // constant image: floor, not zero
-  }
+TEST(DataPipeline, normalizationMatchesHandComputedValues) {
+  vit::Dataset d;
+  d.images = torch::tensor({0, 255, 0, 255, 51, 51, 51, 51}, torch::kUInt8).view({2, 1, 2, 2});
+  d.labels = torch::zeros({2}, torch::kInt64);
+  const auto n = vit::compute_normalization(d);
+  // Pixels in [0,1]: {0,1,0,1,.2,.2,.2,.2}: mean 2.8 / 8 = .35, E[x^2] = 2.16 / 8 = .27,
+  // variance .27 - .35^2 = .1475.
+  ASSERT_EQ(n.mean.size(), size_t(1));
+  ASSERT_TRUE(std::abs(n.mean[0] - 0.35f) < 1e-6);
+  ASSERT_TRUE(std::abs(n.std[0] - std::sqrt(0.1475f)) < 1e-5);
+  const auto only_second = vit::compute_normalization(d, {1});
+  ASSERT_TRUE(std::abs(only_second.mean[0] - 0.2f) < 1e-6);
+  ASSERT_TRUE(std::abs(only_second.std[0] - 1e-3f) < 1e-6);  // constant image: floor, not zero
+}
 
-  void identityTransformNormalizesExactly() {
-    const std::vector<uint8_t> src = {0, 64, 128, 255, 10, 20, 30, 40};  // 2 channels of 2x2
-    vit::Normalization n{{0.5f, 0.1f}, {0.25f, 2.0f}};
-    std::vector<float> out(8);
-    vit::prepare_image(src.data(), 2, 2, 2, 2, n, {}, 0, out.data());
-    for (int i = 0; i < 8; ++i) {
-      const int c = i / 4;
-      const float expected = (src[i] / 255.0f - n.mean[c]) / n.std[c];
-      QVERIFY2(std::abs(out[i] - expected) < 1e-5, qPrintable(QString::number(i)));
-    }
+TEST(DataPipeline, identityTransformNormalizesExactly) {
+  const std::vector<uint8_t> src = {0, 64, 128, 255, 10, 20, 30, 40};  // 2 channels of 2x2
+  vit::Normalization n{{0.5f, 0.1f}, {0.25f, 2.0f}};
+  std::vector<float> out(8);
+  vit::prepare_image(src.data(), 2, 2, 2, 2, n, {}, 0, out.data());
+  for (int i = 0; i < 8; ++i) {
+    const int c = i / 4;
+    const float expected = (src[i] / 255.0f - n.mean[c]) / n.std[c];
+    ASSERT_TRUE(std::abs(out[i] - expected) < 1e-5) << i;
   }
+}
 
-  void resizeKeepsConstantImagesConstant() {
-    std::vector<uint8_t> src(3 * 32 * 32, 200);
-    std::vector<float> out(3 * 72 * 72);
-    vit::AugmentConfig keras;  // the Keras example's set, including reflect padding at borders
-    keras.hflip = true;
-    keras.rotation = 0.02;
-    keras.zoom = 0.2;
-    vit::prepare_image(src.data(), 3, 32, 32, 72, unit(3), keras, 7, out.data());
-    for (float v : out) QVERIFY(std::abs(v - 200 / 255.0f) < 1e-6);
+TEST(DataPipeline, resizeKeepsConstantImagesConstant) {
+  std::vector<uint8_t> src(3 * 32 * 32, 200);
+  std::vector<float> out(3 * 72 * 72);
+  vit::AugmentConfig keras;  // the Keras example's set, including reflect padding at borders
+  keras.hflip = true;
+  keras.rotation = 0.02;
+  keras.zoom = 0.2;
+  vit::prepare_image(src.data(), 3, 32, 32, 72, unit(3), keras, 7, out.data());
+  for (float v : out) ASSERT_TRUE(std::abs(v - 200 / 255.0f) < 1e-6);
+}
+
+TEST(DataPipeline, flipIsExactMirrorOrIdentity) {
+  const int S = 6;
+  std::vector<uint8_t> src(S * S);
+  for (int i = 0; i < S * S; ++i) src[i] = uint8_t(i * 7);
+  vit::AugmentConfig flip;
+  flip.hflip = true;
+  int mirrored = 0, same = 0;
+  for (uint64_t seed = 0; seed < 40; ++seed) {
+    std::vector<float> out(S * S);
+    vit::prepare_image(src.data(), 1, S, S, S, unit(1), flip, seed, out.data());
+    bool is_same = true, is_mirror = true;
+    for (int y = 0; y < S; ++y)
+      for (int x = 0; x < S; ++x) {
+        const float v = out[y * S + x] * 255.0f;
+        is_same &= std::abs(v - src[y * S + x]) < 1e-3;
+        is_mirror &= std::abs(v - src[y * S + (S - 1 - x)]) < 1e-3;
+      }
+    ASSERT_TRUE(is_same || is_mirror);
+    mirrored += is_mirror;
+    same += is_same;
   }
+  ASSERT_TRUE(mirrored > 5 && same > 5);  // both happen, about half each
+}
 
-  void flipIsExactMirrorOrIdentity() {
-    const int S = 6;
-    std::vector<uint8_t> src(S * S);
-    for (int i = 0; i < S * S; ++i) src[i] = uint8_t(i * 7);
-    vit::AugmentConfig flip;
-    flip.hflip = true;
-    int mirrored = 0, same = 0;
-    for (uint64_t seed = 0; seed < 40; ++seed) {
-      std::vector<float> out(S * S);
-      vit::prepare_image(src.data(), 1, S, S, S, unit(1), flip, seed, out.data());
-      bool is_same = true, is_mirror = true;
-      for (int y = 0; y < S; ++y)
-        for (int x = 0; x < S; ++x) {
-          const float v = out[y * S + x] * 255.0f;
-          is_same &= std::abs(v - src[y * S + x]) < 1e-3;
-          is_mirror &= std::abs(v - src[y * S + (S - 1 - x)]) < 1e-3;
-        }
-      QVERIFY(is_same || is_mirror);
-      mirrored += is_mirror;
-      same += is_same;
-    }
-    QVERIFY(mirrored > 5 && same > 5);  // both happen, about half each
-  }
-
-  void cropShiftsWholePixelsWithBlackBorder() {
-    // torchvision RandomCrop(S, padding=3): the output is the source moved by (dx, dy) in
-    // [-3, 3]^2, exact, with black (0, normalized) where the image runs out.
-    const int S = 10, pad = 3;
-    std::vector<uint8_t> src(S * S);
-    for (int i = 0; i < S * S; ++i) src[i] = uint8_t(1 + i * 2);  // no zero inside the image
-    vit::AugmentConfig crop;
-    crop.crop = pad;
-    const vit::Normalization n{{0.2f}, {0.5f}};
-    std::set<std::pair<int, int>> seen;
-    for (uint64_t seed = 0; seed < 300; ++seed) {
-      std::vector<float> out(S * S);
-      vit::prepare_image(src.data(), 1, S, S, S, n, crop, seed, out.data());
-      int found = 0;
-      for (int dy = -pad; dy <= pad; ++dy)
-        for (int dx = -pad; dx <= pad; ++dx) {
-          bool match = true;
-          for (int y = 0; y < S && match; ++y)
-            for (int x = 0; x < S && match; ++x) {
-              const int sy = y + dy, sx = x + dx;
-              const float pixel = sy < 0 || sy >= S || sx < 0 || sx >= S ? 0.0f : src[sy * S + sx];
-              match = std::abs(out[y * S + x] - (pixel / 255.0f - 0.2f) / 0.5f) < 1e-5;
-            }
-          if (match) {
-            ++found;
-            seen.insert({dx, dy});
+TEST(DataPipeline, cropShiftsWholePixelsWithBlackBorder) {
+  // torchvision RandomCrop(S, padding=3): the output is the source moved by (dx, dy) in
+  // [-3, 3]^2, exact, with black (0, normalized) where the image runs out.
+  const int S = 10, pad = 3;
+  std::vector<uint8_t> src(S * S);
+  for (int i = 0; i < S * S; ++i) src[i] = uint8_t(1 + i * 2);  // no zero inside the image
+  vit::AugmentConfig crop;
+  crop.crop = pad;
+  const vit::Normalization n{{0.2f}, {0.5f}};
+  std::set<std::pair<int, int>> seen;
+  for (uint64_t seed = 0; seed < 300; ++seed) {
+    std::vector<float> out(S * S);
+    vit::prepare_image(src.data(), 1, S, S, S, n, crop, seed, out.data());
+    int found = 0;
+    for (int dy = -pad; dy <= pad; ++dy)
+      for (int dx = -pad; dx <= pad; ++dx) {
+        bool match = true;
+        for (int y = 0; y < S && match; ++y)
+          for (int x = 0; x < S && match; ++x) {
+            const int sy = y + dy, sx = x + dx;
+            const float pixel = sy < 0 || sy >= S || sx < 0 || sx >= S ? 0.0f : src[sy * S + sx];
+            match = std::abs(out[y * S + x] - (pixel / 255.0f - 0.2f) / 0.5f) < 1e-5;
           }
-        }
-      QVERIFY2(found == 1, qPrintable(QString("seed %1 matches %2 shifts").arg(seed).arg(found)));
-    }
-    QCOMPARE(int(seen.size()), (2 * pad + 1) * (2 * pad + 1));  // every shift, the zero one too
-  }
-
-  void erasingBlanksOneRectangleToTheMean() {
-    // Random erasing with probability 1: exactly one rectangle of 2-40% of the image (aspect
-    // 0.3-3.3) becomes 0, the normalized mean; every other pixel is untouched.
-    const int S = 28;
-    std::vector<uint8_t> src(S * S);
-    for (int i = 0; i < S * S; ++i) src[i] = uint8_t(100 + i % 100);  // never the mean below
-    const vit::Normalization n{{0.1f}, {0.3f}};
-    std::vector<float> plain(S * S);
-    vit::prepare_image(src.data(), 1, S, S, S, n, {}, 0, plain.data());
-    vit::AugmentConfig erase;
-    erase.erase = 1.0;
-    std::set<int> areas;
-    for (uint64_t seed = 0; seed < 100; ++seed) {
-      std::vector<float> out(S * S);
-      vit::prepare_image(src.data(), 1, S, S, S, n, erase, seed, out.data());
-      int x0 = S, y0 = S, x1 = -1, y1 = -1, zeros = 0;
-      for (int y = 0; y < S; ++y)
-        for (int x = 0; x < S; ++x) {
-          if (out[y * S + x] == 0.0f) {
-            ++zeros;
-            x0 = std::min(x0, x), y0 = std::min(y0, y), x1 = std::max(x1, x), y1 = std::max(y1, y);
-          } else {
-            QCOMPARE(out[y * S + x], plain[y * S + x]);
-          }
-        }
-      const int w = x1 - x0 + 1, h = y1 - y0 + 1;
-      QCOMPARE(zeros, w * h);  // one solid rectangle
-      QVERIFY2(zeros >= 0.02 * S * S - 2 * S && zeros <= 0.4 * S * S + 2 * S, qPrintable(QString::number(zeros)));
-      QVERIFY(double(h) / w > 0.2 && double(h) / w < 5.0);
-      areas.insert(zeros);
-    }
-    QVERIFY(areas.size() > 20);  // sizes vary
-    erase.erase = 0.5;           // and with probability 1/2 about half the images keep every pixel
-    int kept = 0;
-    for (uint64_t seed = 0; seed < 200; ++seed) {
-      std::vector<float> out(S * S);
-      vit::prepare_image(src.data(), 1, S, S, S, n, erase, seed, out.data());
-      kept += out == plain;
-    }
-    QVERIFY2(kept > 70 && kept < 130, qPrintable(QString::number(kept)));
-  }
-
-  void augmentSettingsSurviveConfigJsonAndAreValidated() {
-    vit::TrainConfig c;
-    c.augment.hflip = true;
-    c.augment.crop = 3;
-    c.augment.erase = 0.25;
-    const auto back = vit::train_config_from_json(vit::to_json(c)).augment;  // config.json
-    QVERIFY(back.hflip);
-    QCOMPARE(back.crop, 3);
-    QCOMPARE(back.erase, 0.25);
-    QVERIFY(vit::validate(c).empty());
-    c.augment.crop = -1;
-    c.augment.erase = 1.5;
-    const auto errors = vit::validate(c);
-    QCOMPARE(int(errors.size()), 2);
-    QVERIFY2(QString::fromStdString(errors[0].message).contains("crop"), errors[0].message.c_str());
-    QVERIFY2(QString::fromStdString(errors[1].message).contains("erase"), errors[1].message.c_str());
-  }
-
-  void augmentationPresetsByName() {
-    const auto flip = vit::augmentation_preset("flip", 28);  // mirror only: exact, no resampling
-    QVERIFY(flip.hflip);
-    QCOMPARE(flip.translate, 0.0);
-    QCOMPARE(flip.rotation, 0.0);
-    QCOMPARE(flip.zoom, 0.0);
-    const auto light = vit::augmentation_preset("light", 28);
-    QVERIFY(light.hflip && light.translate > 0);
-    const auto crop = vit::augmentation_preset("crop", 32);  // CIFAR: RandomCrop(32, padding=4)
-    QVERIFY(crop.hflip);
-    QCOMPARE(crop.crop, 4);
-    QCOMPARE(crop.translate, 0.0);
-    const auto small = vit::augmentation_preset("default", 28);  // small inputs: a 1-pixel crop only
-    QCOMPARE(small.crop, 1);
-    QVERIFY(!small.hflip && small.translate == 0 && small.erase == 0);
-    QVERIFY(vit::augmentation_preset("default", 72).zoom > 0);    // the Keras example's set
-    for (const auto& name : vit::augmentation_preset_names())
-      (void)vit::augmentation_preset(name, 28);  // every listed name is accepted
-    try {
-      vit::augmentation_preset("mixup", 28);
-      QFAIL("an unknown name must throw");
-    } catch (const std::invalid_argument& e) {
-      QVERIFY2(QString(e.what()).contains("flip"), e.what());  // the message lists the choices
-    }
-  }
-
-  void augmentationIsSeededAndStaysInRange() {
-    std::vector<uint8_t> src(28 * 28);
-    for (size_t i = 0; i < src.size(); ++i) src[i] = uint8_t((i * 13) % 256);
-    vit::AugmentConfig a;
-    a.rotation = 0.05;
-    a.zoom = 0.2;
-    a.translate = 0.1;
-    std::vector<float> x(28 * 28), y(28 * 28), z(28 * 28);
-    vit::prepare_image(src.data(), 1, 28, 28, 28, unit(1), a, 123, x.data());
-    vit::prepare_image(src.data(), 1, 28, 28, 28, unit(1), a, 123, y.data());
-    vit::prepare_image(src.data(), 1, 28, 28, 28, unit(1), a, 124, z.data());
-    QVERIFY(x == y);
-    QVERIFY(x != z);
-    for (float v : x) QVERIFY(v >= 0.0f && v <= 1.0f);
-  }
-
-  void loaderCoversEveryRowOncePerEpoch() {
-    const auto d = make_dataset(50, 1, 4, 4);
-    std::vector<int64_t> rows(45);
-    std::iota(rows.begin(), rows.end(), 5);
-    vit::LoaderOptions o;
-    o.batch_size = 8;
-    o.image_size = 4;
-    o.normalization = unit(1);
-    o.seed = 3;
-    vit::DataLoader loader(d, rows, o);
-    QCOMPARE(loader.batches_per_epoch(), int64_t(6));
-    std::vector<int64_t> first_order;
-    for (int epoch = 0; epoch < 2; ++epoch) {
-      loader.start_epoch(epoch);
-      std::multiset<int64_t> seen;
-      std::vector<int64_t> order;
-      while (auto b = loader.next()) {
-        QCOMPARE(b->images.sizes().vec(), (std::vector<int64_t>{int64_t(b->indices.size()), 1, 4, 4}));
-        for (size_t k = 0; k < b->indices.size(); ++k) {
-          seen.insert(b->indices[k]);
-          order.push_back(b->indices[k]);
-          QCOMPARE(b->labels[k].item<int64_t>(), b->indices[k] % 3);
-          // The image really is that row's pixels.
-          QCOMPARE(b->images[k][0][0][1].item<float>() * 255.0f,
-                   float(d.images[b->indices[k]][0][0][1].item<uint8_t>()));
+        if (match) {
+          ++found;
+          seen.insert({dx, dy});
         }
       }
-      QCOMPARE(seen, std::multiset<int64_t>(rows.begin(), rows.end()));
-      if (epoch == 0) first_order = order;
-      else QVERIFY(order != first_order);  // reshuffled each epoch
+    ASSERT_TRUE(found == 1) << "seed " << seed << " matches " << found << " shifts";
+  }
+  ASSERT_EQ(int(seen.size()), (2 * pad + 1) * (2 * pad + 1));  // every shift, the zero one too
+}
+
+TEST(DataPipeline, erasingBlanksOneRectangleToTheMean) {
+  // Random erasing with probability 1: exactly one rectangle of 2-40% of the image (aspect
+  // 0.3-3.3) becomes 0, the normalized mean; every other pixel is untouched.
+  const int S = 28;
+  std::vector<uint8_t> src(S * S);
+  for (int i = 0; i < S * S; ++i) src[i] = uint8_t(100 + i % 100);  // never the mean below
+  const vit::Normalization n{{0.1f}, {0.3f}};
+  std::vector<float> plain(S * S);
+  vit::prepare_image(src.data(), 1, S, S, S, n, {}, 0, plain.data());
+  vit::AugmentConfig erase;
+  erase.erase = 1.0;
+  std::set<int> areas;
+  for (uint64_t seed = 0; seed < 100; ++seed) {
+    std::vector<float> out(S * S);
+    vit::prepare_image(src.data(), 1, S, S, S, n, erase, seed, out.data());
+    int x0 = S, y0 = S, x1 = -1, y1 = -1, zeros = 0;
+    for (int y = 0; y < S; ++y)
+      for (int x = 0; x < S; ++x) {
+        if (out[y * S + x] == 0.0f) {
+          ++zeros;
+          x0 = std::min(x0, x), y0 = std::min(y0, y), x1 = std::max(x1, x), y1 = std::max(y1, y);
+        } else {
+          ASSERT_FLOAT_EQ(out[y * S + x], plain[y * S + x]);
+        }
+      }
+    const int w = x1 - x0 + 1, h = y1 - y0 + 1;
+    ASSERT_EQ(zeros, w * h);  // one solid rectangle
+    ASSERT_TRUE(zeros >= 0.02 * S * S - 2 * S && zeros <= 0.4 * S * S + 2 * S) << zeros;
+    ASSERT_TRUE(double(h) / w > 0.2 && double(h) / w < 5.0);
+    areas.insert(zeros);
+  }
+  ASSERT_TRUE(areas.size() > 20);  // sizes vary
+  erase.erase = 0.5;           // and with probability 1/2 about half the images keep every pixel
+  int kept = 0;
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    std::vector<float> out(S * S);
+    vit::prepare_image(src.data(), 1, S, S, S, n, erase, seed, out.data());
+    kept += out == plain;
+  }
+  ASSERT_TRUE(kept > 70 && kept < 130) << kept;
+}
+
+TEST(DataPipeline, augmentSettingsSurviveConfigJsonAndAreValidated) {
+  vit::TrainConfig c;
+  c.augment.hflip = true;
+  c.augment.crop = 3;
+  c.augment.erase = 0.25;
+  const auto back = vit::train_config_from_json(vit::to_json(c)).augment;  // config.json
+  ASSERT_TRUE(back.hflip);
+  ASSERT_EQ(back.crop, 3);
+  ASSERT_DOUBLE_EQ(back.erase, 0.25);
+  ASSERT_TRUE(vit::validate(c).empty());
+  c.augment.crop = -1;
+  c.augment.erase = 1.5;
+  const auto errors = vit::validate(c);
+  ASSERT_EQ(int(errors.size()), 2);
+  ASSERT_TRUE(contains(errors[0].message, "crop")) << errors[0].message;
+  ASSERT_TRUE(contains(errors[1].message, "erase")) << errors[1].message;
+}
+
+TEST(DataPipeline, augmentationPresetsByName) {
+  const auto flip = vit::augmentation_preset("flip", 28);  // mirror only: exact, no resampling
+  ASSERT_TRUE(flip.hflip);
+  ASSERT_DOUBLE_EQ(flip.translate, 0.0);
+  ASSERT_DOUBLE_EQ(flip.rotation, 0.0);
+  ASSERT_DOUBLE_EQ(flip.zoom, 0.0);
+  const auto light = vit::augmentation_preset("light", 28);
+  ASSERT_TRUE(light.hflip && light.translate > 0);
+  const auto crop = vit::augmentation_preset("crop", 32);  // CIFAR: RandomCrop(32, padding=4)
+  ASSERT_TRUE(crop.hflip);
+  ASSERT_EQ(crop.crop, 4);
+  ASSERT_DOUBLE_EQ(crop.translate, 0.0);
+  const auto small = vit::augmentation_preset("default", 28);  // small inputs: a 1-pixel crop only
+  ASSERT_EQ(small.crop, 1);
+  ASSERT_TRUE(!small.hflip && small.translate == 0 && small.erase == 0);
+  ASSERT_TRUE(vit::augmentation_preset("default", 72).zoom > 0);    // the Keras example's set
+  for (const auto& name : vit::augmentation_preset_names())
+    (void)vit::augmentation_preset(name, 28);  // every listed name is accepted
+  try {
+    vit::augmentation_preset("mixup", 28);
+    FAIL() << "an unknown name must throw";
+  } catch (const std::invalid_argument& e) {
+    ASSERT_TRUE(contains(e.what(), "flip")) << e.what();  // the message lists the choices
+  }
+}
+
+TEST(DataPipeline, augmentationIsSeededAndStaysInRange) {
+  std::vector<uint8_t> src(28 * 28);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = uint8_t((i * 13) % 256);
+  vit::AugmentConfig a;
+  a.rotation = 0.05;
+  a.zoom = 0.2;
+  a.translate = 0.1;
+  std::vector<float> x(28 * 28), y(28 * 28), z(28 * 28);
+  vit::prepare_image(src.data(), 1, 28, 28, 28, unit(1), a, 123, x.data());
+  vit::prepare_image(src.data(), 1, 28, 28, 28, unit(1), a, 123, y.data());
+  vit::prepare_image(src.data(), 1, 28, 28, 28, unit(1), a, 124, z.data());
+  ASSERT_TRUE(x == y);
+  ASSERT_TRUE(x != z);
+  for (float v : x) ASSERT_TRUE(v >= 0.0f && v <= 1.0f);
+}
+
+TEST(DataPipeline, loaderCoversEveryRowOncePerEpoch) {
+  const auto d = make_dataset(50, 1, 4, 4);
+  std::vector<int64_t> rows(45);
+  std::iota(rows.begin(), rows.end(), 5);
+  vit::LoaderOptions o;
+  o.batch_size = 8;
+  o.image_size = 4;
+  o.normalization = unit(1);
+  o.seed = 3;
+  vit::DataLoader loader(d, rows, o);
+  ASSERT_EQ(loader.batches_per_epoch(), int64_t(6));
+  std::vector<int64_t> first_order;
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    loader.start_epoch(epoch);
+    std::multiset<int64_t> seen;
+    std::vector<int64_t> order;
+    while (auto b = loader.next()) {
+      ASSERT_EQ(b->images.sizes().vec(), (std::vector<int64_t>{int64_t(b->indices.size()), 1, 4, 4}));
+      for (size_t k = 0; k < b->indices.size(); ++k) {
+        seen.insert(b->indices[k]);
+        order.push_back(b->indices[k]);
+        ASSERT_EQ(b->labels[k].item<int64_t>(), b->indices[k] % 3);
+        // The image really is that row's pixels.
+        ASSERT_FLOAT_EQ(b->images[k][0][0][1].item<float>() * 255.0f,
+                        float(d.images[b->indices[k]][0][0][1].item<uint8_t>()));
+      }
+    }
+    ASSERT_EQ(seen, std::multiset<int64_t>(rows.begin(), rows.end()));
+    if (epoch == 0) {
+      first_order = order;
+    } else {
+      ASSERT_TRUE(order != first_order);  // reshuffled each epoch
     }
   }
+}
 
-  void epochOrderDependsOnlyOnSeedAndEpoch() {
-    const auto d = make_dataset(40, 1, 4, 4);
-    std::vector<int64_t> rows(40);
-    std::iota(rows.begin(), rows.end(), 0);
-    vit::LoaderOptions o;
-    o.batch_size = 6;
-    o.image_size = 4;
-    o.normalization = unit(1);
-    o.seed = 9;
-    o.drop_last = true;
-    auto collect = [&](int epoch, int64_t skip) {
-      vit::DataLoader loader(d, rows, o);
-      loader.start_epoch(epoch, skip);
-      std::vector<int64_t> order;
-      while (auto b = loader.next()) order.insert(order.end(), b->indices.begin(), b->indices.end());
-      return order;
-    };
-    const auto full = collect(2, 0);
-    QCOMPARE(full.size(), size_t(36));  // drop_last: 6 full batches of 6
-    const auto resumed = collect(2, 4);
-    QCOMPARE(resumed, std::vector<int64_t>(full.begin() + 24, full.end()));
-    QCOMPARE(collect(2, 0), full);
+TEST(DataPipeline, epochOrderDependsOnlyOnSeedAndEpoch) {
+  const auto d = make_dataset(40, 1, 4, 4);
+  std::vector<int64_t> rows(40);
+  std::iota(rows.begin(), rows.end(), 0);
+  vit::LoaderOptions o;
+  o.batch_size = 6;
+  o.image_size = 4;
+  o.normalization = unit(1);
+  o.seed = 9;
+  o.drop_last = true;
+  auto collect = [&](int epoch, int64_t skip) {
+    vit::DataLoader loader(d, rows, o);
+    loader.start_epoch(epoch, skip);
+    std::vector<int64_t> order;
+    while (auto b = loader.next()) order.insert(order.end(), b->indices.begin(), b->indices.end());
+    return order;
+  };
+  const auto full = collect(2, 0);
+  ASSERT_EQ(full.size(), size_t(36));  // drop_last: 6 full batches of 6
+  const auto resumed = collect(2, 4);
+  ASSERT_EQ(resumed, std::vector<int64_t>(full.begin() + 24, full.end()));
+  ASSERT_EQ(collect(2, 0), full);
+}
+
+TEST(DataPipeline, destroyingMidEpochDoesNotHang) {
+  const auto d = make_dataset(200, 3, 8, 8);
+  std::vector<int64_t> rows(200);
+  std::iota(rows.begin(), rows.end(), 0);
+  vit::LoaderOptions o;
+  o.batch_size = 4;
+  o.image_size = 16;
+  o.normalization = unit(3);
+  for (int i = 0; i < 20; ++i) {
+    vit::DataLoader loader(d, rows, o);
+    loader.start_epoch(i);
+    ASSERT_TRUE(loader.next().has_value());
+    loader.start_epoch(i + 1);  // restart while the producer is blocked on a full queue
+    ASSERT_TRUE(loader.next().has_value());
   }
+}
 
-  void destroyingMidEpochDoesNotHang() {
-    const auto d = make_dataset(200, 3, 8, 8);
-    std::vector<int64_t> rows(200);
-    std::iota(rows.begin(), rows.end(), 0);
-    vit::LoaderOptions o;
-    o.batch_size = 4;
-    o.image_size = 16;
-    o.normalization = unit(3);
-    for (int i = 0; i < 20; ++i) {
-      vit::DataLoader loader(d, rows, o);
-      loader.start_epoch(i);
-      QVERIFY(loader.next().has_value());
-      loader.start_epoch(i + 1);  // restart while the producer is blocked on a full queue
-      QVERIFY(loader.next().has_value());
-    }
-  }
-
-  void badOptionsAreRejected() {
-    const auto d = make_dataset(4, 3, 4, 4);
-    vit::LoaderOptions o;
-    o.image_size = 4;
-    o.normalization = unit(1);  // one channel's values for a 3-channel data set
-    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, vit::DataLoader(d, {0, 1}, o));
-    o.normalization = unit(3);
-    o.batch_size = 0;
-    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, vit::DataLoader(d, {0, 1}, o));
-    o.batch_size = 2;
-    QVERIFY_THROWS_EXCEPTION(std::out_of_range, vit::DataLoader(d, {0, 9}, o));
-  }
-};
-
-QTEST_APPLESS_MAIN(TstDataPipeline)
-#include "tst_data_pipeline.moc"
+TEST(DataPipeline, badOptionsAreRejected) {
+  const auto d = make_dataset(4, 3, 4, 4);
+  vit::LoaderOptions o;
+  o.image_size = 4;
+  o.normalization = unit(1);  // one channel's values for a 3-channel data set
+  ASSERT_THROW(vit::DataLoader(d, {0, 1}, o), std::invalid_argument);
+  o.normalization = unit(3);
+  o.batch_size = 0;
+  ASSERT_THROW(vit::DataLoader(d, {0, 1}, o), std::invalid_argument);
+  o.batch_size = 2;
+  ASSERT_THROW(vit::DataLoader(d, {0, 9}, o), std::out_of_range);
+}

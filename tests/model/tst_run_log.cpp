@@ -2,80 +2,83 @@
 // `vit train` is still writing.
 #include "run_log.h"
 
-#include <QTemporaryDir>
-#include <QtTest>
+#include "support/temp_dir.h"
+#include "support/text.h"
+
+#include <gtest/gtest.h>
 
 #include <fstream>
+#include <stdexcept>
+#include <string>
 
-class TestRunLog : public QObject {
-  Q_OBJECT
 
-  static void write(const QString& path, const std::string& text) {
-    std::ofstream out(path.toStdString(), std::ios::binary);
-    out << text;
+using vit_test::contains;
+
+namespace {
+
+void write(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+}  // namespace
+
+TEST(RunLog, stepsSkipsARowStillBeingWritten) {
+  vit_test::TempDir dir;
+  const std::string path = dir.file("steps.csv");
+  write(path, std::string(vit::kStepsHeader) +
+                  "\n10,0,2.5,0.1,0.001,900,1.5\n20,0,2.25,0.2,0.002,950,3\n30,0,2.");
+  const auto rows = vit::read_steps_csv(path);
+  ASSERT_EQ(rows.size(), size_t(2));
+  ASSERT_EQ(rows[1].step, int64_t(20));
+  ASSERT_DOUBLE_EQ(rows[1].loss, 2.25);
+  ASSERT_DOUBLE_EQ(rows[1].images_per_second, 950.0);
+}
+
+TEST(RunLog, metricsParsesEveryColumn) {
+  vit_test::TempDir dir;
+  const std::string path = dir.file("metrics.csv");
+  write(path, std::string(vit::kMetricsHeader) + "\r\n0,1.5,0.6,0.9,1.25,0.7,0.95,0.002,30.5\r\n");
+  const auto rows = vit::read_metrics_csv(path);
+  ASSERT_EQ(rows.size(), size_t(1));
+  ASSERT_DOUBLE_EQ(rows[0].val_loss, 1.25);
+  ASSERT_DOUBLE_EQ(rows[0].val_top5_accuracy, 0.95);
+  ASSERT_DOUBLE_EQ(rows[0].seconds, 30.5);
+}
+
+TEST(RunLog, malformedRowsAreSkipped) {
+  vit_test::TempDir dir;
+  const std::string path = dir.file("steps.csv");
+  write(path, std::string(vit::kStepsHeader) + "\n10,0,x,0.1,0.001,900,1.5\n10,0,1\n20,0,2,0.2,0.002,950,3\n");
+  const auto rows = vit::read_steps_csv(path);
+  ASSERT_EQ(rows.size(), size_t(1));
+  ASSERT_EQ(rows[0].step, int64_t(20));
+}
+
+TEST(RunLog, missingFileGivesNoRows) {
+  vit_test::TempDir dir;
+  ASSERT_TRUE(vit::read_steps_csv(dir.file("nope.csv")).empty());
+}
+
+TEST(RunLog, wrongHeaderNamesTheFile) {
+  vit_test::TempDir dir;
+  const std::string path = dir.file("metrics.csv");
+  write(path, "a,b,c\n1,2,3\n");
+  try {
+    vit::read_metrics_csv(path);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    ASSERT_TRUE(contains(e.what(), path)) << e.what();
+    ASSERT_TRUE(contains(e.what(), "unexpected header")) << e.what();
   }
+}
 
- private slots:
-  void stepsSkipsARowStillBeingWritten() {
-    QTemporaryDir dir;
-    const QString path = dir.filePath("steps.csv");
-    write(path, std::string(vit::kStepsHeader) +
-                    "\n10,0,2.5,0.1,0.001,900,1.5\n20,0,2.25,0.2,0.002,950,3\n30,0,2.");
-    const auto rows = vit::read_steps_csv(path.toStdString());
-    QCOMPARE(rows.size(), size_t(2));
-    QCOMPARE(rows[1].step, int64_t(20));
-    QCOMPARE(rows[1].loss, 2.25);
-    QCOMPARE(rows[1].images_per_second, 950.0);
+TEST(RunLog, readRunNamesAMissingConfig) {
+  vit_test::TempDir dir;
+  try {
+    vit::read_run(dir.path());
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    ASSERT_TRUE(contains(e.what(), "config.json")) << e.what();
   }
-
-  void metricsParsesEveryColumn() {
-    QTemporaryDir dir;
-    const QString path = dir.filePath("metrics.csv");
-    write(path, std::string(vit::kMetricsHeader) + "\r\n0,1.5,0.6,0.9,1.25,0.7,0.95,0.002,30.5\r\n");
-    const auto rows = vit::read_metrics_csv(path.toStdString());
-    QCOMPARE(rows.size(), size_t(1));
-    QCOMPARE(rows[0].val_loss, 1.25);
-    QCOMPARE(rows[0].val_top5_accuracy, 0.95);
-    QCOMPARE(rows[0].seconds, 30.5);
-  }
-
-  void malformedRowsAreSkipped() {
-    QTemporaryDir dir;
-    const QString path = dir.filePath("steps.csv");
-    write(path, std::string(vit::kStepsHeader) + "\n10,0,x,0.1,0.001,900,1.5\n10,0,1\n20,0,2,0.2,0.002,950,3\n");
-    const auto rows = vit::read_steps_csv(path.toStdString());
-    QCOMPARE(rows.size(), size_t(1));
-    QCOMPARE(rows[0].step, int64_t(20));
-  }
-
-  void missingFileGivesNoRows() {
-    QTemporaryDir dir;
-    QVERIFY(vit::read_steps_csv(dir.filePath("nope.csv").toStdString()).empty());
-  }
-
-  void wrongHeaderNamesTheFile() {
-    QTemporaryDir dir;
-    const QString path = dir.filePath("metrics.csv");
-    write(path, "a,b,c\n1,2,3\n");
-    try {
-      vit::read_metrics_csv(path.toStdString());
-      QFAIL("expected an error");
-    } catch (const std::runtime_error& e) {
-      QVERIFY(QString(e.what()).contains(path));
-      QVERIFY(QString(e.what()).contains("unexpected header"));
-    }
-  }
-
-  void readRunNamesAMissingConfig() {
-    QTemporaryDir dir;
-    try {
-      vit::read_run(dir.path().toStdString());
-      QFAIL("expected an error");
-    } catch (const std::runtime_error& e) {
-      QVERIFY(QString(e.what()).contains("config.json"));
-    }
-  }
-};
-
-QTEST_GUILESS_MAIN(TestRunLog)
-#include "tst_run_log.moc"
+}

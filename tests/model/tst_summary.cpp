@@ -1,131 +1,143 @@
 // Model summary: parameter and MAC counts against published figures, per-layer rows, JSON.
-#include <QtTest>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
 
 #include "summary.h"
 
-class TstSummary : public QObject {
-  Q_OBJECT
- private slots:
-  void paramsMatchTimm_data() {
-    QTest::addColumn<QString>("preset");
-    QTest::addColumn<qint64>("params");
-    // timm 0.9: sum(p.numel() for p in timm.create_model(NAME).parameters()), also printed in
-    // timm's model cards (vit_tiny_patch16_224: 5.7 M, vit_small: 22.1 M, vit_base: 86.6 M,
-    // vit_base_patch32_224: 88.2 M, vit_large_patch16_224: 304.3 M).
-    QTest::newRow("vit-ti16") << "vit-ti16" << qint64(5'717'416);
-    QTest::newRow("vit-s16") << "vit-s16" << qint64(22'050'664);
-    QTest::newRow("vit-b16") << "vit-b16" << qint64(86'567'656);
-    QTest::newRow("vit-b32") << "vit-b32" << qint64(88'224'232);
-    QTest::newRow("vit-l16") << "vit-l16" << qint64(304'326'632);
-    // The Keras example's ViT with a class token and a linear head, as the issue states it.
-    QTest::newRow("keras-cifar") << "keras-cifar" << qint64(284'874);
-  }
-  void paramsMatchTimm() {
-    QFETCH(QString, preset);
-    QFETCH(qint64, params);
-    const auto s = vit::summarize(vit::preset(preset.toStdString()).config);
-    QCOMPARE(qint64(s.params), params);
-    QCOMPARE(qint64(s.trainable_params), params);
-    qint64 sum = 0;
-    for (const auto& row : s.layers) sum += row.params;
-    QCOMPARE(sum, params);
-  }
+#include "support/rows.h"
 
-  void vitB16MacsMatchTimm() {
-    // timm's model card for vit_base_patch16_224: 17.6 GMACs (fvcore count: 17.58 G).
-    const auto s = vit::summarize(vit::preset("vit-b16").config);
-    QVERIFY2(std::abs(double(s.macs) / 17.58e9 - 1.0) < 0.001, std::to_string(s.macs).c_str());
-    QCOMPARE(s.flops, 2 * s.macs);
-    // The two MLP Linears alone, counted by hand: 2 layers x 12 blocks x 197 x 768 x 3072.
-    int64_t mlp = 0;
-    for (const auto& row : s.layers)
-      if (row.name.find(".mlp.fc") != std::string::npos) mlp += row.macs;
-    QCOMPARE(mlp, int64_t(2) * 12 * 197 * 768 * 3072);
-    // The tutorial's keras_flops figure (51,955,425,272 for a batch of 8) is below even the MLPs.
-    QVERIFY(51'955'425'272 / 8 < 2 * mlp);
-  }
-
-  void otherTimmMacs_data() {
-    QTest::addColumn<QString>("preset");
-    QTest::addColumn<double>("gmacs");
-    // timm model cards (GMACs at 224x224).
-    QTest::newRow("vit-ti16") << "vit-ti16" << 1.26;
-    QTest::newRow("vit-s16") << "vit-s16" << 4.61;
-    QTest::newRow("vit-b32") << "vit-b32" << 4.41;
-    QTest::newRow("vit-l16") << "vit-l16" << 61.6;
-  }
-  void otherTimmMacs() {
-    QFETCH(QString, preset);
-    QFETCH(double, gmacs);
-    const auto s = vit::summarize(vit::preset(preset.toStdString()).config);
-    QVERIFY2(std::abs(double(s.macs) / 1e9 - gmacs) < 0.006 * gmacs, std::to_string(s.macs).c_str());
-  }
-
-  void attentionMatmulsAreCounted() {
-    vit::ViTConfig c = vit::preset("vit-ti16").config;
-    const auto s = vit::summarize(c);
-    const int64_t T = 197, hd = 64, H = 3;
-    int found = 0;
-    for (const auto& row : s.layers) {
-      if (row.name == "blocks.0.attn.qk" || row.name == "blocks.0.attn.av") {
-        QCOMPARE(row.macs, H * T * T * hd);
-        ++found;
-      }
-    }
-    QCOMPARE(found, 2);
-  }
-
-  void outputShapesFollowTheConfig() {
-    vit::ViTConfig c = vit::preset("keras-cifar").config;
-    const auto s = vit::summarize(c);
-    auto row = [&](const std::string& name) {
-      for (const auto& r : s.layers)
-        if (r.name == name) return r;
-      return vit::LayerSummary{};
-    };
-    QCOMPARE(row("patch_embed.proj").output_shape, (std::vector<int64_t>{64, 12, 12}));
-    QCOMPARE(row("blocks.7.attn.qk").output_shape, (std::vector<int64_t>{4, 145, 145}));
-    QCOMPARE(row("blocks.7.mlp.fc1").output_shape, (std::vector<int64_t>{145, 128}));
-    QCOMPARE(row("head").output_shape, (std::vector<int64_t>{10}));
-
-    c.pool = vit::Pool::Flatten;
-    c.class_token = false;
-    c.head_hidden = {2048, 1024};
-    const auto flat = vit::summarize(c);
-    QCOMPARE(flat.layers.back().name, std::string("head"));
-    const auto& fc = flat.layers[flat.layers.size() - 3];
-    QCOMPARE(fc.name, std::string("head_mlp.0"));
-    QCOMPARE(fc.params, int64_t(144) * 64 * 2048 + 2048);  // Flatten(144 x 64) -> Dense(2048)
-  }
-
-  void invalidConfigThrows() {
-    vit::ViTConfig c;
-    c.heads = 5;
-    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, vit::summarize(c));
-  }
-
-  void jsonHasTheContractKeys() {
-    const auto j = vit::to_json(vit::summarize(vit::preset("vit-ti16").config));
-    for (const char* key : {"params", "trainable_params", "macs", "flops", "layers", "config"})
-      QVERIFY2(j.contains(key), key);
-    QCOMPARE(j["params"].get<int64_t>(), int64_t(5'717'416));
-    QCOMPARE(j["flops"].get<int64_t>(), 2 * j["macs"].get<int64_t>());
-    const auto& first = j["layers"].at(0);
-    for (const char* key : {"name", "type", "output_shape", "params", "macs"})
-      QVERIFY2(first.contains(key), key);
-    QCOMPARE(first["name"].get<std::string>(), std::string("patch_embed.proj"));
-  }
-
-  void formatting() {
-    QCOMPARE(vit::with_commas(86567656), std::string("86,567,656"));
-    QCOMPARE(vit::with_commas(999), std::string("999"));
-    QCOMPARE(vit::with_commas(-1000), std::string("-1,000"));
-    QCOMPARE(vit::si(17.58274e9), std::string("17.58 G"));
-    const std::string table = vit::format_table(vit::summarize(vit::preset("vit-b16").config));
-    QVERIFY(table.find("86,567,656") != std::string::npos);
-    QVERIFY(table.find("blocks.11.mlp.fc2") != std::string::npos);
-  }
+struct ParamsRow : vit_test::Row {
+  std::string preset;
+  int64_t params;
 };
 
-QTEST_APPLESS_MAIN(TstSummary)
-#include "tst_summary.moc"
+class ParamsMatchTimm : public testing::TestWithParam<ParamsRow> {};
+
+TEST_P(ParamsMatchTimm, row) {
+  const auto& row = GetParam();
+  const auto s = vit::summarize(vit::preset(row.preset).config);
+  ASSERT_EQ(int64_t(s.params), row.params);
+  ASSERT_EQ(int64_t(s.trainable_params), row.params);
+  int64_t sum = 0;
+  for (const auto& layer : s.layers) sum += layer.params;
+  ASSERT_EQ(sum, row.params);
+}
+
+// timm 0.9: sum(p.numel() for p in timm.create_model(NAME).parameters()), also printed in
+// timm's model cards (vit_tiny_patch16_224: 5.7 M, vit_small: 22.1 M, vit_base: 86.6 M,
+// vit_base_patch32_224: 88.2 M, vit_large_patch16_224: 304.3 M).
+INSTANTIATE_TEST_SUITE_P(Summary, ParamsMatchTimm,
+                         testing::ValuesIn(std::vector<ParamsRow>{
+    {{"vit-ti16"}, "vit-ti16", 5'717'416},
+    {{"vit-s16"}, "vit-s16", 22'050'664},
+    {{"vit-b16"}, "vit-b16", 86'567'656},
+    {{"vit-b32"}, "vit-b32", 88'224'232},
+    {{"vit-l16"}, "vit-l16", 304'326'632},
+    // The Keras example's ViT with a class token and a linear head, as the issue states it.
+    {{"keras-cifar"}, "keras-cifar", 284'874},
+}), vit_test::RowName());
+
+TEST(Summary, vitB16MacsMatchTimm) {
+  // timm's model card for vit_base_patch16_224: 17.6 GMACs (fvcore count: 17.58 G).
+  const auto s = vit::summarize(vit::preset("vit-b16").config);
+  ASSERT_TRUE(std::abs(double(s.macs) / 17.58e9 - 1.0) < 0.001) << s.macs;
+  ASSERT_EQ(s.flops, 2 * s.macs);
+  // The two MLP Linears alone, counted by hand: 2 layers x 12 blocks x 197 x 768 x 3072.
+  int64_t mlp = 0;
+  for (const auto& row : s.layers)
+    if (row.name.find(".mlp.fc") != std::string::npos) mlp += row.macs;
+  ASSERT_EQ(mlp, int64_t(2) * 12 * 197 * 768 * 3072);
+  // The tutorial's keras_flops figure (51,955,425,272 for a batch of 8) is below even the MLPs.
+  ASSERT_LT(51'955'425'272 / 8, 2 * mlp);
+}
+
+struct MacsRow : vit_test::Row {
+  std::string preset;
+  double gmacs;
+};
+
+class OtherTimmMacs : public testing::TestWithParam<MacsRow> {};
+
+TEST_P(OtherTimmMacs, row) {
+  const auto& row = GetParam();
+  const auto s = vit::summarize(vit::preset(row.preset).config);
+  ASSERT_TRUE(std::abs(double(s.macs) / 1e9 - row.gmacs) < 0.006 * row.gmacs) << s.macs;
+}
+
+// timm model cards (GMACs at 224x224).
+INSTANTIATE_TEST_SUITE_P(Summary, OtherTimmMacs,
+                         testing::ValuesIn(std::vector<MacsRow>{
+    {{"vit-ti16"}, "vit-ti16", 1.26},
+    {{"vit-s16"}, "vit-s16", 4.61},
+    {{"vit-b32"}, "vit-b32", 4.41},
+    {{"vit-l16"}, "vit-l16", 61.6},
+}), vit_test::RowName());
+
+TEST(Summary, attentionMatmulsAreCounted) {
+  vit::ViTConfig c = vit::preset("vit-ti16").config;
+  const auto s = vit::summarize(c);
+  const int64_t T = 197, hd = 64, H = 3;
+  int found = 0;
+  for (const auto& row : s.layers) {
+    if (row.name == "blocks.0.attn.qk" || row.name == "blocks.0.attn.av") {
+      ASSERT_EQ(row.macs, H * T * T * hd);
+      ++found;
+    }
+  }
+  ASSERT_EQ(found, 2);
+}
+
+TEST(Summary, outputShapesFollowTheConfig) {
+  vit::ViTConfig c = vit::preset("keras-cifar").config;
+  const auto s = vit::summarize(c);
+  auto row = [&](const std::string& name) {
+    for (const auto& r : s.layers)
+      if (r.name == name) return r;
+    return vit::LayerSummary{};
+  };
+  ASSERT_EQ(row("patch_embed.proj").output_shape, (std::vector<int64_t>{64, 12, 12}));
+  ASSERT_EQ(row("blocks.7.attn.qk").output_shape, (std::vector<int64_t>{4, 145, 145}));
+  ASSERT_EQ(row("blocks.7.mlp.fc1").output_shape, (std::vector<int64_t>{145, 128}));
+  ASSERT_EQ(row("head").output_shape, (std::vector<int64_t>{10}));
+
+  c.pool = vit::Pool::Flatten;
+  c.class_token = false;
+  c.head_hidden = {2048, 1024};
+  const auto flat = vit::summarize(c);
+  ASSERT_EQ(flat.layers.back().name, std::string("head"));
+  const auto& fc = flat.layers[flat.layers.size() - 3];
+  ASSERT_EQ(fc.name, std::string("head_mlp.0"));
+  ASSERT_EQ(fc.params, int64_t(144) * 64 * 2048 + 2048);  // Flatten(144 x 64) -> Dense(2048)
+}
+
+TEST(Summary, invalidConfigThrows) {
+  vit::ViTConfig c;
+  c.heads = 5;
+  ASSERT_THROW(vit::summarize(c), std::invalid_argument);
+}
+
+TEST(Summary, jsonHasTheContractKeys) {
+  const auto j = vit::to_json(vit::summarize(vit::preset("vit-ti16").config));
+  for (const char* key : {"params", "trainable_params", "macs", "flops", "layers", "config"})
+    ASSERT_TRUE(j.contains(key)) << key;
+  ASSERT_EQ(j["params"].get<int64_t>(), int64_t(5'717'416));
+  ASSERT_EQ(j["flops"].get<int64_t>(), 2 * j["macs"].get<int64_t>());
+  const auto& first = j["layers"].at(0);
+  for (const char* key : {"name", "type", "output_shape", "params", "macs"})
+    ASSERT_TRUE(first.contains(key)) << key;
+  ASSERT_EQ(first["name"].get<std::string>(), std::string("patch_embed.proj"));
+}
+
+TEST(Summary, formatting) {
+  ASSERT_EQ(vit::with_commas(86567656), std::string("86,567,656"));
+  ASSERT_EQ(vit::with_commas(999), std::string("999"));
+  ASSERT_EQ(vit::with_commas(-1000), std::string("-1,000"));
+  ASSERT_EQ(vit::si(17.58274e9), std::string("17.58 G"));
+  const std::string table = vit::format_table(vit::summarize(vit::preset("vit-b16").config));
+  ASSERT_NE(table.find("86,567,656"), std::string::npos);
+  ASSERT_NE(table.find("blocks.11.mlp.fc2"), std::string::npos);
+}

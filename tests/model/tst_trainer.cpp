@@ -1,10 +1,11 @@
 // The trainer on a tiny model and a tiny synthetic data set: learning, the run directory,
 // stop/pause/resume, checkpoints, NaN handling.
-#include <torch/torch.h>  // torch before any Qt header: Qt's `slots` macro breaks LibTorch headers
+#include <torch/torch.h>
 #include <ATen/autocast_mode.h>
 
-#include <QtTest>
+#include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -17,6 +18,8 @@
 #include "trainer.h"
 
 #include "bars_dataset.h"
+#include "support/temp_dir.h"
+#include "support/text.h"
 
 namespace fs = std::filesystem;
 
@@ -79,327 +82,322 @@ std::vector<torch::Tensor> gradients(const std::vector<torch::Tensor>& params) {
   return g;
 }
 
+// Once, before every test (the Qt suite's initTestCase): deterministic reductions.
+class SuiteSetup : public testing::Environment {
+  void SetUp() override { torch::set_num_threads(1); }
+};
+[[maybe_unused]] const auto* const kSuiteSetup = testing::AddGlobalTestEnvironment(new SuiteSetup);
+
 }  // namespace
 
-class TstTrainer : public QObject {
-  Q_OBJECT
- private slots:
-  void initTestCase() { torch::set_num_threads(1); }  // deterministic reductions
+TEST(Trainer, learnsAndWritesTheRunDirectory) {
+  vit_test::TempDir tmp;
+  const std::string run = (fs::path(tmp.path()) / "run").string();
+  std::vector<vit::StepStats> steps;
+  std::vector<vit::EpochStats> epochs;
+  vit::TrainCallbacks cb;
+  cb.on_step = [&](const vit::StepStats& s) { steps.push_back(s); };
+  cb.on_epoch = [&](const vit::EpochStats& e) { epochs.push_back(e); };
+  const auto data = splits();
+  const auto r = vit::train(tiny_model(), quick(6), data, run, cb);
 
-  void learnsAndWritesTheRunDirectory() {
-    QTemporaryDir tmp;
-    const std::string run = (fs::path(tmp.path().toStdString()) / "run").string();
-    std::vector<vit::StepStats> steps;
-    std::vector<vit::EpochStats> epochs;
-    vit::TrainCallbacks cb;
-    cb.on_step = [&](const vit::StepStats& s) { steps.push_back(s); };
-    cb.on_epoch = [&](const vit::EpochStats& e) { epochs.push_back(e); };
-    const auto data = splits();
-    const auto r = vit::train(tiny_model(), quick(6), data, run, cb);
+  ASSERT_EQ(r.stop_reason, std::string("completed"));
+  ASSERT_EQ(r.epochs, 6);
+  ASSERT_EQ(int(epochs.size()), 6);
+  ASSERT_FALSE(steps.empty());
+  ASSERT_TRUE(epochs.back().loss < epochs.front().loss) << "training loss did not go down";
+  ASSERT_TRUE(epochs.back().val_accuracy > 0.9) << std::to_string(epochs.back().val_accuracy);
+  ASSERT_TRUE(r.test.has_value());
+  ASSERT_TRUE(r.test->accuracy > 0.9) << std::to_string(r.test->accuracy);
+  ASSERT_EQ(r.test->count, int64_t(100));
+  ASSERT_TRUE(r.images_per_second > 0);
 
-    QCOMPARE(r.stop_reason, std::string("completed"));
-    QCOMPARE(r.epochs, 6);
-    QCOMPARE(int(epochs.size()), 6);
-    QVERIFY(!steps.empty());
-    QVERIFY2(epochs.back().loss < epochs.front().loss, "training loss did not go down");
-    QVERIFY2(epochs.back().val_accuracy > 0.9, std::to_string(epochs.back().val_accuracy).c_str());
-    QVERIFY(r.test.has_value());
-    QVERIFY2(r.test->accuracy > 0.9, std::to_string(r.test->accuracy).c_str());
-    QCOMPARE(r.test->count, int64_t(100));
-    QVERIFY(r.images_per_second > 0);
+  const fs::path dir(run);
+  for (const char* f : {"config.json", "metrics.csv", "steps.csv", "state.json", "test.json",
+                        "checkpoints/best.safetensors", "checkpoints/last.safetensors",
+                        "checkpoints/last.optim.pt"})
+    ASSERT_TRUE(fs::exists(dir / f)) << f;
+  const auto metrics = lines(dir / "metrics.csv");
+  ASSERT_EQ(metrics.front(), std::string("epoch,loss,accuracy,top5_accuracy,val_loss,val_accuracy,"
+                                         "val_top5_accuracy,lr,seconds"));
+  ASSERT_EQ(int(metrics.size()), 1 + 6);
+  ASSERT_TRUE(lines(dir / "steps.csv").size() > 5);
 
-    const fs::path dir(run);
-    for (const char* f : {"config.json", "metrics.csv", "steps.csv", "state.json", "test.json",
-                          "checkpoints/best.safetensors", "checkpoints/last.safetensors",
-                          "checkpoints/last.optim.pt"})
-      QVERIFY2(fs::exists(dir / f), f);
-    const auto metrics = lines(dir / "metrics.csv");
-    QCOMPARE(metrics.front(), std::string("epoch,loss,accuracy,top5_accuracy,val_loss,val_accuracy,"
-                                          "val_top5_accuracy,lr,seconds"));
-    QCOMPARE(int(metrics.size()), 1 + 6);
-    QVERIFY(lines(dir / "steps.csv").size() > 5);
+  std::ifstream cfg(dir / "config.json");
+  const auto j = nlohmann::json::parse(cfg);
+  ASSERT_EQ(j["model"]["dim"].get<int>(), 16);
+  ASSERT_EQ(j["train"]["seed"].get<int>(), 1);
+  ASSERT_EQ(j["train"]["dataset"].get<std::string>(), std::string("bars"));
+  ASSERT_TRUE(j.contains("version"));
+  ASSERT_EQ(j["data"]["classes"].size(), size_t(2));
+  ASSERT_EQ(j["data"]["val_size"].get<int>(), 32);
 
-    std::ifstream cfg(dir / "config.json");
-    const auto j = nlohmann::json::parse(cfg);
-    QCOMPARE(j["model"]["dim"].get<int>(), 16);
-    QCOMPARE(j["train"]["seed"].get<int>(), 1);
-    QCOMPARE(j["train"]["dataset"].get<std::string>(), std::string("bars"));
-    QVERIFY(j.contains("version"));
-    QCOMPARE(j["data"]["classes"].size(), size_t(2));
-    QCOMPARE(j["data"]["val_size"].get<int>(), 32);
-
-    // TensorBoard curves: one event file with the per-step loss.
-    int event_files = 0;
-    for (const auto& e : fs::directory_iterator(dir))
-      if (e.path().filename().string().rfind("events.out.tfevents.", 0) == 0) {
-        ++event_files;
-        const auto events = vit::read_scalar_events(e.path().string());
-        int losses = 0;
-        for (const auto& ev : events) losses += ev.tag == "train/loss";
-        QCOMPARE(losses, int(steps.size()));
-      }
-    QCOMPARE(event_files, 1);
-
-    // The best checkpoint reproduces the reported test accuracy and carries its config.
-    const auto again = vit::evaluate_run(run, *data.test);
-    QVERIFY(std::abs(again.accuracy - r.test->accuracy) < 1e-9);
-    const auto info = vit::read_checkpoint_info((dir / "checkpoints/best.safetensors").string());
-    QVERIFY(info.config == tiny_model());
-    QCOMPARE(info.normalization.mean.size(), size_t(1));
-    QVERIFY(vit::load_safetensors((dir / "checkpoints/best.safetensors").string()).find("blocks.0.attn.qkv.weight"));
-  }
-
-  void stopThenResumeMatchesAnUninterruptedRun() {
-    QTemporaryDir tmp;
-    const fs::path base(tmp.path().toStdString());
-    const auto data = splits();
-    auto cfg = quick(3);
-    const auto straight = vit::train(tiny_model(), cfg, data, (base / "straight").string());
-
-    int polls = 0;
-    vit::TrainCallbacks stop_cb;
-    stop_cb.poll = [&] { return ++polls > 25 ? vit::Control::Stop : vit::Control::Continue; };
-    const auto stopped = vit::train(tiny_model(), cfg, data, (base / "split").string(), stop_cb);
-    QCOMPARE(stopped.stop_reason, std::string("stopped"));
-    QCOMPARE(stopped.steps, int64_t(25));  // finished within one step of the request
-    QVERIFY(!stopped.test.has_value());
-    std::ifstream state_file(base / "split" / "state.json");
-    const auto state = nlohmann::json::parse(state_file);
-    QCOMPARE(state["global_step"].get<int>(), 25);
-
-    const auto resumed = vit::train(tiny_model(), cfg, data, (base / "split").string(), {}, true);
-    QCOMPARE(resumed.stop_reason, std::string("completed"));
-    QCOMPARE(resumed.steps, straight.steps);
-    QCOMPARE(int(lines(base / "split" / "metrics.csv").size()), 1 + 3);
-    // Same data order, same optimizer state: the same weights as the uninterrupted run.
-    const auto a = vit::load_safetensors((base / "straight/checkpoints/last.safetensors").string());
-    const auto b = vit::load_safetensors((base / "split/checkpoints/last.safetensors").string());
-    for (const auto& [name, t] : a.tensors)
-      QVERIFY2(torch::allclose(t, *b.find(name), 1e-4, 1e-6), name.c_str());
-    QVERIFY(std::abs(resumed.test->accuracy - straight.test->accuracy) < 0.02);
-  }
-
-  // Data parallelism (model/data_parallel.h) must compute the same gradient as one pass over the
-  // whole batch: each shard's loss is weighted by its share of the rows, uneven shards included.
-  void dataParallelGradientsMatchOneShard() {
-    ThreadsForTest threads(2);
-    auto cfg = tiny_model();
-    cfg.num_classes = 5;
-    torch::manual_seed(3);
-    vit::VisionTransformer model(cfg);
-    model->train();
-    const auto params = all_parameters(model);
-    const auto images = torch::randn({10, 1, 8, 8});
-    const auto labels = torch::randint(0, 5, {10}, torch::kLong);
-    auto grads_of = [&](int shards) {
-      const auto out = vit::forward_backward(model, params, images, labels, 0.1, shards);
-      return std::make_pair(out, gradients(params));
-    };
-    const auto [whole, g1] = grads_of(1);
-    QCOMPARE(whole.logits.size(0), int64_t(10));
-    for (int shards : {2, 3, 10}) {  // 3: shards of 3, 3 and 4 rows
-      const auto [split, g] = grads_of(shards);
-      QVERIFY(std::abs(split.loss - whole.loss) < 1e-5);
-      QVERIFY(torch::allclose(split.logits, whole.logits, 1e-5, 1e-6));
-      for (size_t i = 0; i < g.size(); ++i)
-        QVERIFY2(torch::allclose(g[i], g1[i], 1e-4, 1e-6),
-                 (std::to_string(shards) + " shards, parameter " + std::to_string(i) + ": max diff " +
-                  std::to_string((g[i] - g1[i]).abs().max().item<double>()) + " of max " +
-                  std::to_string(g1[i].abs().max().item<double>())).c_str());
+  // TensorBoard curves: one event file with the per-step loss.
+  int event_files = 0;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().rfind("events.out.tfevents.", 0) == 0) {
+      ++event_files;
+      const auto events = vit::read_scalar_events(e.path().string());
+      int losses = 0;
+      for (const auto& ev : events) losses += ev.tag == "train/loss";
+      ASSERT_EQ(losses, int(steps.size()));
     }
-    // The comparison above means something only for a gradient that is not zero.
-    QVERIFY(g1[0].abs().sum().item<double>() > 0);
-  }
+  ASSERT_EQ(event_files, 1);
 
-  // The trainer's clipping and AdamW step run spread over the shards' threads; they must give
-  // LibTorch's clip_grad_norm_ and AdamW::step bit for bit (same arithmetic per parameter), with
-  // two parameter groups (decay and none) and the optimizer state created on the first step.
-  void parallelClipAndAdamWMatchLibTorch() {
-    ThreadsForTest threads(2);
-    torch::manual_seed(4);
-    std::vector<torch::Tensor> a, b;
-    for (auto shape : std::vector<std::vector<int64_t>>{{16, 8}, {8}, {3, 4, 5}, {1}, {7, 7}}) {
-      a.push_back(torch::randn(shape).requires_grad_());
-      b.push_back(a.back().detach().clone().requires_grad_());
-    }
-    auto make = [](std::vector<torch::Tensor>& p) {
-      std::vector<torch::optim::OptimizerParamGroup> groups;
-      groups.emplace_back(std::vector<torch::Tensor>{p[0], p[2], p[4]},
-                          std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(3e-3).weight_decay(0.05)));
-      groups.emplace_back(std::vector<torch::Tensor>{p[1], p[3]},
-                          std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(3e-3).weight_decay(0.0)));
-      return torch::optim::AdamW(std::move(groups), torch::optim::AdamWOptions(3e-3));
-    };
-    auto ours = make(b), theirs = make(a);
-    const auto start = a[0].detach().clone();
-    for (int step = 0; step < 4; ++step) {
-      for (size_t i = 0; i < a.size(); ++i) {
-        const auto g = torch::randn(a[i].sizes()) * (step + 1);  // norms above and below the clip
-        a[i].mutable_grad() = g.clone();
-        b[i].mutable_grad() = g.clone();
-      }
-      const double n1 = torch::nn::utils::clip_grad_norm_(a, 5.0);
-      const double n2 = vit::clip_grad_norm(b, 5.0, 2);
-      QCOMPARE(n2, n1);
-      theirs.step();
-      vit::adamw_step(ours, 2);
-      for (size_t i = 0; i < a.size(); ++i) {
-        QVERIFY2(torch::equal(a[i].grad(), b[i].grad()), ("clipped gradient " + std::to_string(i)).c_str());
-        QVERIFY2(torch::equal(a[i], b[i]), ("step " + std::to_string(step) + ", parameter " + std::to_string(i)).c_str());
-      }
-    }
-    QVERIFY(!torch::equal(a[0], start));  // the comparison is of weights that moved
-    QCOMPARE(ours.state().size(), theirs.state().size());
-  }
+  // The best checkpoint reproduces the reported test accuracy and carries its config.
+  const auto again = vit::evaluate_run(run, *data.test);
+  ASSERT_TRUE(std::abs(again.accuracy - r.test->accuracy) < 1e-9);
+  const auto info = vit::read_checkpoint_info((dir / "checkpoints/best.safetensors").string());
+  ASSERT_TRUE(info.config == tiny_model());
+  ASSERT_EQ(info.normalization.mean.size(), size_t(1));
+  ASSERT_TRUE(vit::load_safetensors((dir / "checkpoints/best.safetensors").string()).find("blocks.0.attn.qkv.weight"));
+}
 
-  // bf16 mixed precision: the matrix products run in bfloat16 (8-bit mantissa, ~0.4% per
-  // rounding), weights and gradients stay float, and the gradient is the float one to within a
-  // few percent, on one shard and on two.
-  void bf16GradientsAreCloseToFloat() {
-    ThreadsForTest threads(2);
-    auto cfg = tiny_model();
-    cfg.num_classes = 5;
-    cfg.dropout = 0.2;  // bf16 activations get bf16 dropout masks
-    torch::manual_seed(3);
-    vit::VisionTransformer model(cfg);
-    model->train();
-    const auto params = all_parameters(model);
-    const auto images = torch::randn({12, 1, 8, 8});
-    const auto labels = torch::randint(0, 5, {12}, torch::kLong);
-    auto flat_grads = [&](int shards, bool bf16) {
-      torch::manual_seed(9);  // the same dropout masks in every pass
-      const auto out = vit::forward_backward(model, params, images, labels, 0.1, shards, bf16);
-      std::vector<torch::Tensor> flat;
-      for (const auto& g : gradients(params)) {
-        if (g.scalar_type() != torch::kFloat) throw std::runtime_error("a gradient is not float");
-        flat.push_back(g.flatten());
-      }
-      if (out.logits.scalar_type() != torch::kFloat) throw std::runtime_error("logits are not float");
-      return torch::cat(flat);
-    };
-    for (int shards : {1, 2}) {
-      const auto fp32 = flat_grads(shards, false), bf16 = flat_grads(shards, true);
-      const double rel = ((bf16 - fp32).norm() / fp32.norm()).item<double>();
-      QVERIFY2(rel < 0.05, (std::to_string(shards) + " shard(s): relative difference " + std::to_string(rel)).c_str());
-      QVERIFY2(rel > 1e-5, "bf16 gave the float gradient bit for bit: autocast did not run");
-      QVERIFY(!at::autocast::is_cpu_enabled());  // the scope ended with the pass
+TEST(Trainer, stopThenResumeMatchesAnUninterruptedRun) {
+  vit_test::TempDir tmp;
+  const fs::path base(tmp.path());
+  const auto data = splits();
+  auto cfg = quick(3);
+  const auto straight = vit::train(tiny_model(), cfg, data, (base / "straight").string());
+
+  int polls = 0;
+  vit::TrainCallbacks stop_cb;
+  stop_cb.poll = [&] { return ++polls > 25 ? vit::Control::Stop : vit::Control::Continue; };
+  const auto stopped = vit::train(tiny_model(), cfg, data, (base / "split").string(), stop_cb);
+  ASSERT_EQ(stopped.stop_reason, std::string("stopped"));
+  ASSERT_EQ(stopped.steps, int64_t(25));  // finished within one step of the request
+  ASSERT_FALSE(stopped.test.has_value());
+  std::ifstream state_file(base / "split" / "state.json");
+  const auto state = nlohmann::json::parse(state_file);
+  ASSERT_EQ(state["global_step"].get<int>(), 25);
+
+  const auto resumed = vit::train(tiny_model(), cfg, data, (base / "split").string(), {}, true);
+  ASSERT_EQ(resumed.stop_reason, std::string("completed"));
+  ASSERT_EQ(resumed.steps, straight.steps);
+  ASSERT_EQ(int(lines(base / "split" / "metrics.csv").size()), 1 + 3);
+  // Same data order, same optimizer state: the same weights as the uninterrupted run.
+  const auto a = vit::load_safetensors((base / "straight/checkpoints/last.safetensors").string());
+  const auto b = vit::load_safetensors((base / "split/checkpoints/last.safetensors").string());
+  for (const auto& [name, t] : a.tensors)
+    ASSERT_TRUE(torch::allclose(t, *b.find(name), 1e-4, 1e-6)) << name;
+  ASSERT_TRUE(std::abs(resumed.test->accuracy - straight.test->accuracy) < 0.02);
+}
+
+// Data parallelism (model/data_parallel.h) must compute the same gradient as one pass over the
+// whole batch: each shard's loss is weighted by its share of the rows, uneven shards included.
+TEST(Trainer, dataParallelGradientsMatchOneShard) {
+  ThreadsForTest threads(2);
+  auto cfg = tiny_model();
+  cfg.num_classes = 5;
+  torch::manual_seed(3);
+  vit::VisionTransformer model(cfg);
+  model->train();
+  const auto params = all_parameters(model);
+  const auto images = torch::randn({10, 1, 8, 8});
+  const auto labels = torch::randint(0, 5, {10}, torch::kLong);
+  auto grads_of = [&](int shards) {
+    const auto out = vit::forward_backward(model, params, images, labels, 0.1, shards);
+    return std::make_pair(out, gradients(params));
+  };
+  const auto [whole, g1] = grads_of(1);
+  ASSERT_EQ(whole.logits.size(0), int64_t(10));
+  for (int shards : {2, 3, 10}) {  // 3: shards of 3, 3 and 4 rows
+    const auto [split, g] = grads_of(shards);
+    ASSERT_TRUE(std::abs(split.loss - whole.loss) < 1e-5);
+    ASSERT_TRUE(torch::allclose(split.logits, whole.logits, 1e-5, 1e-6));
+    for (size_t i = 0; i < g.size(); ++i)
+      ASSERT_TRUE(torch::allclose(g[i], g1[i], 1e-4, 1e-6))
+          << (std::to_string(shards) + " shards, parameter " + std::to_string(i) + ": max diff " +
+                std::to_string((g[i] - g1[i]).abs().max().item<double>()) + " of max " +
+                std::to_string(g1[i].abs().max().item<double>()));
+  }
+  // The comparison above means something only for a gradient that is not zero.
+  ASSERT_TRUE(g1[0].abs().sum().item<double>() > 0);
+}
+
+// The trainer's clipping and AdamW step run spread over the shards' threads; they must give
+// LibTorch's clip_grad_norm_ and AdamW::step bit for bit (same arithmetic per parameter), with
+// two parameter groups (decay and none) and the optimizer state created on the first step.
+TEST(Trainer, parallelClipAndAdamWMatchLibTorch) {
+  ThreadsForTest threads(2);
+  torch::manual_seed(4);
+  std::vector<torch::Tensor> a, b;
+  for (auto shape : std::vector<std::vector<int64_t>>{{16, 8}, {8}, {3, 4, 5}, {1}, {7, 7}}) {
+    a.push_back(torch::randn(shape).requires_grad_());
+    b.push_back(a.back().detach().clone().requires_grad_());
+  }
+  auto make = [](std::vector<torch::Tensor>& p) {
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(std::vector<torch::Tensor>{p[0], p[2], p[4]},
+                        std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(3e-3).weight_decay(0.05)));
+    groups.emplace_back(std::vector<torch::Tensor>{p[1], p[3]},
+                        std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(3e-3).weight_decay(0.0)));
+    return torch::optim::AdamW(std::move(groups), torch::optim::AdamWOptions(3e-3));
+  };
+  auto ours = make(b), theirs = make(a);
+  const auto start = a[0].detach().clone();
+  for (int step = 0; step < 4; ++step) {
+    for (size_t i = 0; i < a.size(); ++i) {
+      const auto g = torch::randn(a[i].sizes()) * (step + 1);  // norms above and below the clip
+      a[i].mutable_grad() = g.clone();
+      b[i].mutable_grad() = g.clone();
+    }
+    const double n1 = torch::nn::utils::clip_grad_norm_(a, 5.0);
+    const double n2 = vit::clip_grad_norm(b, 5.0, 2);
+    ASSERT_DOUBLE_EQ(n2, n1);
+    theirs.step();
+    vit::adamw_step(ours, 2);
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_TRUE(torch::equal(a[i].grad(), b[i].grad())) << ("clipped gradient " + std::to_string(i));
+      ASSERT_TRUE(torch::equal(a[i], b[i])) << ("step " + std::to_string(step) + ", parameter " + std::to_string(i));
     }
   }
+  ASSERT_FALSE(torch::equal(a[0], start));  // the comparison is of weights that moved
+  ASSERT_EQ(ours.state().size(), theirs.state().size());
+}
 
-  // With dropout and stochastic depth the shards draw their masks from seeds taken in shard
-  // order, so the same seed gives the same gradient however the threads are scheduled.
-  void dataParallelDropoutIsReproducible() {
-    ThreadsForTest threads(2);
-    auto cfg = tiny_model();
-    cfg.dropout = 0.3;
-    cfg.drop_path = 0.2;
-    torch::manual_seed(5);
-    vit::VisionTransformer model(cfg);
-    model->train();
-    const auto params = all_parameters(model);
-    const auto images = torch::randn({16, 1, 8, 8});
-    const auto labels = torch::randint(0, 2, {16}, torch::kLong);
-    auto grads_of = [&](uint64_t seed) {
-      torch::manual_seed(seed);
-      vit::forward_backward(model, params, images, labels, 0.0, 2);
-      return gradients(params);
-    };
-    const auto a = grads_of(11);
-    for (int repeat = 0; repeat < 5; ++repeat) {
-      const auto b = grads_of(11);
-      for (size_t i = 0; i < a.size(); ++i) QVERIFY(torch::equal(a[i], b[i]));
+// bf16 mixed precision: the matrix products run in bfloat16 (8-bit mantissa, ~0.4% per
+// rounding), weights and gradients stay float, and the gradient is the float one to within a
+// few percent, on one shard and on two.
+TEST(Trainer, bf16GradientsAreCloseToFloat) {
+  ThreadsForTest threads(2);
+  auto cfg = tiny_model();
+  cfg.num_classes = 5;
+  cfg.dropout = 0.2;  // bf16 activations get bf16 dropout masks
+  torch::manual_seed(3);
+  vit::VisionTransformer model(cfg);
+  model->train();
+  const auto params = all_parameters(model);
+  const auto images = torch::randn({12, 1, 8, 8});
+  const auto labels = torch::randint(0, 5, {12}, torch::kLong);
+  auto flat_grads = [&](int shards, bool bf16) {
+    torch::manual_seed(9);  // the same dropout masks in every pass
+    const auto out = vit::forward_backward(model, params, images, labels, 0.1, shards, bf16);
+    std::vector<torch::Tensor> flat;
+    for (const auto& g : gradients(params)) {
+      if (g.scalar_type() != torch::kFloat) throw std::runtime_error("a gradient is not float");
+      flat.push_back(g.flatten());
     }
-    const auto c = grads_of(12);
-    bool differs = false;
-    for (size_t i = 0; i < a.size(); ++i) differs |= !torch::equal(a[i], c[i]);
-    QVERIFY2(differs, "another seed should draw other dropout masks");
+    if (out.logits.scalar_type() != torch::kFloat) throw std::runtime_error("logits are not float");
+    return torch::cat(flat);
+  };
+  for (int shards : {1, 2}) {
+    const auto fp32 = flat_grads(shards, false), bf16 = flat_grads(shards, true);
+    const double rel = ((bf16 - fp32).norm() / fp32.norm()).item<double>();
+    ASSERT_TRUE(rel < 0.05) << (std::to_string(shards) + " shard(s): relative difference " + std::to_string(rel));
+    ASSERT_TRUE(rel > 1e-5) << "bf16 gave the float gradient bit for bit: autocast did not run";
+    ASSERT_FALSE(at::autocast::is_cpu_enabled());  // the scope ended with the pass
   }
+}
 
-  // A whole data-parallel run on 2 threads: learns, and the same seed gives the same weights.
-  void dataParallelRunLearnsAndRepeats() {
-    std::optional<ThreadsForTest> threads(std::in_place, 2);  // reset before the asserts
-    QTemporaryDir tmp;
-    const fs::path base(tmp.path().toStdString());
-    auto cfg = quick(4);
-    cfg.data_parallel = true;
-    auto model = tiny_model();
-    model.dropout = 0.1;
-    const auto data = splits();
-    const auto a = vit::train(model, cfg, data, (base / "a").string());
-    const auto b = vit::train(model, cfg, data, (base / "b").string());
-    threads.reset();
-    QVERIFY2(a.test->accuracy > 0.9, std::to_string(a.test->accuracy).c_str());
-    QCOMPARE(a.test->accuracy, b.test->accuracy);
-    const auto wa = vit::load_safetensors((base / "a/checkpoints/last.safetensors").string());
-    const auto wb = vit::load_safetensors((base / "b/checkpoints/last.safetensors").string());
-    for (const auto& [name, t] : wa.tensors) QVERIFY2(torch::equal(t, *wb.find(name)), name.c_str());
-    std::ifstream config(base / "a" / "config.json");
-    QVERIFY(nlohmann::json::parse(config)["train"]["data_parallel"].get<bool>());
+// With dropout and stochastic depth the shards draw their masks from seeds taken in shard
+// order, so the same seed gives the same gradient however the threads are scheduled.
+TEST(Trainer, dataParallelDropoutIsReproducible) {
+  ThreadsForTest threads(2);
+  auto cfg = tiny_model();
+  cfg.dropout = 0.3;
+  cfg.drop_path = 0.2;
+  torch::manual_seed(5);
+  vit::VisionTransformer model(cfg);
+  model->train();
+  const auto params = all_parameters(model);
+  const auto images = torch::randn({16, 1, 8, 8});
+  const auto labels = torch::randint(0, 2, {16}, torch::kLong);
+  auto grads_of = [&](uint64_t seed) {
+    torch::manual_seed(seed);
+    vit::forward_backward(model, params, images, labels, 0.0, 2);
+    return gradients(params);
+  };
+  const auto a = grads_of(11);
+  for (int repeat = 0; repeat < 5; ++repeat) {
+    const auto b = grads_of(11);
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_TRUE(torch::equal(a[i], b[i]));
   }
+  const auto c = grads_of(12);
+  bool differs = false;
+  for (size_t i = 0; i < a.size(); ++i) differs |= !torch::equal(a[i], c[i]);
+  ASSERT_TRUE(differs) << "another seed should draw other dropout masks";
+}
 
-  void pauseWaitsThenContinues() {
-    QTemporaryDir tmp;
-    int polls = 0;
-    vit::TrainCallbacks cb;
-    cb.poll = [&] { return (++polls >= 3 && polls < 8) ? vit::Control::Pause : vit::Control::Continue; };
-    QElapsedTimer timer;
-    timer.start();
-    const auto r = vit::train(tiny_model(), quick(1), splits(), tmp.filePath("run").toStdString(), cb);
-    QCOMPARE(r.stop_reason, std::string("completed"));
-    QVERIFY(polls > 8);
-    QVERIFY(timer.elapsed() >= 5 * 50 - 10);  // five paused polls, 50 ms apart
+// A whole data-parallel run on 2 threads: learns, and the same seed gives the same weights.
+TEST(Trainer, dataParallelRunLearnsAndRepeats) {
+  std::optional<ThreadsForTest> threads(std::in_place, 2);  // reset before the asserts
+  vit_test::TempDir tmp;
+  const fs::path base(tmp.path());
+  auto cfg = quick(4);
+  cfg.data_parallel = true;
+  auto model = tiny_model();
+  model.dropout = 0.1;
+  const auto data = splits();
+  const auto a = vit::train(model, cfg, data, (base / "a").string());
+  const auto b = vit::train(model, cfg, data, (base / "b").string());
+  threads.reset();
+  ASSERT_TRUE(a.test->accuracy > 0.9) << std::to_string(a.test->accuracy);
+  ASSERT_DOUBLE_EQ(a.test->accuracy, b.test->accuracy);
+  const auto wa = vit::load_safetensors((base / "a/checkpoints/last.safetensors").string());
+  const auto wb = vit::load_safetensors((base / "b/checkpoints/last.safetensors").string());
+  for (const auto& [name, t] : wa.tensors) ASSERT_TRUE(torch::equal(t, *wb.find(name))) << name;
+  std::ifstream config(base / "a" / "config.json");
+  ASSERT_TRUE(nlohmann::json::parse(config)["train"]["data_parallel"].get<bool>());
+}
+
+TEST(Trainer, pauseWaitsThenContinues) {
+  vit_test::TempDir tmp;
+  int polls = 0;
+  vit::TrainCallbacks cb;
+  cb.poll = [&] { return (++polls >= 3 && polls < 8) ? vit::Control::Pause : vit::Control::Continue; };
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = vit::train(tiny_model(), quick(1), splits(), tmp.file("run"), cb);
+  ASSERT_EQ(r.stop_reason, std::string("completed"));
+  ASSERT_TRUE(polls > 8);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(elapsed >= std::chrono::milliseconds(5 * 50 - 10));  // five paused polls, 50 ms apart
+}
+
+TEST(Trainer, maxStepsStopsEarlyAndStillTests) {
+  vit_test::TempDir tmp;
+  auto cfg = quick(5);
+  cfg.max_steps = 7;
+  const auto r = vit::train(tiny_model(), cfg, splits(), tmp.file("run"));
+  ASSERT_EQ(r.stop_reason, std::string("max_steps"));
+  ASSERT_EQ(r.steps, int64_t(7));
+  ASSERT_TRUE(r.test.has_value());
+}
+
+TEST(Trainer, nanLossStopsWithAClearMessage) {
+  vit_test::TempDir tmp;
+  auto cfg = quick(2);
+  cfg.mean = {0.0f};
+  cfg.std = {1e-38f};  // pixels / std overflow to inf: the first loss is NaN
+  const auto run = tmp.file("run");
+  const auto r = vit::train(tiny_model(), cfg, splits(), run);
+  ASSERT_EQ(r.stop_reason, std::string("nan"));
+  ASSERT_TRUE(vit_test::contains(r.message, "--lr")) << r.message;
+  ASSERT_FALSE(r.test.has_value());
+  ASSERT_FALSE(fs::exists(fs::path(run) / "checkpoints/last.safetensors"));  // nothing broken saved
+}
+
+TEST(Trainer, badSetupsAreRejected) {
+  vit_test::TempDir tmp;
+  auto model = tiny_model();
+  model.num_classes = 3;
+  try {
+    vit::train(model, quick(1), splits(), tmp.file("a"));
+    FAIL() << "class mismatch accepted";
+  } catch (const std::invalid_argument& e) {
+    ASSERT_TRUE(vit_test::contains(e.what(), "--classes 2")) << e.what();
   }
-
-  void maxStepsStopsEarlyAndStillTests() {
-    QTemporaryDir tmp;
-    auto cfg = quick(5);
-    cfg.max_steps = 7;
-    const auto r = vit::train(tiny_model(), cfg, splits(), tmp.filePath("run").toStdString());
-    QCOMPARE(r.stop_reason, std::string("max_steps"));
-    QCOMPARE(r.steps, int64_t(7));
-    QVERIFY(r.test.has_value());
-  }
-
-  void nanLossStopsWithAClearMessage() {
-    QTemporaryDir tmp;
-    auto cfg = quick(2);
-    cfg.mean = {0.0f};
-    cfg.std = {1e-38f};  // pixels / std overflow to inf: the first loss is NaN
-    const auto run = tmp.filePath("run").toStdString();
-    const auto r = vit::train(tiny_model(), cfg, splits(), run);
-    QCOMPARE(r.stop_reason, std::string("nan"));
-    QVERIFY2(QString::fromStdString(r.message).contains("--lr"), r.message.c_str());
-    QVERIFY(!r.test.has_value());
-    QVERIFY(!fs::exists(fs::path(run) / "checkpoints/last.safetensors"));  // nothing broken saved
-  }
-
-  void badSetupsAreRejected() {
-    QTemporaryDir tmp;
-    auto model = tiny_model();
-    model.num_classes = 3;
-    try {
-      vit::train(model, quick(1), splits(), tmp.filePath("a").toStdString());
-      QFAIL("class mismatch accepted");
-    } catch (const std::invalid_argument& e) {
-      QVERIFY2(QString(e.what()).contains("--classes 2"), e.what());
-    }
-    auto cfg = quick(1);
-    cfg.batch_size = 0;
-    QVERIFY_THROWS_EXCEPTION(std::invalid_argument,
-                             vit::train(tiny_model(), cfg, splits(), tmp.filePath("b").toStdString()));
-    // A finished run is not silently overwritten.
-    const auto run = tmp.filePath("c").toStdString();
+  auto cfg = quick(1);
+  cfg.batch_size = 0;
+  ASSERT_THROW(vit::train(tiny_model(), cfg, splits(), tmp.file("b")), std::invalid_argument);
+  // A finished run is not silently overwritten.
+  const auto run = tmp.file("c");
+  vit::train(tiny_model(), quick(1), splits(), run);
+  try {
     vit::train(tiny_model(), quick(1), splits(), run);
-    try {
-      vit::train(tiny_model(), quick(1), splits(), run);
-      QFAIL("overwrote an existing run");
-    } catch (const std::invalid_argument& e) {
-      QVERIFY2(QString(e.what()).contains("--resume"), e.what());
-    }
-    QVERIFY_THROWS_EXCEPTION(std::invalid_argument,
-                             vit::train(tiny_model(), quick(1), splits(), run, {}, true));
+    FAIL() << "overwrote an existing run";
+  } catch (const std::invalid_argument& e) {
+    ASSERT_TRUE(vit_test::contains(e.what(), "--resume")) << e.what();
   }
-};
-
-QTEST_APPLESS_MAIN(TstTrainer)
-#include "tst_trainer.moc"
+  ASSERT_THROW(vit::train(tiny_model(), quick(1), splits(), run, {}, true), std::invalid_argument);
+}

@@ -3,21 +3,22 @@
 // mapping to the same tensors, export -> import round trips, every malformed or hostile file
 // refused with a message naming it, position-embedding resizing, fine-tuning (new head, frozen
 // backbone, layer-wise lr decay) and the `vit import` / `vit export` / `vit train --init` CLI.
-#include <torch/torch.h>  // torch before any Qt header: Qt's `slots` macro breaks LibTorch headers
+#include <torch/torch.h>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
-#include <QtTest>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
-#include <QJsonArray>
-#include <QJsonDocument>
-#include <QJsonObject>
-#include <QProcess>
-
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "checkpoint.h"
 #include "config_json.h"
@@ -30,7 +31,15 @@
 #include "weights_io.h"
 #include "zip_archive.h"
 
+#include "support/fatal.h"
+#include "support/process.h"
+#include "support/rows.h"
+#include "support/temp_dir.h"
+#include "support/text.h"
+
+
 namespace fs = std::filesystem;
+using vit_test::contains;
 
 namespace {
 
@@ -75,14 +84,14 @@ bool same(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 // Same names (any order) and bit-identical tensors; the first difference otherwise.
-QString compare_sets(const vit::NamedTensors& got, const vit::NamedTensors& want) {
+std::string compare_sets(const vit::NamedTensors& got, const vit::NamedTensors& want) {
   std::map<std::string, torch::Tensor> g(got.begin(), got.end());
   if (g.size() != want.size())
-    return QString("%1 tensors, expected %2").arg(g.size()).arg(want.size());
+    return std::to_string(g.size()) + " tensors, expected " + std::to_string(want.size());
   for (const auto& [name, t] : want) {
     auto it = g.find(name);
-    if (it == g.end()) return QString("missing %1").arg(name.c_str());
-    if (!same(it->second, t)) return QString("%1 differs").arg(name.c_str());
+    if (it == g.end()) return "missing " + name;
+    if (!same(it->second, t)) return name + " differs";
   }
   return {};
 }
@@ -243,22 +252,21 @@ std::string safetensors_bytes(const std::string& header, const std::string& data
   return le(length.value_or(header.size()), 8) + header + data;
 }
 
-struct Result {
-  int code = -1;
-  QByteArray out, err;
-};
-
-Result run_vit(const QStringList& args) {
-  QProcess p;
-  p.start(qEnvironmentVariable("VIT_BINARY"), args);
-  if (!p.waitForFinished(300000)) qFatal("vit did not finish: %s", qPrintable(args.join(' ')));
-  return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1, p.readAllStandardOutput(),
-          p.readAllStandardError()};
+std::string vit_binary() {
+  const char* binary = std::getenv("VIT_BINARY");
+  return binary ? binary : "";
 }
 
-QJsonObject last_json_line(const QByteArray& out) {
-  const auto lines = out.trimmed().split('\n');
-  return QJsonDocument::fromJson(lines.last()).object();
+// `vit ARGS`: its exit code (-1 if it crashed), stdout and stderr; a hung vit stops the suite.
+vit_test::ProcessResult run_vit(const std::vector<std::string>& args) {
+  auto r = vit_test::run_process(vit_binary(), args, std::chrono::minutes(5));
+  if (!r.finished())
+    vit_test::fatal("vit did not finish: " + vit_test::join(args) + ": " + r.error);
+  return r;
+}
+
+nlohmann::json last_json_line(const std::string& out) {
+  return nlohmann::json::parse(vit_test::last_line(vit_test::trimmed(out)));
 }
 
 // Two classes of 16x16 RGB images: a bright left or right half, for `vit train --init`.
@@ -274,664 +282,705 @@ void write_image_folder(const std::string& dir) {
   }
 }
 
+// The suite's directory (the Qt suite's QTemporaryDir member).
+const vit_test::TempDir& suite_dir() {
+  static const vit_test::TempDir dir;
+  return dir;
+}
+const std::string& root() { return suite_dir().path(); }
+
+// Once, before every test (the Qt suite's initTestCase).
+class SuiteSetup : public testing::Environment {
+  void SetUp() override { ASSERT_TRUE(suite_dir().valid()) << suite_dir().error(); }
+};
+[[maybe_unused]] const auto* const kSuiteSetup = testing::AddGlobalTestEnvironment(new SuiteSetup);
+
 }  // namespace
 
-class TstWeightsIo : public QObject {
-  Q_OBJECT
- private slots:
-  void initTestCase() {
-    QVERIFY(dir_.isValid());
-    root_ = dir_.path().toStdString();
-  }
+// ---- parity with the independent Python implementation -----------------------------------
 
-  // ---- parity with the independent Python implementation -----------------------------------
-
-  void parityWithPythonReference_data() {
-    QTest::addColumn<QString>("file");
-    QTest::addColumn<int>("heads");  // 0: the file must tell
-    QTest::addColumn<QString>("naming");
-    QTest::newRow("safetensors, timm names") << "weights.safetensors" << 4 << "timm";
-    QTest::newRow("npz, Google names (numpy.savez)") << "weights.npz" << 0 << "google-npz";
-    QTest::newRow("pth, Hugging Face names (torch.save)") << "weights.pth" << 4 << "hugging-face";
-  }
-  void parityWithPythonReference() {
-    QFETCH(QString, file);
-    QFETCH(int, heads);
-    QFETCH(QString, naming);
-    vit::ImportOptions options;
-    if (heads) options.heads = heads;
-    const auto w = vit::import_weights(kFixtures + file.toStdString(), options);
-    QCOMPARE(QString::fromStdString(w.naming), naming);
-    QCOMPARE(w.config.dim, 24);
-    QCOMPARE(w.config.depth, 2);
-    QCOMPARE(w.config.heads, 4);
-    QCOMPARE(w.config.patch_size, 4);
-    QCOMPARE(w.config.image_size, 16);
-    QCOMPARE(w.config.mlp_hidden, 48);
-    QCOMPARE(w.config.num_classes, 10);
-    QVERIFY(w.config.class_token && w.config.qkv_bias && w.config.pool == vit::Pool::Token);
-    QCOMPARE(w.normalization.mean, (std::vector<float>{0.5f, 0.5f, 0.5f}));
-
-    vit::VisionTransformer model(w.config);
-    const auto load = vit::load_pretrained(*model, w);
-    QVERIFY(!load.new_head && !load.pos_embed_resized && !load.channels_adapted);
-    model->eval();
-    const auto expected = vit::load_safetensors(kFixtures + "expected.safetensors");
-    torch::NoGradGuard no_grad;
-    const auto logits = model->forward(*expected.find("input"));
-    // The reference: make_fixture.py's plain-torch ViT, float64 forward of the float32 weights.
-    const double diff = (logits - *expected.find("logits")).abs().max().item<double>();
-    QVERIFY2(diff < 1e-4, qPrintable(QString("logits differ from tests/fixtures/parity/"
-                                             "make_fixture.py's reference by %1").arg(diff)));
-    qInfo("max |logits - Python reference| = %.3g", diff);
-    QVERIFY(logits.abs().max().item<double>() > 0.5);  // not a degenerate all-zero comparison
-  }
-
-  void fixtureContainersHoldTheSameWeights() {
-    const auto st = vit::import_weights(kFixtures + "weights.safetensors", {4});
-    const auto npz = vit::import_weights(kFixtures + "weights.npz");
-    const auto pth = vit::import_weights(kFixtures + "weights.pth", {4});
-    QCOMPARE(compare_sets(npz.tensors, st.tensors), QString());
-    QCOMPARE(compare_sets(pth.tensors, st.tensors), QString());
-    QCOMPARE(npz.heads_source, std::string("the attention kernels' shape"));
-    QVERIFY(npz.config == st.config && pth.config == st.config);
-  }
-
-  // ---- naming schemes built by the test ------------------------------------------------------
-
-  void npzAndHuggingFaceMapToSameWeights_data() {
-    QTest::addColumn<QString>("prefix");
-    QTest::addColumn<bool>("big_vision");
-    QTest::addColumn<bool>("scanned");
-    QTest::addColumn<bool>("deflate");
-    QTest::newRow("vit_jax names") << "" << false << false << false;
-    QTest::newRow("opt/target/ prefix + optimizer state") << "opt/target/" << false << false << false;
-    QTest::newRow("deflated (numpy.savez_compressed)") << "" << false << false << true;
-    QTest::newRow("big_vision names") << "params/" << true << false << false;
-    QTest::newRow("big_vision, scanned blocks") << "params/" << true << true << false;
-  }
-  void npzAndHuggingFaceMapToSameWeights() {
-    QFETCH(QString, prefix);
-    QFETCH(bool, big_vision);
-    QFETCH(bool, scanned);
-    QFETCH(bool, deflate);
-    const vit::ViTConfig config = tiny(5);
-    auto model = random_model(config);
-    const auto timm = state(*model);
-
-    auto google = google_npz(timm, config.heads, prefix.toStdString(), big_vision, scanned);
-    if (!prefix.isEmpty() && !big_vision)
-      google.emplace_back("opt/state/param_states/embedding/kernel/m", torch::ones({3}));
-    const std::string npz_path = root_ + "/google.npz", hf_path = root_ + "/hf.safetensors";
-    vit::save_npz(npz_path, google, deflate);
-    vit::save_safetensors(hf_path, hugging_face(timm), {{"format", "pt"}});
-
-    const auto from_npz = vit::import_weights(npz_path);
-    const auto from_hf = vit::import_weights(hf_path, {config.heads});
-    QCOMPARE(compare_sets(from_npz.tensors, timm), QString());
-    QCOMPARE(compare_sets(from_hf.tensors, timm), QString());
-    QCOMPARE(QString::fromStdString(from_npz.naming), big_vision ? "big-vision" : "google-npz");
-    QCOMPARE(from_hf.naming, std::string("hugging-face"));
-    QVERIFY(from_npz.config == config);  // heads from the per-head kernels
-    QVERIFY(from_hf.config == config);
-  }
-
-  void timmNamesWithModulePrefix() {
-    auto model = random_model(tiny(3));
-    vit::NamedTensors ddp;
-    for (const auto& [name, t] : state(*model)) ddp.emplace_back("module." + name, t);
-    const std::string path = root_ + "/ddp.safetensors";
-    vit::save_safetensors(path, ddp);
-    const auto w = vit::import_weights(path, {2});
-    QCOMPARE(compare_sets(w.tensors, state(*model)), QString());
-    QVERIFY(w.config == tiny(3));
-  }
-
-  void inferConfigCoversPoolingAndHeads() {
-    // Mean pooling without class token (fc_norm), and a standard width whose heads come from the
-    // table; a headless file gives num_classes 0.
-    vit::ViTConfig c = tiny(4);
-    c.dim = 192;
-    c.heads = 3;
-    c.mlp_hidden = 384;
-    c.class_token = false;
-    c.pool = vit::Pool::Mean;
-    auto model = random_model(c);
-    vit::NamedTensors headless;
-    for (const auto& [name, t] : state(*model))
-      if (!vit::is_head_parameter(name)) headless.emplace_back(name, t);
-    std::string source;
-    const auto inferred = vit::infer_config(state(*model), "file", std::nullopt, &source);
-    QVERIFY(inferred == c);
-    QCOMPARE(source, std::string("the standard ViT table for dim 192"));
-    QCOMPARE(vit::infer_config(headless, "file", std::nullopt).num_classes, 0);
-  }
-
-  // ---- export -> import ----------------------------------------------------------------------
-
-  void exportImportRoundTripIsIdentical_data() {
-    QTest::addColumn<int>("variant");
-    QTest::addColumn<bool>("timm_compatible");
-    QTest::newRow("token pooling") << 0 << true;
-    QTest::newRow("mean pooling, no class token") << 1 << true;
-    QTest::newRow("grayscale, no qkv bias") << 2 << true;
-    QTest::newRow("flatten + MLP head + GELU after fc2 (Keras style)") << 3 << false;
-  }
-  void exportImportRoundTripIsIdentical() {
-    QFETCH(int, variant);
-    QFETCH(bool, timm_compatible);
-    vit::ViTConfig c = tiny(6);
-    if (variant == 1) c.class_token = false, c.pool = vit::Pool::Mean;
-    if (variant == 2) c.in_channels = 1, c.qkv_bias = false;
-    if (variant == 3) c.pool = vit::Pool::Flatten, c.head_hidden = {12, 8}, c.mlp_act_after_fc2 = true;
-    auto model = random_model(c);
-    const vit::Normalization norm{std::vector<float>(size_t(c.in_channels), 0.25f),
-                                  std::vector<float>(size_t(c.in_channels), 0.75f)};
-    const std::string run = root_ + "/run-" + std::to_string(variant);
-    fs::create_directories(run + "/checkpoints");
-    vit::save_checkpoint(run + "/checkpoints/best.safetensors", *model, norm);
-
-    const std::string out = run + "/export.safetensors";
-    const auto r = vit::export_weights(run, out);
-    QCOMPARE(r.warnings.empty(), timm_compatible);
-    const auto file = vit::load_safetensors(out);
-    QCOMPARE(file.metadata.at("format"), std::string("pt"));
-    const auto args = nlohmann::json::parse(file.metadata.at("timm_model_args"));
-    QCOMPARE(args.at("embed_dim").get<int>(), c.dim);
-    QCOMPARE(args.at("num_heads").get<int>(), c.heads);
-    QCOMPARE(args.at("in_chans").get<int>(), c.in_channels);
-    QCOMPARE(args.at("class_token").get<bool>(), c.class_token);
-    QCOMPARE(args.at("global_pool").get<std::string>(), std::string(variant == 1 ? "avg" : "token"));
-    const auto cfg = nlohmann::json::parse(file.metadata.at("pretrained_cfg"));
-    QCOMPARE(cfg.at("mean").get<std::vector<float>>(), norm.mean);
-    QCOMPARE(cfg.at("input_size").get<std::vector<int>>(),
-             (std::vector<int>{c.in_channels, c.image_size, c.image_size}));
-
-    const auto back = vit::import_weights(out);
-    QCOMPARE(back.naming, std::string("vit-studio"));
-    QVERIFY(back.config == c);
-    QCOMPARE(back.normalization.mean, norm.mean);
-    QCOMPARE(back.normalization.std, norm.std);
-    const auto original = state(*model);
-    QCOMPARE(back.tensors.size(), original.size());
-    for (size_t i = 0; i < original.size(); ++i) {  // same order, same bits
-      QCOMPARE(back.tensors[i].first, original[i].first);
-      QVERIFY2(same(back.tensors[i].second, original[i].second), original[i].first.c_str());
-    }
-  }
-
-  // ---- malformed and hostile files -------------------------------------------------------------
-
-  void rejectsMalformedFiles_data() {
-    QTest::addColumn<QByteArray>("bytes");
-    QTest::addColumn<QString>("problem");
-    QTest::addColumn<bool>("usage");  // std::invalid_argument (exit code 2) instead of runtime_error
-    auto row = [](const char* name, const std::string& bytes, const QString& problem, bool usage = false) {
-      QTest::newRow(name) << QByteArray(bytes.data(), qsizetype(bytes.size())) << problem << usage;
-    };
-    const std::string d = root_;
-    // A valid timm checkpoint to break in one place at a time.
-    auto timm = state(*random_model(tiny(3)));
-    auto timm_file = [&](const std::function<void(vit::NamedTensors&)>& change) {
-      vit::NamedTensors t = timm;
-      change(t);
-      return vit::serialize_safetensors(t);
-    };
-
-    // safetensors: the container (its full matrix is in tst_safetensors), then the ViT inside.
-    row("safetensors: header above 100 MB", safetensors_bytes("{}", "", 100'000'001),
-        "header length 100000001 is above the 100000000-byte limit");
-    row("safetensors: header length past the end", safetensors_bytes("{}", "", 4096),
-        "runs past the end of the file");
-    row("safetensors: overlapping offsets",
-        safetensors_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                          R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
-                          std::string(12, '\0')),
-        "overlap");
-    row("safetensors: offsets out of range",
-        safetensors_bytes(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})",
-                          std::string(8, '\0')),
-        "past the end of the 8-byte data buffer");
-    row("safetensors: unknown dtype",
-        safetensors_bytes(R"({"w":{"dtype":"F128","shape":[1],"data_offsets":[0,4]}})",
-                          std::string(4, '\0')),
-        "unknown dtype");
-    row("safetensors: shape/byte-count mismatch",
-        safetensors_bytes(R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,12]}})",
-                          std::string(12, '\0')),
-        "needs 16");
-    row("safetensors: truncated", timm_file([](auto&) {}).substr(0, 300), "runs past the end");
-    row("weights: not a ViT", vit::serialize_safetensors({{"conv1.weight", torch::ones({2})}}),
-        "no ViT weights recognized");
-    row("weights: LayerScale (DeiT III)",
-        timm_file([](auto& t) { t.emplace_back("blocks.0.ls1.gamma", torch::ones({16})); }),
-        "belongs to LayerScale");
-    row("weights: a block missing", timm_file([](auto& t) {
-          for (auto& [name, x] : t)
-            if (name.rfind("blocks.1.", 0) == 0) name.replace(7, 1, "2");
-        }),
-        "blocks are numbered 0..2 with 1 missing");
-    row("weights: non-square position grid", timm_file([](auto& t) {
-          for (auto& [name, x] : t)
-            if (name == "pos_embed") x = torch::zeros({1, 7, 16});
-        }),
-        "not a square grid");
-    row("weights: integer tensors", timm_file([](auto& t) {
-          for (auto& [name, x] : t)
-            if (name == "norm.bias") x = torch::zeros({16}, torch::kInt32);
-        }),
-        "weights must be floating point");
-    row("weights: dim 16 without heads", timm_file([](auto&) {}), "give --heads N", true);
-
-    // npz
-    const std::string f4x2 = std::string(8, '\0');
-    auto npz = [&](const std::string& entry_bytes, const std::string& name = "w.npy") {
-      return zip_bytes(d, {{name, entry_bytes}});
-    };
-    const std::string good_header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
-    const std::string good_npz = npz(npy(good_header, f4x2));
-    row("npz: truncated archive", good_npz.substr(0, good_npz.size() / 2), "not a readable zip archive");
-    row("npz: entry is not .npy",
-        zip_bytes(d, {{"w.npy", npy(good_header, f4x2)}, {"readme.txt", "hello"}}),
-        "holds 'readme.txt', which is not an .npy array");
-    row("zip: neither npz nor pth", zip_bytes(d, {{"readme.txt", "hello"}}),
-        "neither .npy arrays (an .npz file) nor '<name>/data.pkl'");
-    row("npz: bad magic", npz(std::string("\x93NUMPX\x01\x00", 8) + le(2, 2) + "{}"), "not an .npy array");
-    row("npz: header is code, not a literal",
-        npz(npy("{'descr': __import__('os').system('id'), 'fortran_order': False, 'shape': (2,), }", f4x2)),
-        "not a valid dict literal");
-    row("npz: unknown header key",
-        npz(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'x': 1, }", f4x2)),
-        "unknown key 'x'");
-    row("npz: big-endian",
-        npz(npy("{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", f4x2)), "big-endian");
-    row("npz: object array (pickle)",
-        npz(npy("{'descr': '|O', 'fortran_order': False, 'shape': (2,), }", f4x2)), "needs pickle");
-    row("npz: unknown dtype",
-        npz(npy("{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }", f4x2)),
-        "dtype '<c8', which is not supported");
-    row("npz: data shorter than the shape", npz(npy(good_header, std::string(6, '\0'))),
-        "has 6 data bytes but shape (2,) of f4 needs 8 (truncated)");
-    row("npz: data longer than the shape", npz(npy(good_header, std::string(12, '\0'))),
-        "has 12 data bytes but shape (2,) of f4 needs 8");
-    row("npz: shape overflows",
-        npz(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", f4x2)),
-        "overflows 64-bit sizes");
-    row("npz: header length past the end", npz(std::string("\x93NUMPY\x01\x00", 8) + le(500, 2) + "{}"),
-        "runs past the end of the array");
-    row("npz: header above numpy's limit",
-        npz(std::string("\x93NUMPY\x02\x00", 8) + le(20000, 4) + std::string(20000, ' ')), "10000-byte limit");
-    row("npz: bool byte other than 0/1",
-        npz(npy("{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }", std::string("\x01\x02", 2))),
-        "a bool must be 0 or 1");
-    {
-      // A deflated entry whose directory claims 2 GB: refused before any allocation.
-      std::string bomb = zip_bytes(d, {{"w.npy", npy(good_header, std::string(4096, '\0'))}}, true);
-      const size_t local = bomb.find("PK\x03\x04"), central = bomb.find("PK\x01\x02");
-      bomb.replace(local + 22, 4, le(2'000'000'000, 4));
-      bomb.replace(central + 24, 4, le(2'000'000'000, 4));
-      row("npz: zip bomb (size claim beyond deflate's ratio)", bomb, "zip bomb");
-    }
-    {
-      std::string twice = zip_bytes(d, {{"a.npy", npy(good_header, f4x2)}, {"b.npy", npy(good_header, f4x2)}});
-      for (size_t at = twice.find("b.npy"); at != std::string::npos; at = twice.find("b.npy", at + 1))
-        twice[at] = 'a';
-      row("npz: duplicate entry names", twice, "two entries named alike");
-    }
-    {
-      std::string damaged = good_npz;
-      damaged[damaged.find("PK\x01\x02") - 1] = '\x01';  // the last data byte
-      row("npz: CRC mismatch", damaged, "CRC");
-    }
-    {
-      auto google = google_npz(timm, 2, "");
-      google.erase(std::remove_if(google.begin(), google.end(),
-                                  [](const auto& p) { return p.first.find("encoderblock_1/MultiHeadDotProductAttention_1/key/kernel") != std::string::npos; }),
-                   google.end());
-      vit::save_npz(d + "/missing.npz", google);
-      row("npz: a kernel missing", read_file(d + "/missing.npz"),
-          "has no array 'Transformer/encoderblock_1/MultiHeadDotProductAttention_1/key/kernel'");
-    }
-
-    // pth
-    const std::string six = floats_bytes({0, 1, 2, 3, 4, 5});
-    auto pth = [&](const std::string& pickle, const std::string& storage = "",
-                   std::vector<std::pair<std::string, std::string>> extra = {}) {
-      std::vector<std::pair<std::string, std::string>> e = {{"archive/data.pkl", pickle},
-                                                            {"archive/version", "3\n"}};
-      if (!storage.empty()) e.emplace_back("archive/data/0", storage);
-      e.insert(e.end(), extra.begin(), extra.end());
-      return zip_bytes(d, e);
-    };
-    auto one_tensor = [&](int64_t numel, int64_t offset, std::vector<int64_t> size,
-                          std::vector<int64_t> stride) {
-      return pk_file(pk_ordered_dict(pk_str("w") + pk_tensor("0", numel, offset, size, stride)));
-    };
-    row("pth: os.system in the pickle",
-        pth(pk_file(pk_global("os", "system") + "(" + pk_str("touch /tmp/pwned") + "tR")),
-        "refers to os.system, which a weights-only reader does not load");
-    row("pth: builtins.eval in the pickle",
-        pth(pk_file(pk_ordered_dict(pk_str("w") + pk_global("builtins", "eval") + "(" + pk_str("1") + "tR"))),
-        "refers to builtins.eval");
-    row("pth: legacy (pre-1.6) format", std::string("\x80\x02}q\x00.", 6), "legacy (pre-1.6)");
-    row("pth: storage size mismatch", pth(one_tensor(8, 0, {6}, {1}), six),
-        "storage '0' should hold 8 FloatStorage elements but 'archive/data/0' has 24 bytes");
-    row("pth: view past the storage", pth(one_tensor(6, 4, {3}, {1}), six),
-        "reach outside its 6-element storage");
-    row("pth: huge stride", pth(one_tensor(6, 0, {2, 2}, {1, int64_t(1) << 30}), six),
-        "reach outside");
-    row("pth: negative offset", pth(one_tensor(6, -1, {2}, {1}), six), "reach outside");
-    row("pth: storage entry missing", pth(one_tensor(6, 0, {6}, {1})),
-        "the archive has no 'archive/data/0'");
-    {
-      const std::string full = one_tensor(6, 0, {6}, {1});
-      row("pth: truncated pickle", pth(full.substr(0, full.size() / 2), six), "truncated");
-    }
-    row("pth: memo entry never stored", pth(pk_file("h\x05")), "memo entry 5 was never stored");
-    row("pth: stack underflow", pth(pk_file("R")), "empty stack");
-    row("pth: unknown opcode", pth(pk_file("i")), "the pickle opcode 0x69");
-    row("pth: no data.pkl", zip_bytes(d, {{"archive/version", "3\n"}}), "nor '<name>/data.pkl'");
-    row("pth: TorchScript archive", pth(one_tensor(6, 0, {6}, {1}), six, {{"archive/code/__torch__.py", "x"}}),
-        "TorchScript");
-    row("pth: a list, not a state_dict", pth(pk_file("]")), "holds a list without a state_dict");
-  }
-  void rejectsMalformedFiles() {
-    QFETCH(QByteArray, bytes);
-    QFETCH(QString, problem);
-    QFETCH(bool, usage);
-    const QString tag = QTest::currentDataTag();
-    const std::string ext = tag.startsWith("npz") ? ".npz" : tag.startsWith("pth") ? ".pth" : ".safetensors";
-    const std::string path = root_ + "/bad-" + std::to_string(bad_++) + ext;
-    write_file(path, std::string(bytes.constData(), size_t(bytes.size())));
-    try {
-      vit::import_weights(path);
-      QFAIL("accepted");
-    } catch (const std::invalid_argument& e) {
-      QVERIFY2(usage, e.what());
-      QVERIFY2(QString(e.what()).contains(QString::fromStdString(path)), e.what());
-      QVERIFY2(QString(e.what()).contains(problem), e.what());
-    } catch (const std::runtime_error& e) {
-      QVERIFY2(!usage, e.what());
-      QVERIFY2(QString(e.what()).startsWith(QString::fromStdString(path)), e.what());
-      QVERIFY2(QString(e.what()).contains(problem), e.what());
-    }
-    QVERIFY(!QFile::exists("/tmp/pwned"));
-  }
-
-  void pthReaderAcceptsTorchSaveLayouts() {
-    // Views sharing one storage (offset, strides), a checkpoint dict around the state_dict, and
-    // protocol 4 opcodes (FRAME, MEMOIZE, SHORT_BINUNICODE), as newer torch.save files have.
-    const std::string six = floats_bytes({0, 1, 2, 3, 4, 5});
-    const std::string state = pk_ordered_dict(
-        pk_str("a") + pk_tensor("0", 6, 0, {2, 3}, {3, 1}) +
-        pk_str("b") + pk_tensor("0", 6, 1, {3}, {2}) +
-        pk_str("c") + pk_tensor("1", 2, 0, {2}, {1}, "HalfStorage"));
-    const std::string half = std::string("\x00\x3c\x00\x40", 4);  // 1.0, 2.0 in float16
-    const std::string body = std::string("}q\x00(", 4) + pk_str("epoch") + pk_int(3) + pk_str("lr") +
-                             "G\x3f\xb9\x99\x99\x99\x99\x99\x9a" + pk_str("model") + state + "u";
-    std::string p4 = std::string("\x80\x04\x95", 3) + le(0, 8) + body + ".";
-    p4.replace(p4.find(pk_str("epoch")), pk_str("epoch").size(), std::string("\x8c\x05") + "epoch\x94");
-    for (const std::string& pickle : {pk_file(body), p4}) {
-      const std::string path = root_ + "/layouts.pth";
-      vit::write_zip(path, {{"ckpt/data.pkl", pickle}, {"ckpt/data/0", six}, {"ckpt/data/1", half},
-                            {"ckpt/byteorder", "little"}});
-      const auto t = vit::load_pth(path);
-      QCOMPARE(t.size(), size_t(3));
-      QCOMPARE(t[0].first, std::string("a"));
-      QVERIFY(torch::equal(t[0].second, torch::arange(6, torch::kFloat32).view({2, 3})));
-      QVERIFY(torch::equal(t[1].second, torch::tensor({1.f, 3.f, 5.f})));
-      QVERIFY(t[1].second.is_contiguous());
-      QVERIFY(torch::equal(t[2].second, torch::tensor({1.f, 2.f}).to(torch::kHalf)));
-    }
-  }
-
-  void npzReadsNumpyLayouts() {
-    // Fortran order, npy format 2, 1-byte types, a 0-d array.
-    const std::string data = floats_bytes({0, 1, 2, 3, 4, 5});  // column-major (2, 3)
-    const std::string path = root_ + "/layouts.npz";
-    vit::write_zip(path, {{"f.npy", npy("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", data)},
-                          {"v2.npy", npy("{'descr': '|u1', 'fortran_order': False, 'shape': (3,), }", "abc", 2)},
-                          {"s.npy", npy("{'descr': '<i8', 'fortran_order': False, 'shape': (), }", le(7, 8))}});
-    const auto t = vit::load_npz(path);
-    QCOMPARE(t.size(), size_t(3));
-    QVERIFY(torch::equal(t[0].second, torch::tensor({0.f, 2.f, 4.f, 1.f, 3.f, 5.f}).view({2, 3})));
-    QVERIFY(torch::equal(t[1].second, torch::tensor({97, 98, 99}, torch::kUInt8)));
-    QCOMPARE(t[2].second.dim(), int64_t(0));
-    QCOMPARE(t[2].second.item<int64_t>(), int64_t(7));
-    // What save_npz writes, load_npz reads back bit for bit.
-    vit::NamedTensors in = {{"x", torch::randn({3, 4})}, {"y", torch::tensor({true, false})}};
-    vit::save_npz(path, in, /*compressed=*/true);
-    const auto back = vit::load_npz(path);
-    QVERIFY(same(back[0].second, in[0].second) && same(back[1].second, in[1].second));
-  }
-
-  // ---- fine-tuning ------------------------------------------------------------------------------
-
-  void posEmbedResizeKeepsClassTokenAndIdentity() {
-    torch::manual_seed(3);
-    const auto pos = torch::randn({1, 1 + 16, 8});
-    // At the original size the bicubic resample reproduces the input.
-    const auto same_size = vit::resize_pos_embed(pos, 1, 4);
-    QVERIFY(same(same_size.narrow(1, 0, 1), pos.narrow(1, 0, 1)));
-    const double diff = (same_size - pos).abs().max().item<double>();
-    QVERIFY2(diff < 1e-6, qPrintable(QString::number(diff)));
-    for (int grid : {2, 3, 7, 14}) {
-      const auto r = vit::resize_pos_embed(pos, 1, grid);
-      QCOMPARE(r.sizes().vec(), (std::vector<int64_t>{1, 1 + grid * grid, 8}));
-      QVERIFY(same(r.narrow(1, 0, 1), pos.narrow(1, 0, 1)));  // class token kept bit for bit
-      QVERIFY(std::isfinite(r.abs().max().item<double>()));
-    }
-    // A constant grid stays constant; without a prefix token every row is grid.
-    const auto flat = torch::full({1, 9, 4}, 0.75f);
-    QVERIFY((vit::resize_pos_embed(flat, 0, 5) - 0.75f).abs().max().item<double>() < 1e-6);
-    // A smooth ramp stays a ramp (monotone along a row) after upsampling.
-    const auto ramp = torch::arange(4, torch::kFloat32).repeat({4}).view({1, 16, 1});
-    const auto up = vit::resize_pos_embed(ramp, 0, 8).view({8, 8});
-    QVERIFY((up.narrow(1, 1, 7) - up.narrow(1, 0, 7)).min().item<float>() >= 0);
-  }
-
-  void loadPretrainedAdaptsHeadGridAndChannels() {
-    const vit::ViTConfig src = tiny(5);
-    auto pretrained = random_model(src);
-    const std::string path = root_ + "/pretrained.safetensors";
-    vit::save_checkpoint(path, *pretrained, {{0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}});
-    const auto w = vit::import_weights(path);
-
-    vit::ViTConfig target = src;
-    target.num_classes = 7;
-    target.image_size = 12;  // 4x4 -> 6x6 patch grid
-    vit::VisionTransformer model(target);
-    const auto r = vit::load_pretrained(*model, w);
-    QVERIFY(r.new_head && r.pos_embed_resized && !r.channels_adapted);
-    const auto source = state(*pretrained);
-    for (const auto& [name, t] : state(*model)) {
-      if (vit::is_head_parameter(name) || name == "pos_embed") continue;
-      const auto it = std::find_if(source.begin(), source.end(), [&](const auto& p) { return p.first == name; });
-      QVERIFY2(same(t, it->second), name.c_str());
-    }
-    QVERIFY(same(model->pos_embed.narrow(1, 0, 1), pretrained->pos_embed.narrow(1, 0, 1)));
-
-    // Grayscale from RGB: the summed kernels see a gray image as the RGB model sees it in colour.
-    vit::ViTConfig gray = src;
-    gray.in_channels = 1;
-    vit::VisionTransformer gray_model(gray);
-    QVERIFY(vit::load_pretrained(*gray_model, w).channels_adapted);
-    gray_model->eval();
-    torch::NoGradGuard no_grad;
-    const auto x = torch::randn({2, 1, 8, 8});
-    const double diff = (gray_model->forward(x) - pretrained->forward(x.repeat({1, 3, 1, 1}))).abs().max().item<double>();
-    QVERIFY2(diff < 1e-4, qPrintable(QString::number(diff)));
-
-    // What fine-tuning cannot change: patch size, width.
-    for (int which = 0; which < 2; ++which) {
-      vit::ViTConfig bad = src;
-      if (which == 0) bad.patch_size = 4;
-      else bad.dim = 32, bad.mlp_hidden = 64;
-      vit::VisionTransformer m(bad);
-      try {
-        vit::load_pretrained(*m, w);
-        QFAIL("accepted");
-      } catch (const std::runtime_error& e) {
-        QVERIFY2(QString(e.what()).contains(which == 0 ? "patch embeddings are not resampled"
-                                                       : "in the file"),
-                 e.what());
-        QVERIFY2(QString(e.what()).contains("does not fit the model"), e.what());
-      }
-    }
-  }
-
-  void paramGroupsApplyLayerDecay() {
-    auto model = random_model(tiny(3));
-    const auto plain = vit::param_groups(*model, 0.05, 1.0);
-    QCOMPARE(plain.size(), size_t(2));
-    QCOMPARE(plain[0].weight_decay, 0.05);
-    QCOMPARE(plain[1].weight_decay, 0.0);
-    QCOMPARE(plain[0].names.front(), std::string("patch_embed.proj.weight"));
-    QVERIFY(std::find(plain[1].names.begin(), plain[1].names.end(), "pos_embed") != plain[1].names.end());
-
-    const auto layered = vit::param_groups(*model, 0.05, 0.5);  // depth 2: layers 0..3
-    std::map<std::string, double> scale;
-    size_t count = 0;
-    for (const auto& g : layered) {
-      for (const auto& n : g.names) scale[n] = g.lr_scale;
-      count += g.params.size();
-    }
-    QCOMPARE(count, model->parameters().size());
-    QCOMPARE(scale.at("cls_token"), 0.125);
-    QCOMPARE(scale.at("patch_embed.proj.weight"), 0.125);
-    QCOMPARE(scale.at("blocks.0.attn.qkv.weight"), 0.25);
-    QCOMPARE(scale.at("blocks.1.mlp.fc2.bias"), 0.5);
-    QCOMPARE(scale.at("norm.weight"), 1.0);
-    QCOMPARE(scale.at("head.weight"), 1.0);
-
-    vit::freeze_backbone(*model);
-    const auto head_only = vit::param_groups(*model, 0.05, 0.5);
-    QCOMPARE(head_only.size(), size_t(2));
-    QCOMPARE(head_only[0].names, std::vector<std::string>{"head.weight"});
-    QCOMPARE(head_only[1].names, std::vector<std::string>{"head.bias"});
-  }
-
-  void freezeBackboneKeepsBackboneBitIdentical_data() {
-    QTest::addColumn<bool>("freeze");
-    QTest::addColumn<double>("layer_decay");
-    QTest::newRow("frozen backbone") << true << 1.0;
-    QTest::newRow("layer decay 0.6, all trained") << false << 0.6;
-  }
-  void freezeBackboneKeepsBackboneBitIdentical() {
-    QFETCH(bool, freeze);
-    QFETCH(double, layer_decay);
-    // Pretrained on 3 classes, fine-tuned on a 2-class data set: a new head, the file's mean/std.
-    vit::ViTConfig c = tiny(3);
-    c.in_channels = 1;
-    auto pretrained = random_model(c);
-    const std::string init = root_ + "/init-" + std::to_string(freeze) + ".safetensors";
-    vit::save_checkpoint(init, *pretrained, {{0.3f}, {0.2f}});
-
-    vit::DataSplits data;
-    torch::manual_seed(1);
-    data.train.name = "bars";
-    data.train.classes = {"left", "right"};
-    data.train.labels = torch::randint(0, 2, {48}, torch::kInt64);
-    data.train.images = torch::randint(0, 255, {48, 1, 8, 8}, torch::kInt64).to(torch::kUInt8).contiguous();
-    vit::TrainConfig t;
-    t.dataset = "bars";
-    t.epochs = 1;
-    t.batch_size = 8;
-    t.lr = 1e-2;
-    t.max_steps = 3;
-    t.log_every = 1;
-    t.seed = 5;
-    t.init_weights = init;
-    t.freeze_backbone = freeze;
-    t.layer_decay = layer_decay;
-    vit::ViTConfig model_config = c;
-    model_config.num_classes = 2;
-    const std::string run = root_ + "/finetune-" + std::to_string(freeze);
-    const auto result = vit::train(model_config, t, data, run);
-    QCOMPARE(result.stop_reason, std::string("max_steps"));
-
-    const auto before = vit::load_safetensors(init);
-    const auto after = vit::load_safetensors(run + "/checkpoints/last.safetensors");
-    int backbone = 0, changed = 0;
-    for (const auto& [name, tensor] : after.tensors) {
-      if (vit::is_head_parameter(name)) continue;
-      ++backbone;
-      if (!same(tensor, *before.find(name))) ++changed;
-    }
-    QVERIFY(backbone > 20);
-    QCOMPARE(changed, freeze ? 0 : backbone);
-    // The head trained: it differs from the fresh head the trainer started with.
-    torch::manual_seed(t.seed);
-    vit::VisionTransformer fresh(model_config);
-    QVERIFY(!same(*after.find("head.weight"), fresh->head->weight.detach()));
-    const auto run_info = vit::read_run(run);
-    QCOMPARE(run_info.normalization.mean, std::vector<float>{0.3f});  // the checkpoint's
-    QCOMPARE(run_info.normalization.std, std::vector<float>{0.2f});
-    QCOMPARE(run_info.train.init_weights, init);
-    QCOMPARE(run_info.train.freeze_backbone, freeze);
-    QCOMPARE(run_info.train.layer_decay, layer_decay);
-  }
-
-  // ---- the command line ---------------------------------------------------------------------------
-
-  void cliImportExportTrain() {
-    QVERIFY2(!qEnvironmentVariable("VIT_BINARY").isEmpty(), "VIT_BINARY unset");
-    const QString d = QString::fromStdString(root_);
-    const QString npz = QString::fromStdString(kFixtures + "weights.npz");
-    auto r = run_vit({"import", npz, "--out", d + "/imported", "--json"});
-    QVERIFY2(r.code == 0, r.err.constData());
-    const auto o = last_json_line(r.out);
-    QCOMPARE(o["naming"].toString(), QString("google-npz"));
-    QCOMPARE(o["config"].toObject()["heads"].toInt(), 4);
-    QCOMPARE(o["params"].toInteger(), 11650);
-    QVERIFY(QFile::exists(d + "/imported/checkpoints/best.safetensors"));
-    QVERIFY(QFile::exists(d + "/imported/config.json"));
-
-    r = run_vit({"import", QString::fromStdString(kFixtures + "weights.safetensors"), "--out", d + "/x"});
-    QCOMPARE(r.code, 2);
-    QVERIFY2(r.err.contains("give --heads N"), r.err.constData());
-    write_file(root_ + "/hostile.pth", "PK\x03\x04 not really a zip");
-    r = run_vit({"import", d + "/hostile.pth", "--out", d + "/y"});
-    QCOMPARE(r.code, 1);
-    QVERIFY2(r.err.startsWith("vit: error: " + (d + "/hostile.pth").toUtf8()), r.err.constData());
-
-    r = run_vit({"export", "--run", d + "/imported", "--out", d + "/out.safetensors", "--json"});
-    QVERIFY2(r.code == 0, r.err.constData());
-    QCOMPARE(last_json_line(r.out)["timm_model_args"].toObject()["embed_dim"].toInt(), 24);
-    const auto exported = vit::load_safetensors(root_ + "/out.safetensors");
-    const auto parity = vit::import_weights(kFixtures + "weights.safetensors", {4});
-    QCOMPARE(compare_sets(exported.tensors, parity.tensors), QString());
-    r = run_vit({"eval", "--run", d + "/imported"});
-    QCOMPARE(r.code, 2);
-    QVERIFY2(r.err.contains("give --dataset"), r.err.constData());
-
-    write_image_folder(root_ + "/images");
-    r = run_vit({"train", "--init", d + "/imported", "--dataset", "folder:" + d + "/images",
-                 "--batch-size", "4", "--epochs", "1", "--max-steps", "2", "--freeze-backbone",
-                 "--threads", "1", "--out", d + "/finetuned", "--json"});
-    QVERIFY2(r.code == 0, r.err.constData());
-    QCOMPARE(last_json_line(r.out)["stop_reason"].toString(), QString("max_steps"));
-    QVERIFY2(r.err.contains("new classification head for 2 classes"), r.err.constData());
-    const auto info = vit::read_run(root_ + "/finetuned");
-    QCOMPARE(info.model.dim, 24);
-    QCOMPARE(info.model.num_classes, 2);
-    QCOMPARE(info.normalization.mean, (std::vector<float>{0.5f, 0.5f, 0.5f}));
-
-    r = run_vit({"train", "--init", d + "/imported", "--preset", "vit-b16"});
-    QCOMPARE(r.code, 2);
-    r = run_vit({"train", "--init", d + "/imported", "--dim", "32", "--dataset", "folder:" + d + "/images"});
-    QCOMPARE(r.code, 2);
-    QVERIFY2(r.err.contains("keeps the architecture"), r.err.constData());
-    r = run_vit({"train", "--freeze-backbone", "--dataset", "folder:" + d + "/images"});
-    QCOMPARE(r.code, 2);
-    QVERIFY2(r.err.contains("freeze_backbone needs init_weights"), r.err.constData());
-  }
-
- private:
-  QTemporaryDir dir_;
-  std::string root_;
-  int bad_ = 0;
+struct ParityRow : vit_test::Row {
+  std::string file;
+  int heads;  // 0: the file must tell
+  std::string naming;
 };
 
-QTEST_APPLESS_MAIN(TstWeightsIo)
-#include "tst_weights_io.moc"
+class ParityWithPythonReference : public testing::TestWithParam<ParityRow> {};
+
+TEST_P(ParityWithPythonReference, row) {
+  const std::string& file = GetParam().file;
+  const int heads = GetParam().heads;
+  const std::string& naming = GetParam().naming;
+  vit::ImportOptions options;
+  if (heads) options.heads = heads;
+  const auto w = vit::import_weights(kFixtures + file, options);
+  ASSERT_EQ(w.naming, naming);
+  ASSERT_EQ(w.config.dim, 24);
+  ASSERT_EQ(w.config.depth, 2);
+  ASSERT_EQ(w.config.heads, 4);
+  ASSERT_EQ(w.config.patch_size, 4);
+  ASSERT_EQ(w.config.image_size, 16);
+  ASSERT_EQ(w.config.mlp_hidden, 48);
+  ASSERT_EQ(w.config.num_classes, 10);
+  ASSERT_TRUE(w.config.class_token && w.config.qkv_bias && w.config.pool == vit::Pool::Token);
+  ASSERT_EQ(w.normalization.mean, (std::vector<float>{0.5f, 0.5f, 0.5f}));
+
+  vit::VisionTransformer model(w.config);
+  const auto load = vit::load_pretrained(*model, w);
+  ASSERT_TRUE(!load.new_head && !load.pos_embed_resized && !load.channels_adapted);
+  model->eval();
+  const auto expected = vit::load_safetensors(kFixtures + "expected.safetensors");
+  torch::NoGradGuard no_grad;
+  const auto logits = model->forward(*expected.find("input"));
+  // The reference: make_fixture.py's plain-torch ViT, float64 forward of the float32 weights.
+  const double diff = (logits - *expected.find("logits")).abs().max().item<double>();
+  ASSERT_TRUE(diff < 1e-4)
+      << "logits differ from tests/fixtures/parity/make_fixture.py's reference by " << diff;
+  std::printf("max |logits - Python reference| = %.3g\n", diff);
+  ASSERT_TRUE(logits.abs().max().item<double>() > 0.5);  // not a degenerate all-zero comparison
+}
+
+INSTANTIATE_TEST_SUITE_P(WeightsIo, ParityWithPythonReference,
+                         testing::ValuesIn(std::vector<ParityRow>{
+    {{"safetensors, timm names"}, "weights.safetensors", 4, "timm"},
+    {{"npz, Google names (numpy.savez)"}, "weights.npz", 0, "google-npz"},
+    {{"pth, Hugging Face names (torch.save)"}, "weights.pth", 4, "hugging-face"},
+}), vit_test::RowName());
+
+TEST(WeightsIo, fixtureContainersHoldTheSameWeights) {
+  const auto st = vit::import_weights(kFixtures + "weights.safetensors", {4});
+  const auto npz = vit::import_weights(kFixtures + "weights.npz");
+  const auto pth = vit::import_weights(kFixtures + "weights.pth", {4});
+  ASSERT_EQ(compare_sets(npz.tensors, st.tensors), "");
+  ASSERT_EQ(compare_sets(pth.tensors, st.tensors), "");
+  ASSERT_EQ(npz.heads_source, std::string("the attention kernels' shape"));
+  ASSERT_TRUE(npz.config == st.config && pth.config == st.config);
+}
+
+// ---- naming schemes built by the test ------------------------------------------------------
+
+struct NamingRow : vit_test::Row {
+  std::string prefix;
+  bool big_vision;
+  bool scanned;
+  bool deflate;
+};
+
+class NpzAndHuggingFaceMapToSameWeights : public testing::TestWithParam<NamingRow> {};
+
+TEST_P(NpzAndHuggingFaceMapToSameWeights, row) {
+  const std::string& prefix = GetParam().prefix;
+  const bool big_vision = GetParam().big_vision;
+  const bool scanned = GetParam().scanned;
+  const bool deflate = GetParam().deflate;
+  const vit::ViTConfig config = tiny(5);
+  auto model = random_model(config);
+  const auto timm = state(*model);
+
+  auto google = google_npz(timm, config.heads, prefix, big_vision, scanned);
+  if (!prefix.empty() && !big_vision)
+    google.emplace_back("opt/state/param_states/embedding/kernel/m", torch::ones({3}));
+  const std::string npz_path = root() + "/google.npz", hf_path = root() + "/hf.safetensors";
+  vit::save_npz(npz_path, google, deflate);
+  vit::save_safetensors(hf_path, hugging_face(timm), {{"format", "pt"}});
+
+  const auto from_npz = vit::import_weights(npz_path);
+  const auto from_hf = vit::import_weights(hf_path, {config.heads});
+  ASSERT_EQ(compare_sets(from_npz.tensors, timm), "");
+  ASSERT_EQ(compare_sets(from_hf.tensors, timm), "");
+  ASSERT_EQ(from_npz.naming, big_vision ? "big-vision" : "google-npz");
+  ASSERT_EQ(from_hf.naming, std::string("hugging-face"));
+  ASSERT_TRUE(from_npz.config == config);  // heads from the per-head kernels
+  ASSERT_TRUE(from_hf.config == config);
+}
+
+INSTANTIATE_TEST_SUITE_P(WeightsIo, NpzAndHuggingFaceMapToSameWeights,
+                         testing::ValuesIn(std::vector<NamingRow>{
+    {{"vit_jax names"}, "", false, false, false},
+    {{"opt/target/ prefix + optimizer state"}, "opt/target/", false, false, false},
+    {{"deflated (numpy.savez_compressed)"}, "", false, false, true},
+    {{"big_vision names"}, "params/", true, false, false},
+    {{"big_vision, scanned blocks"}, "params/", true, true, false},
+}), vit_test::RowName());
+
+TEST(WeightsIo, timmNamesWithModulePrefix) {
+  auto model = random_model(tiny(3));
+  vit::NamedTensors ddp;
+  for (const auto& [name, t] : state(*model)) ddp.emplace_back("module." + name, t);
+  const std::string path = root() + "/ddp.safetensors";
+  vit::save_safetensors(path, ddp);
+  const auto w = vit::import_weights(path, {2});
+  ASSERT_EQ(compare_sets(w.tensors, state(*model)), "");
+  ASSERT_TRUE(w.config == tiny(3));
+}
+
+TEST(WeightsIo, inferConfigCoversPoolingAndHeads) {
+  // Mean pooling without class token (fc_norm), and a standard width whose heads come from the
+  // table; a headless file gives num_classes 0.
+  vit::ViTConfig c = tiny(4);
+  c.dim = 192;
+  c.heads = 3;
+  c.mlp_hidden = 384;
+  c.class_token = false;
+  c.pool = vit::Pool::Mean;
+  auto model = random_model(c);
+  vit::NamedTensors headless;
+  for (const auto& [name, t] : state(*model))
+    if (!vit::is_head_parameter(name)) headless.emplace_back(name, t);
+  std::string source;
+  const auto inferred = vit::infer_config(state(*model), "file", std::nullopt, &source);
+  ASSERT_TRUE(inferred == c);
+  ASSERT_EQ(source, std::string("the standard ViT table for dim 192"));
+  ASSERT_EQ(vit::infer_config(headless, "file", std::nullopt).num_classes, 0);
+}
+
+// ---- export -> import ----------------------------------------------------------------------
+
+struct VariantRow : vit_test::Row {
+  int variant;
+  bool timm_compatible;
+};
+
+class ExportImportRoundTripIsIdentical : public testing::TestWithParam<VariantRow> {};
+
+TEST_P(ExportImportRoundTripIsIdentical, row) {
+  const int variant = GetParam().variant;
+  const bool timm_compatible = GetParam().timm_compatible;
+  vit::ViTConfig c = tiny(6);
+  if (variant == 1) c.class_token = false, c.pool = vit::Pool::Mean;
+  if (variant == 2) c.in_channels = 1, c.qkv_bias = false;
+  if (variant == 3) c.pool = vit::Pool::Flatten, c.head_hidden = {12, 8}, c.mlp_act_after_fc2 = true;
+  auto model = random_model(c);
+  const vit::Normalization norm{std::vector<float>(size_t(c.in_channels), 0.25f),
+                                std::vector<float>(size_t(c.in_channels), 0.75f)};
+  const std::string run = root() + "/run-" + std::to_string(variant);
+  fs::create_directories(run + "/checkpoints");
+  vit::save_checkpoint(run + "/checkpoints/best.safetensors", *model, norm);
+
+  const std::string out = run + "/export.safetensors";
+  const auto r = vit::export_weights(run, out);
+  ASSERT_EQ(r.warnings.empty(), timm_compatible);
+  const auto file = vit::load_safetensors(out);
+  ASSERT_EQ(file.metadata.at("format"), std::string("pt"));
+  const auto args = nlohmann::json::parse(file.metadata.at("timm_model_args"));
+  ASSERT_EQ(args.at("embed_dim").get<int>(), c.dim);
+  ASSERT_EQ(args.at("num_heads").get<int>(), c.heads);
+  ASSERT_EQ(args.at("in_chans").get<int>(), c.in_channels);
+  ASSERT_EQ(args.at("class_token").get<bool>(), c.class_token);
+  ASSERT_EQ(args.at("global_pool").get<std::string>(), std::string(variant == 1 ? "avg" : "token"));
+  const auto cfg = nlohmann::json::parse(file.metadata.at("pretrained_cfg"));
+  ASSERT_EQ(cfg.at("mean").get<std::vector<float>>(), norm.mean);
+  ASSERT_EQ(cfg.at("input_size").get<std::vector<int>>(),
+            (std::vector<int>{c.in_channels, c.image_size, c.image_size}));
+
+  const auto back = vit::import_weights(out);
+  ASSERT_EQ(back.naming, std::string("vit-studio"));
+  ASSERT_TRUE(back.config == c);
+  ASSERT_EQ(back.normalization.mean, norm.mean);
+  ASSERT_EQ(back.normalization.std, norm.std);
+  const auto original = state(*model);
+  ASSERT_EQ(back.tensors.size(), original.size());
+  for (size_t i = 0; i < original.size(); ++i) {  // same order, same bits
+    ASSERT_EQ(back.tensors[i].first, original[i].first);
+    ASSERT_TRUE(same(back.tensors[i].second, original[i].second)) << original[i].first;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(WeightsIo, ExportImportRoundTripIsIdentical,
+                         testing::ValuesIn(std::vector<VariantRow>{
+    {{"token pooling"}, 0, true},
+    {{"mean pooling, no class token"}, 1, true},
+    {{"grayscale, no qkv bias"}, 2, true},
+    {{"flatten + MLP head + GELU after fc2 (Keras style)"}, 3, false},
+}), vit_test::RowName());
+
+// ---- malformed and hostile files -------------------------------------------------------------
+
+struct MalformedRow : vit_test::Row {
+  std::string bytes;
+  std::string problem;
+  bool usage;  // std::invalid_argument (exit code 2) instead of runtime_error
+};
+
+// Made when the tests are registered, in the suite's directory (zip_bytes writes scratch files).
+std::vector<MalformedRow> malformed_rows() {
+  std::vector<MalformedRow> rows;
+  auto row = [&](const char* name, const std::string& bytes, const std::string& problem,
+                 bool usage = false) {
+    rows.push_back({{name}, bytes, problem, usage});
+  };
+  const std::string d = root();
+  // A valid timm checkpoint to break in one place at a time.
+  auto timm = state(*random_model(tiny(3)));
+  auto timm_file = [&](const std::function<void(vit::NamedTensors&)>& change) {
+    vit::NamedTensors t = timm;
+    change(t);
+    return vit::serialize_safetensors(t);
+  };
+
+  // safetensors: the container (its full matrix is in tst_safetensors), then the ViT inside.
+  row("safetensors: header above 100 MB", safetensors_bytes("{}", "", 100'000'001),
+      "header length 100000001 is above the 100000000-byte limit");
+  row("safetensors: header length past the end", safetensors_bytes("{}", "", 4096),
+      "runs past the end of the file");
+  row("safetensors: overlapping offsets",
+      safetensors_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                        R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                        std::string(12, '\0')),
+      "overlap");
+  row("safetensors: offsets out of range",
+      safetensors_bytes(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})",
+                        std::string(8, '\0')),
+      "past the end of the 8-byte data buffer");
+  row("safetensors: unknown dtype",
+      safetensors_bytes(R"({"w":{"dtype":"F128","shape":[1],"data_offsets":[0,4]}})",
+                        std::string(4, '\0')),
+      "unknown dtype");
+  row("safetensors: shape/byte-count mismatch",
+      safetensors_bytes(R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,12]}})",
+                        std::string(12, '\0')),
+      "needs 16");
+  row("safetensors: truncated", timm_file([](auto&) {}).substr(0, 300), "runs past the end");
+  row("weights: not a ViT", vit::serialize_safetensors({{"conv1.weight", torch::ones({2})}}),
+      "no ViT weights recognized");
+  row("weights: LayerScale (DeiT III)",
+      timm_file([](auto& t) { t.emplace_back("blocks.0.ls1.gamma", torch::ones({16})); }),
+      "belongs to LayerScale");
+  row("weights: a block missing", timm_file([](auto& t) {
+        for (auto& [name, x] : t)
+          if (name.rfind("blocks.1.", 0) == 0) name.replace(7, 1, "2");
+      }),
+      "blocks are numbered 0..2 with 1 missing");
+  row("weights: non-square position grid", timm_file([](auto& t) {
+        for (auto& [name, x] : t)
+          if (name == "pos_embed") x = torch::zeros({1, 7, 16});
+      }),
+      "not a square grid");
+  row("weights: integer tensors", timm_file([](auto& t) {
+        for (auto& [name, x] : t)
+          if (name == "norm.bias") x = torch::zeros({16}, torch::kInt32);
+      }),
+      "weights must be floating point");
+  row("weights: dim 16 without heads", timm_file([](auto&) {}), "give --heads N", true);
+
+  // npz
+  const std::string f4x2 = std::string(8, '\0');
+  auto npz = [&](const std::string& entry_bytes, const std::string& name = "w.npy") {
+    return zip_bytes(d, {{name, entry_bytes}});
+  };
+  const std::string good_header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
+  const std::string good_npz = npz(npy(good_header, f4x2));
+  row("npz: truncated archive", good_npz.substr(0, good_npz.size() / 2), "not a readable zip archive");
+  row("npz: entry is not .npy",
+      zip_bytes(d, {{"w.npy", npy(good_header, f4x2)}, {"readme.txt", "hello"}}),
+      "holds 'readme.txt', which is not an .npy array");
+  row("zip: neither npz nor pth", zip_bytes(d, {{"readme.txt", "hello"}}),
+      "neither .npy arrays (an .npz file) nor '<name>/data.pkl'");
+  row("npz: bad magic", npz(std::string("\x93NUMPX\x01\x00", 8) + le(2, 2) + "{}"), "not an .npy array");
+  row("npz: header is code, not a literal",
+      npz(npy("{'descr': __import__('os').system('id'), 'fortran_order': False, 'shape': (2,), }", f4x2)),
+      "not a valid dict literal");
+  row("npz: unknown header key",
+      npz(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'x': 1, }", f4x2)),
+      "unknown key 'x'");
+  row("npz: big-endian",
+      npz(npy("{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", f4x2)), "big-endian");
+  row("npz: object array (pickle)",
+      npz(npy("{'descr': '|O', 'fortran_order': False, 'shape': (2,), }", f4x2)), "needs pickle");
+  row("npz: unknown dtype",
+      npz(npy("{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }", f4x2)),
+      "dtype '<c8', which is not supported");
+  row("npz: data shorter than the shape", npz(npy(good_header, std::string(6, '\0'))),
+      "has 6 data bytes but shape (2,) of f4 needs 8 (truncated)");
+  row("npz: data longer than the shape", npz(npy(good_header, std::string(12, '\0'))),
+      "has 12 data bytes but shape (2,) of f4 needs 8");
+  row("npz: shape overflows",
+      npz(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", f4x2)),
+      "overflows 64-bit sizes");
+  row("npz: header length past the end", npz(std::string("\x93NUMPY\x01\x00", 8) + le(500, 2) + "{}"),
+      "runs past the end of the array");
+  row("npz: header above numpy's limit",
+      npz(std::string("\x93NUMPY\x02\x00", 8) + le(20000, 4) + std::string(20000, ' ')), "10000-byte limit");
+  row("npz: bool byte other than 0/1",
+      npz(npy("{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }", std::string("\x01\x02", 2))),
+      "a bool must be 0 or 1");
+  {
+    // A deflated entry whose directory claims 2 GB: refused before any allocation.
+    std::string bomb = zip_bytes(d, {{"w.npy", npy(good_header, std::string(4096, '\0'))}}, true);
+    const size_t local = bomb.find("PK\x03\x04"), central = bomb.find("PK\x01\x02");
+    bomb.replace(local + 22, 4, le(2'000'000'000, 4));
+    bomb.replace(central + 24, 4, le(2'000'000'000, 4));
+    row("npz: zip bomb (size claim beyond deflate's ratio)", bomb, "zip bomb");
+  }
+  {
+    std::string twice = zip_bytes(d, {{"a.npy", npy(good_header, f4x2)}, {"b.npy", npy(good_header, f4x2)}});
+    for (size_t at = twice.find("b.npy"); at != std::string::npos; at = twice.find("b.npy", at + 1))
+      twice[at] = 'a';
+    row("npz: duplicate entry names", twice, "two entries named alike");
+  }
+  {
+    std::string damaged = good_npz;
+    damaged[damaged.find("PK\x01\x02") - 1] = '\x01';  // the last data byte
+    row("npz: CRC mismatch", damaged, "CRC");
+  }
+  {
+    auto google = google_npz(timm, 2, "");
+    google.erase(std::remove_if(google.begin(), google.end(),
+                                [](const auto& p) { return p.first.find("encoderblock_1/MultiHeadDotProductAttention_1/key/kernel") != std::string::npos; }),
+                 google.end());
+    vit::save_npz(d + "/missing.npz", google);
+    row("npz: a kernel missing", read_file(d + "/missing.npz"),
+        "has no array 'Transformer/encoderblock_1/MultiHeadDotProductAttention_1/key/kernel'");
+  }
+
+  // pth
+  const std::string six = floats_bytes({0, 1, 2, 3, 4, 5});
+  auto pth = [&](const std::string& pickle, const std::string& storage = "",
+                 std::vector<std::pair<std::string, std::string>> extra = {}) {
+    std::vector<std::pair<std::string, std::string>> e = {{"archive/data.pkl", pickle},
+                                                          {"archive/version", "3\n"}};
+    if (!storage.empty()) e.emplace_back("archive/data/0", storage);
+    e.insert(e.end(), extra.begin(), extra.end());
+    return zip_bytes(d, e);
+  };
+  auto one_tensor = [&](int64_t numel, int64_t offset, std::vector<int64_t> size,
+                        std::vector<int64_t> stride) {
+    return pk_file(pk_ordered_dict(pk_str("w") + pk_tensor("0", numel, offset, size, stride)));
+  };
+  row("pth: os.system in the pickle",
+      pth(pk_file(pk_global("os", "system") + "(" + pk_str("touch /tmp/pwned") + "tR")),
+      "refers to os.system, which a weights-only reader does not load");
+  row("pth: builtins.eval in the pickle",
+      pth(pk_file(pk_ordered_dict(pk_str("w") + pk_global("builtins", "eval") + "(" + pk_str("1") + "tR"))),
+      "refers to builtins.eval");
+  row("pth: legacy (pre-1.6) format", std::string("\x80\x02}q\x00.", 6), "legacy (pre-1.6)");
+  row("pth: storage size mismatch", pth(one_tensor(8, 0, {6}, {1}), six),
+      "storage '0' should hold 8 FloatStorage elements but 'archive/data/0' has 24 bytes");
+  row("pth: view past the storage", pth(one_tensor(6, 4, {3}, {1}), six),
+      "reach outside its 6-element storage");
+  row("pth: huge stride", pth(one_tensor(6, 0, {2, 2}, {1, int64_t(1) << 30}), six),
+      "reach outside");
+  row("pth: negative offset", pth(one_tensor(6, -1, {2}, {1}), six), "reach outside");
+  row("pth: storage entry missing", pth(one_tensor(6, 0, {6}, {1})),
+      "the archive has no 'archive/data/0'");
+  {
+    const std::string full = one_tensor(6, 0, {6}, {1});
+    row("pth: truncated pickle", pth(full.substr(0, full.size() / 2), six), "truncated");
+  }
+  row("pth: memo entry never stored", pth(pk_file("h\x05")), "memo entry 5 was never stored");
+  row("pth: stack underflow", pth(pk_file("R")), "empty stack");
+  row("pth: unknown opcode", pth(pk_file("i")), "the pickle opcode 0x69");
+  row("pth: no data.pkl", zip_bytes(d, {{"archive/version", "3\n"}}), "nor '<name>/data.pkl'");
+  row("pth: TorchScript archive", pth(one_tensor(6, 0, {6}, {1}), six, {{"archive/code/__torch__.py", "x"}}),
+      "TorchScript");
+  row("pth: a list, not a state_dict", pth(pk_file("]")), "holds a list without a state_dict");
+  return rows;
+}
+
+class RejectsMalformedFiles : public testing::TestWithParam<MalformedRow> {};
+
+TEST_P(RejectsMalformedFiles, row) {
+  static int bad = 0;
+  const std::string& bytes = GetParam().bytes;
+  const std::string& problem = GetParam().problem;
+  const bool usage = GetParam().usage;
+  const std::string& tag = GetParam().name;
+  const std::string ext = vit_test::starts_with(tag, "npz")   ? ".npz"
+                          : vit_test::starts_with(tag, "pth") ? ".pth"
+                                                              : ".safetensors";
+  const std::string path = root() + "/bad-" + std::to_string(bad++) + ext;
+  write_file(path, bytes);
+  try {
+    vit::import_weights(path);
+    FAIL() << "accepted";
+  } catch (const std::invalid_argument& e) {
+    ASSERT_TRUE(usage) << e.what();
+    ASSERT_TRUE(contains(e.what(), path)) << e.what();
+    ASSERT_TRUE(contains(e.what(), problem)) << e.what();
+  } catch (const std::runtime_error& e) {
+    ASSERT_FALSE(usage) << e.what();
+    ASSERT_TRUE(vit_test::starts_with(e.what(), path)) << e.what();
+    ASSERT_TRUE(contains(e.what(), problem)) << e.what();
+  }
+  ASSERT_FALSE(fs::exists("/tmp/pwned"));
+}
+
+INSTANTIATE_TEST_SUITE_P(WeightsIo, RejectsMalformedFiles, testing::ValuesIn(malformed_rows()),
+                         vit_test::RowName());
+
+TEST(WeightsIo, pthReaderAcceptsTorchSaveLayouts) {
+  // Views sharing one storage (offset, strides), a checkpoint dict around the state_dict, and
+  // protocol 4 opcodes (FRAME, MEMOIZE, SHORT_BINUNICODE), as newer torch.save files have.
+  const std::string six = floats_bytes({0, 1, 2, 3, 4, 5});
+  const std::string state = pk_ordered_dict(
+      pk_str("a") + pk_tensor("0", 6, 0, {2, 3}, {3, 1}) +
+      pk_str("b") + pk_tensor("0", 6, 1, {3}, {2}) +
+      pk_str("c") + pk_tensor("1", 2, 0, {2}, {1}, "HalfStorage"));
+  const std::string half = std::string("\x00\x3c\x00\x40", 4);  // 1.0, 2.0 in float16
+  const std::string body = std::string("}q\x00(", 4) + pk_str("epoch") + pk_int(3) + pk_str("lr") +
+                           "G\x3f\xb9\x99\x99\x99\x99\x99\x9a" + pk_str("model") + state + "u";
+  std::string p4 = std::string("\x80\x04\x95", 3) + le(0, 8) + body + ".";
+  p4.replace(p4.find(pk_str("epoch")), pk_str("epoch").size(), std::string("\x8c\x05") + "epoch\x94");
+  for (const std::string& pickle : {pk_file(body), p4}) {
+    const std::string path = root() + "/layouts.pth";
+    vit::write_zip(path, {{"ckpt/data.pkl", pickle}, {"ckpt/data/0", six}, {"ckpt/data/1", half},
+                          {"ckpt/byteorder", "little"}});
+    const auto t = vit::load_pth(path);
+    ASSERT_EQ(t.size(), size_t(3));
+    ASSERT_EQ(t[0].first, std::string("a"));
+    ASSERT_TRUE(torch::equal(t[0].second, torch::arange(6, torch::kFloat32).view({2, 3})));
+    ASSERT_TRUE(torch::equal(t[1].second, torch::tensor({1.f, 3.f, 5.f})));
+    ASSERT_TRUE(t[1].second.is_contiguous());
+    ASSERT_TRUE(torch::equal(t[2].second, torch::tensor({1.f, 2.f}).to(torch::kHalf)));
+  }
+}
+
+TEST(WeightsIo, npzReadsNumpyLayouts) {
+  // Fortran order, npy format 2, 1-byte types, a 0-d array.
+  const std::string data = floats_bytes({0, 1, 2, 3, 4, 5});  // column-major (2, 3)
+  const std::string path = root() + "/layouts.npz";
+  vit::write_zip(path, {{"f.npy", npy("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", data)},
+                        {"v2.npy", npy("{'descr': '|u1', 'fortran_order': False, 'shape': (3,), }", "abc", 2)},
+                        {"s.npy", npy("{'descr': '<i8', 'fortran_order': False, 'shape': (), }", le(7, 8))}});
+  const auto t = vit::load_npz(path);
+  ASSERT_EQ(t.size(), size_t(3));
+  ASSERT_TRUE(torch::equal(t[0].second, torch::tensor({0.f, 2.f, 4.f, 1.f, 3.f, 5.f}).view({2, 3})));
+  ASSERT_TRUE(torch::equal(t[1].second, torch::tensor({97, 98, 99}, torch::kUInt8)));
+  ASSERT_EQ(t[2].second.dim(), int64_t(0));
+  ASSERT_EQ(t[2].second.item<int64_t>(), int64_t(7));
+  // What save_npz writes, load_npz reads back bit for bit.
+  vit::NamedTensors in = {{"x", torch::randn({3, 4})}, {"y", torch::tensor({true, false})}};
+  vit::save_npz(path, in, /*compressed=*/true);
+  const auto back = vit::load_npz(path);
+  ASSERT_TRUE(same(back[0].second, in[0].second) && same(back[1].second, in[1].second));
+}
+
+// ---- fine-tuning ------------------------------------------------------------------------------
+
+TEST(WeightsIo, posEmbedResizeKeepsClassTokenAndIdentity) {
+  torch::manual_seed(3);
+  const auto pos = torch::randn({1, 1 + 16, 8});
+  // At the original size the bicubic resample reproduces the input.
+  const auto same_size = vit::resize_pos_embed(pos, 1, 4);
+  ASSERT_TRUE(same(same_size.narrow(1, 0, 1), pos.narrow(1, 0, 1)));
+  const double diff = (same_size - pos).abs().max().item<double>();
+  ASSERT_TRUE(diff < 1e-6) << diff;
+  for (int grid : {2, 3, 7, 14}) {
+    const auto r = vit::resize_pos_embed(pos, 1, grid);
+    ASSERT_EQ(r.sizes().vec(), (std::vector<int64_t>{1, 1 + grid * grid, 8}));
+    ASSERT_TRUE(same(r.narrow(1, 0, 1), pos.narrow(1, 0, 1)));  // class token kept bit for bit
+    ASSERT_TRUE(std::isfinite(r.abs().max().item<double>()));
+  }
+  // A constant grid stays constant; without a prefix token every row is grid.
+  const auto flat = torch::full({1, 9, 4}, 0.75f);
+  ASSERT_TRUE((vit::resize_pos_embed(flat, 0, 5) - 0.75f).abs().max().item<double>() < 1e-6);
+  // A smooth ramp stays a ramp (monotone along a row) after upsampling.
+  const auto ramp = torch::arange(4, torch::kFloat32).repeat({4}).view({1, 16, 1});
+  const auto up = vit::resize_pos_embed(ramp, 0, 8).view({8, 8});
+  ASSERT_TRUE((up.narrow(1, 1, 7) - up.narrow(1, 0, 7)).min().item<float>() >= 0);
+}
+
+TEST(WeightsIo, loadPretrainedAdaptsHeadGridAndChannels) {
+  const vit::ViTConfig src = tiny(5);
+  auto pretrained = random_model(src);
+  const std::string path = root() + "/pretrained.safetensors";
+  vit::save_checkpoint(path, *pretrained, {{0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}});
+  const auto w = vit::import_weights(path);
+
+  vit::ViTConfig target = src;
+  target.num_classes = 7;
+  target.image_size = 12;  // 4x4 -> 6x6 patch grid
+  vit::VisionTransformer model(target);
+  const auto r = vit::load_pretrained(*model, w);
+  ASSERT_TRUE(r.new_head && r.pos_embed_resized && !r.channels_adapted);
+  const auto source = state(*pretrained);
+  for (const auto& [name, t] : state(*model)) {
+    if (vit::is_head_parameter(name) || name == "pos_embed") continue;
+    const auto it = std::find_if(source.begin(), source.end(), [&](const auto& p) { return p.first == name; });
+    ASSERT_TRUE(same(t, it->second)) << name;
+  }
+  ASSERT_TRUE(same(model->pos_embed.narrow(1, 0, 1), pretrained->pos_embed.narrow(1, 0, 1)));
+
+  // Grayscale from RGB: the summed kernels see a gray image as the RGB model sees it in colour.
+  vit::ViTConfig gray = src;
+  gray.in_channels = 1;
+  vit::VisionTransformer gray_model(gray);
+  ASSERT_TRUE(vit::load_pretrained(*gray_model, w).channels_adapted);
+  gray_model->eval();
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({2, 1, 8, 8});
+  const double diff = (gray_model->forward(x) - pretrained->forward(x.repeat({1, 3, 1, 1}))).abs().max().item<double>();
+  ASSERT_TRUE(diff < 1e-4) << diff;
+
+  // What fine-tuning cannot change: patch size, width.
+  for (int which = 0; which < 2; ++which) {
+    vit::ViTConfig bad = src;
+    if (which == 0) bad.patch_size = 4;
+    else bad.dim = 32, bad.mlp_hidden = 64;
+    vit::VisionTransformer m(bad);
+    try {
+      vit::load_pretrained(*m, w);
+      FAIL() << "accepted";
+    } catch (const std::runtime_error& e) {
+      ASSERT_TRUE(contains(e.what(), which == 0 ? "patch embeddings are not resampled"
+                                                : "in the file"))
+          << e.what();
+      ASSERT_TRUE(contains(e.what(), "does not fit the model")) << e.what();
+    }
+  }
+}
+
+TEST(WeightsIo, paramGroupsApplyLayerDecay) {
+  auto model = random_model(tiny(3));
+  const auto plain = vit::param_groups(*model, 0.05, 1.0);
+  ASSERT_EQ(plain.size(), size_t(2));
+  ASSERT_DOUBLE_EQ(plain[0].weight_decay, 0.05);
+  ASSERT_DOUBLE_EQ(plain[1].weight_decay, 0.0);
+  ASSERT_EQ(plain[0].names.front(), std::string("patch_embed.proj.weight"));
+  ASSERT_TRUE(std::find(plain[1].names.begin(), plain[1].names.end(), "pos_embed") != plain[1].names.end());
+
+  const auto layered = vit::param_groups(*model, 0.05, 0.5);  // depth 2: layers 0..3
+  std::map<std::string, double> scale;
+  size_t count = 0;
+  for (const auto& g : layered) {
+    for (const auto& n : g.names) scale[n] = g.lr_scale;
+    count += g.params.size();
+  }
+  ASSERT_EQ(count, model->parameters().size());
+  ASSERT_DOUBLE_EQ(scale.at("cls_token"), 0.125);
+  ASSERT_DOUBLE_EQ(scale.at("patch_embed.proj.weight"), 0.125);
+  ASSERT_DOUBLE_EQ(scale.at("blocks.0.attn.qkv.weight"), 0.25);
+  ASSERT_DOUBLE_EQ(scale.at("blocks.1.mlp.fc2.bias"), 0.5);
+  ASSERT_DOUBLE_EQ(scale.at("norm.weight"), 1.0);
+  ASSERT_DOUBLE_EQ(scale.at("head.weight"), 1.0);
+
+  vit::freeze_backbone(*model);
+  const auto head_only = vit::param_groups(*model, 0.05, 0.5);
+  ASSERT_EQ(head_only.size(), size_t(2));
+  ASSERT_EQ(head_only[0].names, std::vector<std::string>{"head.weight"});
+  ASSERT_EQ(head_only[1].names, std::vector<std::string>{"head.bias"});
+}
+
+struct FineTuneRow : vit_test::Row {
+  bool freeze;
+  double layer_decay;
+};
+
+class FreezeBackboneKeepsBackboneBitIdentical : public testing::TestWithParam<FineTuneRow> {};
+
+TEST_P(FreezeBackboneKeepsBackboneBitIdentical, row) {
+  const bool freeze = GetParam().freeze;
+  const double layer_decay = GetParam().layer_decay;
+  // Pretrained on 3 classes, fine-tuned on a 2-class data set: a new head, the file's mean/std.
+  vit::ViTConfig c = tiny(3);
+  c.in_channels = 1;
+  auto pretrained = random_model(c);
+  const std::string init = root() + "/init-" + std::to_string(freeze) + ".safetensors";
+  vit::save_checkpoint(init, *pretrained, {{0.3f}, {0.2f}});
+
+  vit::DataSplits data;
+  torch::manual_seed(1);
+  data.train.name = "bars";
+  data.train.classes = {"left", "right"};
+  data.train.labels = torch::randint(0, 2, {48}, torch::kInt64);
+  data.train.images = torch::randint(0, 255, {48, 1, 8, 8}, torch::kInt64).to(torch::kUInt8).contiguous();
+  vit::TrainConfig t;
+  t.dataset = "bars";
+  t.epochs = 1;
+  t.batch_size = 8;
+  t.lr = 1e-2;
+  t.max_steps = 3;
+  t.log_every = 1;
+  t.seed = 5;
+  t.init_weights = init;
+  t.freeze_backbone = freeze;
+  t.layer_decay = layer_decay;
+  vit::ViTConfig model_config = c;
+  model_config.num_classes = 2;
+  const std::string run = root() + "/finetune-" + std::to_string(freeze);
+  const auto result = vit::train(model_config, t, data, run);
+  ASSERT_EQ(result.stop_reason, std::string("max_steps"));
+
+  const auto before = vit::load_safetensors(init);
+  const auto after = vit::load_safetensors(run + "/checkpoints/last.safetensors");
+  int backbone = 0, changed = 0;
+  for (const auto& [name, tensor] : after.tensors) {
+    if (vit::is_head_parameter(name)) continue;
+    ++backbone;
+    if (!same(tensor, *before.find(name))) ++changed;
+  }
+  ASSERT_TRUE(backbone > 20);
+  ASSERT_EQ(changed, freeze ? 0 : backbone);
+  // The head trained: it differs from the fresh head the trainer started with.
+  torch::manual_seed(t.seed);
+  vit::VisionTransformer fresh(model_config);
+  ASSERT_FALSE(same(*after.find("head.weight"), fresh->head->weight.detach()));
+  const auto run_info = vit::read_run(run);
+  ASSERT_EQ(run_info.normalization.mean, std::vector<float>{0.3f});  // the checkpoint's
+  ASSERT_EQ(run_info.normalization.std, std::vector<float>{0.2f});
+  ASSERT_EQ(run_info.train.init_weights, init);
+  ASSERT_EQ(run_info.train.freeze_backbone, freeze);
+  ASSERT_DOUBLE_EQ(run_info.train.layer_decay, layer_decay);
+}
+
+INSTANTIATE_TEST_SUITE_P(WeightsIo, FreezeBackboneKeepsBackboneBitIdentical,
+                         testing::ValuesIn(std::vector<FineTuneRow>{
+    {{"frozen backbone"}, true, 1.0},
+    {{"layer decay 0.6, all trained"}, false, 0.6},
+}), vit_test::RowName());
+
+// ---- the command line ---------------------------------------------------------------------------
+
+TEST(WeightsIo, cliImportExportTrain) {
+  ASSERT_FALSE(vit_binary().empty()) << "VIT_BINARY unset";
+  const std::string d = root();
+  const std::string npz = kFixtures + "weights.npz";
+  auto r = run_vit({"import", npz, "--out", d + "/imported", "--json"});
+  ASSERT_TRUE(r.code == 0) << r.err;
+  const auto o = last_json_line(r.out);
+  ASSERT_EQ(o.at("naming").get<std::string>(), "google-npz");
+  ASSERT_EQ(o.at("config").at("heads").get<int>(), 4);
+  ASSERT_EQ(o.at("params").get<int64_t>(), 11650);
+  ASSERT_TRUE(fs::exists(d + "/imported/checkpoints/best.safetensors"));
+  ASSERT_TRUE(fs::exists(d + "/imported/config.json"));
+
+  r = run_vit({"import", kFixtures + "weights.safetensors", "--out", d + "/x"});
+  ASSERT_EQ(r.code, 2);
+  ASSERT_TRUE(contains(r.err, "give --heads N")) << r.err;
+  write_file(root() + "/hostile.pth", "PK\x03\x04 not really a zip");
+  r = run_vit({"import", d + "/hostile.pth", "--out", d + "/y"});
+  ASSERT_EQ(r.code, 1);
+  ASSERT_TRUE(vit_test::starts_with(r.err, "vit: error: " + d + "/hostile.pth")) << r.err;
+
+  r = run_vit({"export", "--run", d + "/imported", "--out", d + "/out.safetensors", "--json"});
+  ASSERT_TRUE(r.code == 0) << r.err;
+  ASSERT_EQ(last_json_line(r.out).at("timm_model_args").at("embed_dim").get<int>(), 24);
+  const auto exported = vit::load_safetensors(root() + "/out.safetensors");
+  const auto parity = vit::import_weights(kFixtures + "weights.safetensors", {4});
+  ASSERT_EQ(compare_sets(exported.tensors, parity.tensors), "");
+  r = run_vit({"eval", "--run", d + "/imported"});
+  ASSERT_EQ(r.code, 2);
+  ASSERT_TRUE(contains(r.err, "give --dataset")) << r.err;
+
+  write_image_folder(root() + "/images");
+  r = run_vit({"train", "--init", d + "/imported", "--dataset", "folder:" + d + "/images",
+               "--batch-size", "4", "--epochs", "1", "--max-steps", "2", "--freeze-backbone",
+               "--threads", "1", "--out", d + "/finetuned", "--json"});
+  ASSERT_TRUE(r.code == 0) << r.err;
+  ASSERT_EQ(last_json_line(r.out).at("stop_reason").get<std::string>(), "max_steps");
+  ASSERT_TRUE(contains(r.err, "new classification head for 2 classes")) << r.err;
+  const auto info = vit::read_run(root() + "/finetuned");
+  ASSERT_EQ(info.model.dim, 24);
+  ASSERT_EQ(info.model.num_classes, 2);
+  ASSERT_EQ(info.normalization.mean, (std::vector<float>{0.5f, 0.5f, 0.5f}));
+
+  r = run_vit({"train", "--init", d + "/imported", "--preset", "vit-b16"});
+  ASSERT_EQ(r.code, 2);
+  r = run_vit(
+      {"train", "--init", d + "/imported", "--dim", "32", "--dataset", "folder:" + d + "/images"});
+  ASSERT_EQ(r.code, 2);
+  ASSERT_TRUE(contains(r.err, "keeps the architecture")) << r.err;
+  r = run_vit({"train", "--freeze-backbone", "--dataset", "folder:" + d + "/images"});
+  ASSERT_EQ(r.code, 2);
+  ASSERT_TRUE(contains(r.err, "freeze_backbone needs init_weights")) << r.err;
+}

@@ -95,6 +95,16 @@ WeightsFormat detect_format(const std::string& path) {
     throw error(path, "is a zip archive with neither .npy arrays (an .npz file) nor "
                       "'<name>/data.pkl' (a torch.save file)");
   }
+  // safetensors: an 8-byte little-endian header length, then a JSON object. Checked before the
+  // pickle test: a header length whose low byte is 0x80 looks like a pickle's PROTO opcode.
+  if (first.size() == 8) {
+    uint64_t header = 0;
+    for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<unsigned char>(first[size_t(i)]);
+    char brace = 0;
+    const auto size = fs::file_size(path, ec);
+    if (!ec && header > 0 && header <= size - 8 && in.get(brace) && brace == '{')
+      return WeightsFormat::Safetensors;
+  }
   if (!first.empty() && static_cast<unsigned char>(first[0]) == 0x80)
     throw error(path, "is a legacy (pre-1.6) PyTorch file or a raw pickle, which cannot be read "
                       "without running pickle. Re-save it in Python with "

@@ -929,6 +929,30 @@ INSTANTIATE_TEST_SUITE_P(WeightsIo, FreezeBackboneKeepsBackboneBitIdentical,
     {{"layer decay 0.6, all trained"}, false, 0.6},
 }), vit_test::RowName());
 
+// A safetensors header length whose low byte is 0x80 (e.g. 384 bytes) starts the file with the
+// byte a pickle's PROTO opcode has; found when CI's temp path made best.safetensors' header so
+// long. The file must still read as safetensors.
+TEST(WeightsIo, safetensorsHeaderLengthEndingIn0x80IsNotAPickle) {
+  const std::string original = read_file(kFixtures + "weights.safetensors");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(original[size_t(i)]);
+  std::string header = original.substr(8, n);
+  uint64_t padded = n;
+  while ((padded & 0xff) != 0x80) ++padded;
+  header.append(padded - n, ' ');  // trailing spaces are allowed after the JSON object
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[size_t(i)] = char((padded >> (8 * i)) & 0xff);
+  bytes += header + original.substr(8 + n);
+  ASSERT_EQ(static_cast<unsigned char>(bytes[0]), 0x80);
+  const std::string path = root() + "/low-byte-0x80.safetensors";
+  write_file(path, bytes);
+  vit::ImportOptions options;
+  options.heads = 4;
+  const auto w = vit::import_weights(path, options);
+  const auto reference = vit::import_weights(kFixtures + "weights.safetensors", options);
+  ASSERT_EQ(compare_sets(w.tensors, reference.tensors), "");
+}
+
 // ---- the command line ---------------------------------------------------------------------------
 
 TEST(WeightsIo, cliImportExportTrain) {

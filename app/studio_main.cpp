@@ -40,7 +40,8 @@ bool setField(ConfigPanel* panel, const QString& assignment) {
 
 int main(int argc, char** argv) {
   // No OMP_WAIT_POLICY=ACTIVE here (the CLI uses it): a desktop window must not keep spinning
-  // threads busy between steps or while idle.
+  // threads busy between steps or while idle. The BLAS kernels do follow the CPU (runtime.h).
+  vit::relaunch_with_best_settings(argv, /*omp_policy=*/nullptr);
   QApplication app(argc, argv);
   QApplication::setOrganizationName("ViT Studio");
   QApplication::setApplicationName("ViT Studio");

@@ -39,7 +39,12 @@ int run_summary(const SummaryOptions& o) {
                       {"images_per_second", t.images_per_second},
                       {"gflops", t.gflops}});
     }
-    out["benchmark"] = {{"runtime", describe(runtime)}, {"threads", runtime.threads},
+    out["benchmark"] = {{"runtime", describe(runtime)},
+                        {"threads", runtime.threads},
+                        {"cpu", runtime.cpu},
+                        {"blas_core", runtime.blas_core},
+                        {"blas_core_source", runtime.blas_core_source},
+                        {"onednn_isa", runtime.onednn_isa},
                         {"forward", rows}};
     if (!o.json) {
       std::cout << "\nForward benchmark (" << describe(runtime) << ")\n";

@@ -324,7 +324,7 @@ int run_train(const TrainOptions& o) {
 }
 
 struct EvalOptions {
-  std::string run, dataset, device = "auto";
+  std::string run, dataset, device = "auto", precision;
   bool json = false;
   int threads = 0;
 };
@@ -336,7 +336,7 @@ int run_eval(const EvalOptions& o) {
   if (spec.empty()) throw UsageError(o.run + " records no data set (an imported model): give --dataset SPEC");
   DataSplits data = load_dataset(spec, info.model.image_size, info.model.in_channels);
   const Dataset& split = data.test ? *data.test : data.train;
-  const EvalResult r = evaluate_run(o.run, split, o.device);
+  const EvalResult r = evaluate_run(o.run, split, o.device, o.precision);
   if (o.json) {
     std::cout << nlohmann::json{{"run_dir", o.run},         {"dataset", split.name},
                                 {"count", r.count},         {"loss", r.loss},
@@ -391,6 +391,8 @@ void add_train_command(CLI::App& app, SetAction set_action) {
   eval->add_option("--threads", e->threads, "Intra-op threads (default: one per core)");
   eval->add_option("--device", e->device, "auto | cpu | cuda | cuda:N (auto: a GPU when this LibTorch has CUDA)")
       ->capture_default_str();
+  eval->add_option("--precision", e->precision, "fp32 | bf16 | auto (default: the run's)")
+      ->check(CLI::IsMember(precision_names()));
   eval->add_flag("--json", e->json, "Print one JSON object");
   eval->callback([e, set_action] { set_action([e] { return run_eval(*e); }); });
 }

@@ -23,13 +23,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 PRESETS = {
-    # image, patch, channels, classes, dim, depth, heads, mlp hidden, gelu after fc2, dropout
+    # image, patch, channels, classes, dim, depth, heads, mlp hidden, gelu after fc2, dropout,
+    # pooling (the class token, or the mean of the patch tokens with fc_norm as timm's avg pool)
     "keras-cifar": dict(image=72, patch=6, ch=3, classes=10, dim=64, depth=8, heads=4, hidden=128,
-                        act2=True, drop=0.1),
-    "fmnist-small": dict(image=28, patch=4, ch=1, classes=10, dim=64, depth=4, heads=4, hidden=128,
-                         act2=False, drop=0.1),
+                        act2=True, drop=0.1, pool="token"),
+    "fmnist-small": dict(image=28, patch=7, ch=1, classes=10, dim=128, depth=4, heads=4, hidden=256,
+                         act2=False, drop=0.0, pool="mean"),
     "vit-ti16": dict(image=224, patch=16, ch=3, classes=1000, dim=192, depth=12, heads=3,
-                     hidden=768, act2=False, drop=0.0),
+                     hidden=768, act2=False, drop=0.0, pool="token"),
+    "vit-b16": dict(image=224, patch=16, ch=3, classes=1000, dim=768, depth=12, heads=12,
+                    hidden=3072, act2=False, drop=0.0, pool="token"),
 }
 
 
@@ -77,13 +80,15 @@ class ViT(nn.Module):
         self.blocks = nn.Sequential(*[Block(p) for _ in range(p["depth"])])
         self.norm = nn.LayerNorm(p["dim"], eps=1e-6)
         self.head = nn.Linear(p["dim"], p["classes"])
-        self.drop = p["drop"]
+        self.drop, self.pool = p["drop"], p["pool"]
 
     def forward(self, x):
         x = self.proj(x).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], 1) + self.pos_embed
-        x = self.norm(self.blocks(F.dropout(x, self.drop, self.training)))
-        return self.head(x[:, 0])
+        x = self.blocks(F.dropout(x, self.drop, self.training))
+        if self.pool == "mean":  # timm's global_pool="avg": mean of the patch tokens, then fc_norm
+            return self.head(self.norm(x[:, 1:].mean(1)))
+        return self.head(self.norm(x)[:, 0])
 
 
 def main():

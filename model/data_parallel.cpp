@@ -91,14 +91,16 @@ std::pair<int64_t, int64_t> shard_rows(int64_t batch, int s, int n) {
   return {batch * s / n, batch * (s + 1) / n};
 }
 
-torch::Tensor predict_logits(VisionTransformer& model, const torch::Tensor& images, bool data_parallel) {
+torch::Tensor predict_logits(VisionTransformer& model, const torch::Tensor& images, bool data_parallel,
+                             bool bf16) {
   const int64_t B = images.size(0);
   const int n = shard_count(data_parallel, B, images.device());
   std::vector<torch::Tensor> parts(n);
   for_each_shard(n, [&](int s) {
     torch::NoGradGuard no_grad;
     const auto [lo, hi] = shard_rows(B, s, n);
-    parts[s] = model->forward(images.slice(0, lo, hi));
+    Bf16AutocastScope autocast(bf16, images.device().type());  // per thread: autocast is thread-local
+    parts[s] = model->forward(images.slice(0, lo, hi)).to(torch::kFloat);
   });
   return n == 1 ? parts[0] : torch::cat(parts);
 }

@@ -31,8 +31,10 @@ void for_each_shard(int n, const std::function<void(int)>& fn);
 // Rows [lo, hi) of a batch of `batch` rows that shard s of n gets.
 std::pair<int64_t, int64_t> shard_rows(int64_t batch, int s, int n);
 
-// Logits of a batch without autograd, sharded like training.
-torch::Tensor predict_logits(VisionTransformer& model, const torch::Tensor& images, bool data_parallel);
+// Logits of a batch without autograd, sharded like training; with `bf16` under bf16 autocast (the
+// run's precision: its validation and test passes cost what its training steps do), in float.
+torch::Tensor predict_logits(VisionTransformer& model, const torch::Tensor& images, bool data_parallel,
+                             bool bf16 = false);
 
 // Where this process's shards sit among all shards of a global batch (several processes train
 // one batch in a distributed run, process_group.h): shard s of `total` gets the global rows

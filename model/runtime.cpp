@@ -2,12 +2,17 @@
 
 #include "runtime.h"
 
+#include <dlfcn.h>
 #include <link.h>
 #include <malloc.h>
 #include <sched.h>
 #include <unistd.h>
 
+#include <ATen/ATen.h>
+
 #include <climits>
+#include <cmath>
+#include <fstream>
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
@@ -33,6 +38,58 @@ std::string loaded_library(const char* fragment) {
   return query.second;
 }
 
+// "AMD EPYC (family 26, model 2)" from /proc/cpuinfo.
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, name, family, model;
+  auto value = [](const std::string& l) {
+    const auto colon = l.find(':');
+    return colon == std::string::npos ? std::string() : l.substr(l.find_first_not_of(" \t", colon + 1));
+  };
+  while (std::getline(in, line) && (name.empty() || family.empty() || model.empty())) {
+    if (line.rfind("model name", 0) == 0 && name.empty()) name = value(line);
+    else if (line.rfind("cpu family", 0) == 0 && family.empty()) family = value(line);
+    else if (line.rfind("model", 0) == 0 && line.rfind("model name", 0) != 0 && model.empty()) model = value(line);
+  }
+  return name + (family.empty() ? "" : " (family " + family + ", model " + model + ")");
+}
+
+// A float GEMM through LibTorch (and so the BLAS) against a double-precision loop: the largest
+// relative error. Odd sizes exercise the kernels' edge handling.
+double gemm_self_check() {
+  const int64_t m = 67, k = 93, n = 51;
+  at::Tensor a = at::rand({m, k}) - 0.5, b = at::rand({k, n}) - 0.5;
+  const at::Tensor c = at::mm(a, b).contiguous();
+  a = a.contiguous(), b = b.contiguous();
+  const float *pa = a.data_ptr<float>(), *pb = b.data_ptr<float>(), *pc = c.data_ptr<float>();
+  double worst = 0, scale = 0;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double ref = 0;
+      for (int64_t l = 0; l < k; ++l) ref += double(pa[i * k + l]) * double(pb[l * n + j]);
+      worst = std::max(worst, std::fabs(ref - double(pc[i * n + j])));
+      scale = std::max(scale, std::fabs(ref));
+    }
+  return worst / std::max(scale, 1e-30);
+}
+
+// The instruction set oneDNN dispatches to (dnnl_get_effective_cpu_isa), "" when not loaded.
+std::string onednn_isa() {
+  using Fn = int (*)();
+  void* handle = ::dlopen(nullptr, RTLD_NOW);
+  auto* fn = handle ? reinterpret_cast<Fn>(::dlsym(handle, "dnnl_get_effective_cpu_isa")) : nullptr;
+  if (!fn) return "";
+  // dnnl_cpu_isa_t (oneDNN 2.x/3.x): bit flags, named by the largest set they contain.
+  const int isa = fn();
+  struct Named { int bits; const char* name; };
+  static const Named names[] = {{0x3e7, "avx512_core_amx"}, {0xe7, "avx512_core_bf16"},
+                                {0x67, "avx512_core_vnni"}, {0x27, "avx512_core"},
+                                {0x7, "avx2"}, {0x3, "avx"}, {0x1, "sse41"}};
+  for (const auto& n : names)
+    if ((isa & n.bits) == n.bits) return n.name;
+  return "isa " + std::to_string(isa);
+}
+
 }  // namespace
 
 std::string loaded_blas_path() {
@@ -51,10 +108,62 @@ __attribute__((used, visibility("default"))) const char* malloc_conf =
 }
 
 void relaunch_with_openmp_policy(char** argv, const char* policy) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  if (::setenv("OMP_WAIT_POLICY", policy, /*overwrite=*/0) != 0) return;
-  ::execv("/proc/self/exe", argv);  // only returns on failure: carry on with the default policy
+  relaunch_with_best_settings(argv, policy);
 }
+
+namespace {
+
+// OpenBLAS's name of the kernel set it uses (openblas_get_corename), "" for another BLAS.
+std::string openblas_core() {
+  using Fn = char* (*)();
+  void* handle = ::dlopen(nullptr, RTLD_NOW);
+  auto* fn = handle ? reinterpret_cast<Fn>(::dlsym(handle, "openblas_get_corename")) : nullptr;
+  const char* name = fn ? fn() : nullptr;
+  return name ? name : "";
+}
+
+// A rough order of OpenBLAS's x86 kernel sets by the instructions they use.
+int core_rank(const std::string& core) {
+  std::string c = core;
+  for (auto& ch : c) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  if (c == "cooperlake" || c == "sapphirerapids") return 4;
+  if (c == "skylakex") return 3;
+  if (c == "haswell" || c == "zen" || c == "skylake") return 2;
+  if (c == "sandybridge") return 1;
+  return 0;  // Prescott, Core2, Nehalem, Barcelona, ...: SSE only
+}
+
+}  // namespace
+
+std::string best_openblas_core() {
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  if (avx512) return cpu_has_fast_bf16() ? "Cooperlake" : "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+  return "";
+}
+
+void relaunch_with_best_settings(char** argv, const char* omp_policy) {
+  bool change = false;
+  if (omp_policy && !std::getenv("OMP_WAIT_POLICY")) {
+    ::setenv("OMP_WAIT_POLICY", omp_policy, 0);
+    change = true;
+  }
+  if (!std::getenv("OPENBLAS_CORETYPE") && !std::getenv("VIT_BLAS_CORE_CHECKED")) {
+    const std::string chosen = openblas_core(), best = best_openblas_core();
+    if (!chosen.empty() && !best.empty() && core_rank(chosen) < core_rank(best)) {
+      ::setenv("OPENBLAS_CORETYPE", best.c_str(), 1);
+      ::setenv("VIT_BLAS_CORE_SELECTED", chosen.c_str(), 1);  // what OpenBLAS chose, for the log
+      change = true;
+    }
+  }
+  if (change) ::execv("/proc/self/exe", argv);  // returns only on failure: carry on as we are
+}
+
+namespace {
+RuntimeInfo g_last;  // what runtime_json() reports
+}  // namespace
 
 RuntimeInfo configure_runtime(int threads) {
   RuntimeInfo info;
@@ -72,8 +181,29 @@ RuntimeInfo configure_runtime(int threads) {
   at::set_num_threads(threads > 0 ? threads : info.cores);
   info.threads = at::get_num_threads();
 
+  info.cpu = cpu_model();
   info.blas_path = loaded_blas_path();
   info.blas_is_openblas = info.blas_path.find("openblas") != std::string::npos;
+  info.blas_core = openblas_core();
+  if (!info.blas_core.empty()) {
+    if (const char* before = std::getenv("VIT_BLAS_CORE_SELECTED"))
+      info.blas_core_source = std::string("selected by ViT Studio for this CPU (OpenBLAS chose ") + before + ")";
+    else if (std::getenv("OPENBLAS_CORETYPE"))
+      info.blas_core_source = "OPENBLAS_CORETYPE in the environment";
+    else
+      info.blas_core_source = "chosen by OpenBLAS";
+  }
+  info.blas_check_error = gemm_self_check();
+  if (!(info.blas_check_error < 1e-4)) {
+    std::ostringstream w;
+    w << "the BLAS (" << info.blas_core << ") failed a GEMM self-check (relative error "
+      << info.blas_check_error << "): results may be wrong";
+    if (std::getenv("VIT_BLAS_CORE_SELECTED"))
+      w << "; ViT Studio selected that kernel set: set OPENBLAS_CORETYPE="
+        << std::getenv("VIT_BLAS_CORE_SELECTED") << " to use OpenBLAS's own choice";
+    info.warning += (info.warning.empty() ? "" : "; ") + w.str();
+  }
+  info.onednn_isa = onednn_isa();
   if (!info.blas_is_openblas) {
     info.warning =
         "LibTorch is using " + (info.blas_path.empty() ? std::string("no BLAS") : info.blas_path) +
@@ -81,14 +211,33 @@ RuntimeInfo configure_runtime(int threads) {
         "or: update-alternatives --set libblas.so.3-x86_64-linux-gnu "
         "/usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3";
   }
+  g_last = info;
   return info;
 }
 
 std::string describe(const RuntimeInfo& info) {
   std::ostringstream out;
   out << "threads " << info.threads << " of " << info.cores << " cores, BLAS "
-      << (info.blas_path.empty() ? "none" : info.blas_path)
-      << ", allocator " << info.allocator << (info.malloc_tuned ? "" : " (NOT tuned)");
+      << (info.blas_path.empty() ? "none" : info.blas_path);
+  if (!info.blas_core.empty()) out << " (" << info.blas_core << ", " << info.blas_core_source << ")";
+  out << ", allocator " << info.allocator << (info.malloc_tuned ? "" : " (NOT tuned)");
+  return out.str();
+}
+
+std::string runtime_json() {
+  std::ostringstream out;
+  auto quoted = [](const std::string& v) {
+    std::string q = "\"";
+    for (char c : v) {
+      if (c == '"' || c == '\\') q += '\\';
+      q += c;
+    }
+    return q + "\"";
+  };
+  out << "{\"cpu\":" << quoted(g_last.cpu) << ",\"cores\":" << g_last.cores << ",\"threads\":"
+      << g_last.threads << ",\"blas\":" << quoted(g_last.blas_path) << ",\"blas_core\":"
+      << quoted(g_last.blas_core) << ",\"blas_core_source\":" << quoted(g_last.blas_core_source)
+      << ",\"onednn_isa\":" << quoted(g_last.onednn_isa) << ",\"allocator\":" << quoted(g_last.allocator) << "}";
   return out.str();
 }
 

@@ -19,8 +19,13 @@ namespace vit {
 struct RuntimeInfo {
   int threads = 1;           // intra-op threads now in use
   int cores = 1;             // cores this process may run on (sched_getaffinity)
+  std::string cpu;           // "AMD EPYC (family 26, model 2)"
   std::string blas_path;     // resolved path of the loaded libblas.so.3 ("" if none found)
   bool blas_is_openblas = false;
+  std::string blas_core;     // OpenBLAS's kernel set ("SkylakeX"), "" for another BLAS
+  std::string blas_core_source;  // who chose it: OpenBLAS, the environment, or ViT Studio
+  double blas_check_error = 0;   // relative error of the startup GEMM self-check (< 1e-5 expected)
+  std::string onednn_isa;    // the instruction set oneDNN (bf16 GEMMs) uses, "" when unknown
   bool malloc_tuned = false;
   std::string allocator;      // "jemalloc" or "glibc"
   std::string warning;       // non-empty when something will make training slow
@@ -35,6 +40,19 @@ struct RuntimeInfo {
 // main(); it returns when the user already chose a policy or the relaunch failed.
 void relaunch_with_openmp_policy(char** argv, const char* policy);
 
+// OpenBLAS picks its kernels from the CPU's model number, and an OpenBLAS older than the CPU falls
+// back to its generic SSE3 kernels ("Prescott"): Debian 12's 0.3.21 did so on an Intel family 6
+// model 207, where fp32 training ran 2.2-2.5x faster with its SkylakeX/Cooperlake kernels and
+// ViT-B/16 inference 3.4-5.9x (FACTS.md). When the user has not set OPENBLAS_CORETYPE and the core
+// OpenBLAS chose is below what the CPU supports (AVX-512 with bf16: Cooperlake; AVX-512:
+// SkylakeX; AVX2 + FMA: Haswell), the program re-executes itself with the better one, together
+// with `omp_policy` for OMP_WAIT_POLICY when not null. configure_runtime() then checks a GEMM
+// against a double-precision reference and falls back to OpenBLAS's own choice if it fails.
+// Call first thing in main(); returns when nothing needs to change or the relaunch failed.
+void relaunch_with_best_settings(char** argv, const char* omp_policy);
+// The OpenBLAS kernel set this CPU supports best ("" when the CPU has no AVX2).
+std::string best_openblas_core();
+
 // Call once at program start, before the first tensor is created. threads <= 0 means one per
 // available core. Throws std::invalid_argument for an impossible thread count.
 RuntimeInfo configure_runtime(int threads = 0);
@@ -43,5 +61,8 @@ RuntimeInfo configure_runtime(int threads = 0);
 std::string loaded_blas_path();
 
 std::string describe(const RuntimeInfo& info);
+// The last configure_runtime() of this process as JSON (cpu, threads, blas, blas_core, ...): what
+// a run's config.json records of the machine it ran on.
+std::string runtime_json();
 
 }  // namespace vit

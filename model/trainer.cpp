@@ -17,6 +17,7 @@
 #include "finetune.h"
 #include "param_groups.h"
 #include "run_writer.h"
+#include "runtime.h"
 #include "vit.h"
 #include "weights_import.h"
 
@@ -84,7 +85,7 @@ struct Accumulator {
 EvalResult evaluate(VisionTransformer& model, const Dataset& data, std::vector<int64_t> indices,
                     const Normalization& norm, int batch_size, bool data_parallel,
                     ProcessGroup* group = nullptr, const std::string& what = "evaluation",
-                    c10::Device device = c10::kCPU) {
+                    c10::Device device = c10::kCPU, bool bf16 = false) {
   if (group) {
     const int64_t n = int64_t(indices.size()), r = group->rank(), w = group->size();
     indices = std::vector<int64_t>(indices.begin() + n * r / w, indices.begin() + n * (r + 1) / w);
@@ -105,7 +106,7 @@ EvalResult evaluate(VisionTransformer& model, const Dataset& data, std::vector<i
     while (auto batch = loader.next()) {
       const auto images = batch->images.to(device, /*non_blocking=*/true);
       const auto labels = batch->labels.to(device, /*non_blocking=*/true);
-      auto logits = predict_logits(model, images, data_parallel);
+      auto logits = predict_logits(model, images, data_parallel, bf16);
       sum += batch_stats(logits, labels, torch::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum));
     }
     acc.add(sum.cpu().contiguous().data_ptr<double>());
@@ -340,7 +341,9 @@ class Training {
         d.train_size = int64_t(train_rows_.size());
         d.val_size = int64_t(val_rows_.size());
         d.test_size = data_.test ? data_.test->size() : 0;
-        writer_.create(run_config_json(model_config_, tc_, norm_, d, world_));
+        // The machine it ran on: the CPU, the BLAS and its kernel set, oneDNN's instruction set.
+        writer_.create(run_config_json(model_config_, tc_, norm_, d, world_,
+                                       {{"runtime", nlohmann::json::parse(runtime_json())}}));
       }
     }, opened, "opening the run directory");
     if (run_.resume) {
@@ -601,7 +604,7 @@ class Training {
     e.top5_accuracy = t.top5_accuracy;
     if (!val_rows_.empty()) {
       const auto v = evaluate(model_, data_.train, val_rows_, norm_, tc_.eval_batch_size, tc_.data_parallel,
-                              group_, "the validation of epoch " + std::to_string(e.epoch + 1), device_);
+                              group_, "the validation of epoch " + std::to_string(e.epoch + 1), device_, bf16_);
       e.val_loss = v.loss;
       e.val_accuracy = v.accuracy;
       e.val_top5_accuracy = v.top5_accuracy;
@@ -656,7 +659,7 @@ class Training {
       }
       say("evaluating on the test set (" + std::to_string(data_.test->size()) + " images)");
       result_.test = evaluate(model_, *data_.test, all_rows(*data_.test), norm_,
-                              tc_.eval_batch_size, tc_.data_parallel, group_, "the test", device_);
+                              tc_.eval_batch_size, tc_.data_parallel, group_, "the test", device_, bf16_);
       writer_.write_test({{"loss", result_.test->loss},
                           {"accuracy", result_.test->accuracy},
                           {"top5_accuracy", result_.test->top5_accuracy},
@@ -730,7 +733,8 @@ TrainResult train(const ViTConfig& model_config, const TrainConfig& train_config
   return train(prepare_run(request), data, cb);
 }
 
-EvalResult evaluate_run(const std::string& run_dir, const Dataset& data, const std::string& device_spec) {
+EvalResult evaluate_run(const std::string& run_dir, const Dataset& data, const std::string& device_spec,
+                        const std::string& precision) {
   const c10::Device device = resolve_device(device_spec);
   const RunReader reader(run_dir);
   const RunInfo info = reader.info();
@@ -743,8 +747,9 @@ EvalResult evaluate_run(const std::string& run_dir, const Dataset& data, const s
     throw std::invalid_argument("the data set has " + std::to_string(data.images.size(1)) +
                                 " channel(s) but the run's model expects " +
                                 std::to_string(info.model.in_channels));
+  const std::string arithmetic = resolve_precision(precision.empty() ? info.train.precision : precision);
   return evaluate(model, data, all_rows(data), info.normalization, info.train.eval_batch_size,
-                  /*data_parallel=*/true, nullptr, "evaluation", device);
+                  /*data_parallel=*/true, nullptr, "evaluation", device, arithmetic == "bf16");
 }
 
 }  // namespace vit

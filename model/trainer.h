@@ -90,7 +90,8 @@ TrainResult train(const ViTConfig& model_config, const TrainConfig& train_config
                   const TrainCallbacks& callbacks = {}, bool resume = false);
 
 // Loss (plain cross-entropy), top-1 and top-5 of a run's best weights (else last) on `data`, on
-// `device` (model/device.h).
-EvalResult evaluate_run(const std::string& run_dir, const Dataset& data, const std::string& device = "auto");
+// `device` (model/device.h), in `precision` (fp32, bf16, auto; "" = the run's own).
+EvalResult evaluate_run(const std::string& run_dir, const Dataset& data, const std::string& device = "auto",
+                        const std::string& precision = "");
 
 }  // namespace vit

@@ -1,11 +1,12 @@
-// The tiny data set the trainer and inference suites train on: two classes a ViT must look at
-// positions to tell apart, a bright vertical bar in column 1 (class "left") or 6 ("right") of an
-// 8x8 gray image, on noise.
+// The tiny data set (and model) the trainer, run-directory and inference suites train on: two
+// classes a ViT must look at positions to tell apart, a bright vertical bar in column 1 (class
+// "left") or 6 ("right") of an 8x8 gray image, on noise.
 #pragma once
 
 #include <torch/torch.h>
 
 #include "datasets.h"
+#include "vit_config.h"
 
 inline vit::Dataset bars(int64_t n, uint64_t seed) {
   torch::manual_seed(seed);
@@ -20,4 +21,18 @@ inline vit::Dataset bars(int64_t n, uint64_t seed) {
   }
   d.images = images.to(torch::kUInt8).contiguous();
   return d;
+}
+
+// A ViT small enough to train on bars in a fraction of a second: 8x8x1 in 2x2 patches, dim 16.
+inline vit::ViTConfig tiny_model() {
+  vit::ViTConfig c;
+  c.image_size = 8;
+  c.patch_size = 2;
+  c.in_channels = 1;
+  c.num_classes = 2;
+  c.dim = 16;
+  c.depth = 1;
+  c.heads = 2;
+  c.mlp_hidden = 32;
+  return c;
 }

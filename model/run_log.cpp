@@ -2,10 +2,12 @@
 
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <stdexcept>
 
 #include "config_json.h"
@@ -62,8 +64,18 @@ bool parse_numbers(const std::string& line, std::vector<double>& out, size_t exp
   return out.size() == expected;
 }
 
-template <class Row, class Make>
-std::vector<Row> read_csv(const std::string& path, const char* header, size_t columns, Make make) {
+// Whether `v` is a whole number that fits T. The integer columns (epoch, step) are converted only
+// then: converting 1e+31, NaN or infinity from double to an integer is undefined behaviour.
+template <class T>
+bool whole_in_range(double v) {
+  const double lo = double(std::numeric_limits<T>::min());  // -2^(n-1) and 2^(n-1): exact doubles
+  return v >= lo && v < -lo && v == std::trunc(v);
+}
+
+// `valid` rejects a row whose integer columns `make` could not convert.
+template <class Row, class Valid, class Make>
+std::vector<Row> read_csv(const std::string& path, const char* header, size_t columns, Valid valid,
+                          Make make) {
   std::vector<Row> rows;
   std::ifstream in(path);
   if (!in) return rows;
@@ -77,7 +89,7 @@ std::vector<Row> read_csv(const std::string& path, const char* header, size_t co
   while (std::getline(in, line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (in.eof()) break;  // no newline yet: a row still being written
-    if (parse_numbers(line, v, columns)) rows.push_back(make(v));
+    if (parse_numbers(line, v, columns) && valid(v)) rows.push_back(make(v));
   }
   return rows;
 }
@@ -85,7 +97,8 @@ std::vector<Row> read_csv(const std::string& path, const char* header, size_t co
 }  // namespace
 
 std::vector<EpochRow> read_metrics_csv(const std::string& path) {
-  return read_csv<EpochRow>(path, kMetricsHeader, 9, [](const std::vector<double>& v) {
+  auto valid = [](const std::vector<double>& v) { return whole_in_range<int>(v[0]); };
+  return read_csv<EpochRow>(path, kMetricsHeader, 9, valid, [](const std::vector<double>& v) {
     EpochRow r;
     r.epoch = int(v[0]);
     r.loss = v[1], r.accuracy = v[2], r.top5_accuracy = v[3];
@@ -96,7 +109,10 @@ std::vector<EpochRow> read_metrics_csv(const std::string& path) {
 }
 
 std::vector<StepRow> read_steps_csv(const std::string& path) {
-  return read_csv<StepRow>(path, kStepsHeader, 7, [](const std::vector<double>& v) {
+  auto valid = [](const std::vector<double>& v) {
+    return whole_in_range<int64_t>(v[0]) && whole_in_range<int>(v[1]);
+  };
+  return read_csv<StepRow>(path, kStepsHeader, 7, valid, [](const std::vector<double>& v) {
     StepRow r;
     r.step = int64_t(v[0]);
     r.epoch = int(v[1]);

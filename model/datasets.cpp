@@ -18,6 +18,8 @@
 #include <memory>
 #include <stdexcept>
 
+#include "image_header.h"
+
 namespace vit {
 
 namespace fs = std::filesystem;
@@ -375,15 +377,27 @@ std::string convert_image(cv::Mat img, int size, int channels, uint8_t* out) {
 // Reads and converts one file; returns an empty string on success, else the reason it failed
 // (the caller decides whether that is fatal).
 std::string decode_file(const fs::path& path, int size, int channels, uint8_t* out) {
+  std::error_code ec;
+  const uintmax_t file_size = fs::file_size(path, ec);
+  if (ec) return "cannot read: " + ec.message();
+  if (file_size == 0) return "empty file";
+  if (file_size > kMaxImageFileBytes)
+    return std::to_string(file_size >> 20) + " MiB is too large for an image file (limit " +
+           std::to_string(kMaxImageFileBytes >> 20) + " MiB)";
   std::ifstream in(path, std::ios::binary);
   if (!in) return std::string("cannot open: ") + std::strerror(errno);
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                             std::istreambuf_iterator<char>());
-  if (in.bad()) return std::string("read error: ") + std::strerror(errno);
-  if (bytes.empty()) return "empty file";
+  std::vector<uint8_t> bytes(file_size);  // the size taken above, even if the file grows
+  in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(bytes.size()));
+  if (uint64_t(in.gcount()) != file_size) return std::string("read error: ") + std::strerror(errno);
+  // Judged by its header before OpenCV allocates anything, as read_image does.
+  if (std::string problem = check_image_header(bytes.data(), bytes.size()); !problem.empty())
+    return problem;
   try {
     const cv::Mat img = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
     if (img.empty()) return "not an image OpenCV can decode (corrupt, or not really an image)";
+    if (int64_t(img.rows) * img.cols > kMaxImagePixels)
+      return std::to_string(img.cols) + "x" + std::to_string(img.rows) +
+             " pixels decoded, above the limit of " + std::to_string(kMaxImagePixels);
     return convert_image(img, size, channels, out);
   } catch (const cv::Exception& e) {
     return "OpenCV cannot decode it: " + e.msg;

@@ -11,6 +11,7 @@
 #include <QtTest>
 
 #include <array>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -359,6 +360,40 @@ class TstDatasets : public QObject {
 
   // Shrinking averages (INTER_AREA): 1-pixel stripes 0/200 shrunk 9 -> 3 give 67, 133, 67, where
   // bilinear sampling would give 200, 0, 200. Enlarging is bilinear (INTER_LINEAR).
+  // Every file is judged by its header before OpenCV decodes it, as read_image does: a header
+  // declaring more than kMaxImagePixels (without overflowing the product) or a format whose size
+  // is not read first (Sun raster, named .png) is skipped with the reason.
+  void imageFolderChecksHeadersBeforeDecoding() {
+    const QString dir = fresh_dir();
+    const cv::Mat small(4, 4, CV_8UC3, cv::Scalar(1, 2, 3));
+    write_image(dir + "/a/ok.png", small);
+    write_image(dir + "/b/ok.png", small);
+    std::vector<uint8_t> png, ras;
+    QVERIFY(cv::imencode(".png", small, png));
+    QVERIFY(cv::imencode(".ras", small, ras));
+    auto sized = [&](uint32_t w, uint32_t h) {
+      Bytes b(png.begin(), png.end());
+      for (int k = 0; k < 4; ++k) {
+        b[16 + k] = uint8_t(w >> (24 - 8 * k));  // IHDR width, then height, big-endian
+        b[20 + k] = uint8_t(h >> (24 - 8 * k));
+      }
+      return b;
+    };
+    write_file(dir + "/a/huge.png", sized(20000, 20000));
+    write_file(dir + "/b/overflow.png", sized(4143380037u, 4143380214u));
+    write_file(dir + "/b/raster.png", Bytes(ras.begin(), ras.end()));
+    const auto s = vit::load_image_folder(dir.toStdString(), 4, 3);
+    QCOMPARE(s.train.size(), int64_t(2));
+    QCOMPARE(s.skipped_files, int64_t(3));
+    QCOMPARE(s.skipped_examples.size(), size_t(3));
+    const QString huge = QString::fromStdString(s.skipped_examples[0]);
+    const QString overflow = QString::fromStdString(s.skipped_examples[1]);
+    const QString raster = QString::fromStdString(s.skipped_examples[2]);
+    QVERIFY2(huge.contains("a/huge.png: 20000x20000 is 400.0 megapixels"), qPrintable(huge));
+    QVERIFY2(overflow.contains("b/overflow.png: 4143380037x4143380214 is"), qPrintable(overflow));
+    QVERIFY2(raster.contains("b/raster.png: not an image"), qPrintable(raster));
+  }
+
   void resizeInterpolation() {
     const QString dir = fresh_dir();
     cv::Mat stripes(9, 9, CV_8UC1, cv::Scalar(0));

@@ -273,6 +273,15 @@ class TstInference : public QObject {
     QTest::newRow("huge png") << "huge.png" << "megapixels";
     QTest::newRow("huge jpeg") << "huge.jpg" << "megapixels";
     QTest::newRow("huge bmp") << "huge.bmp" << "megapixels";
+    // 4143380037 x 4143380214 overflows a signed 64-bit product: the guard itself must not.
+    QTest::newRow("png side product overflows") << "overflow.png" << "megapixels";
+    QTest::newRow("bmp INT32_MIN height") << "int-min.bmp" << "megapixels";
+    QTest::newRow("huge tiff") << "huge.tiff" << "megapixels";
+    QTest::newRow("huge bigtiff") << "huge-big.tiff" << "megapixels";
+    QTest::newRow("huge tiff strips") << "strips.tiff" << "tiles or strips of";
+    QTest::newRow("huge pgm") << "huge.pgm" << "megapixels";
+    QTest::newRow("huge pam") << "huge.pam" << "megapixels";
+    QTest::newRow("sun raster (size unchecked)") << "raster.png" << "PNG, JPEG";
   }
   void badImageFilesGetAClearMessage() {
     QFETCH(QString, name);
@@ -298,6 +307,45 @@ class TstInference : public QObject {
     put_le32(bmp, 18, 30000);
     put_le32(bmp, 22, 30000);
     write_bytes(dir_, "huge.bmp", bmp);
+    auto overflow = encode(".png", noise);
+    put_be32(overflow, 16, 4143380037u);
+    put_be32(overflow, 20, 4143380214u);
+    write_bytes(dir_, "overflow.png", overflow);
+    put_le32(bmp, 18, 64);
+    put_le32(bmp, 22, 0x80000000u);  // -2^31: top-down rows, 2^31 of them
+    write_bytes(dir_, "int-min.bmp", bmp);
+    // A classic TIFF whose first IFD declares 20000 x 20000 (400 megapixels) and nothing else;
+    // the same as BigTIFF (8-byte offsets and counts, LONG8 values); and 64 x 64 pixels in one
+    // strip of 2^31 rows.
+    std::vector<uint8_t> tiff = {'I', 'I', 42, 0, 8, 0, 0, 0, 2, 0};
+    for (uint16_t tag : {256, 257}) {
+      const uint8_t entry[12] = {uint8_t(tag), uint8_t(tag >> 8), 4, 0, 1, 0, 0, 0, 0x20, 0x4e, 0, 0};
+      tiff.insert(tiff.end(), entry, entry + 12);
+    }
+    tiff.insert(tiff.end(), {0, 0, 0, 0});
+    write_bytes(dir_, "huge.tiff", tiff);
+    std::vector<uint8_t> big = {'I', 'I', 43, 0, 8, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0};
+    for (uint16_t tag : {256, 257}) {
+      const uint8_t entry[20] = {uint8_t(tag), uint8_t(tag >> 8), 16, 0, 1, 0, 0, 0, 0, 0, 0, 0,
+                                 0x20, 0x4e, 0, 0, 0, 0, 0, 0};
+      big.insert(big.end(), entry, entry + 20);
+    }
+    big.insert(big.end(), 8, 0);
+    write_bytes(dir_, "huge-big.tiff", big);
+    std::vector<uint8_t> strips = {'I', 'I', 42, 0, 8, 0, 0, 0, 3, 0};
+    for (uint16_t tag : {256, 257, 278}) {
+      const uint32_t v = tag == 278 ? 0x80000000u : 64;
+      const uint8_t entry[12] = {uint8_t(tag), uint8_t(tag >> 8), 4, 0, 1, 0, 0, 0,
+                                 uint8_t(v), uint8_t(v >> 8), uint8_t(v >> 16), uint8_t(v >> 24)};
+      strips.insert(strips.end(), entry, entry + 12);
+    }
+    strips.insert(strips.end(), {0, 0, 0, 0});
+    write_bytes(dir_, "strips.tiff", strips);
+    std::ofstream(dir_ / "huge.pgm", std::ios::binary) << "P5\n# a comment\n20000 20000\n255\n" << std::string(64, 'x');
+    std::ofstream(dir_ / "huge.pam", std::ios::binary)
+        << "P7\nWIDTH 20000\nHEIGHT 20000\nDEPTH 1\nMAXVAL 255\nTUPLTYPE GRAYSCALE\nENDHDR\n"
+        << std::string(64, 'x');
+    write_bytes(dir_, "raster.png", encode(".ras", noise));  // a format OpenCV reads, we do not
 
     const std::string path = (dir_ / name.toStdString()).string();
     try {

@@ -91,6 +91,21 @@ std::vector<uint8_t> read_bytes(const fs::path& path) {
   return data;
 }
 
+// Exactly `size` bytes of `path`: an error when the file is now shorter or longer (it changed
+// since its size was taken).
+std::vector<uint8_t> read_exactly(const fs::path& path, uint64_t size) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path.string() + ": cannot open: " + std::strerror(errno));
+  std::vector<uint8_t> data(size);
+  in.read(reinterpret_cast<char*>(data.data()), std::streamsize(size));
+  const bool shorter = uint64_t(in.gcount()) != size;
+  if (shorter || in.peek() != std::char_traits<char>::eof())
+    fail(path.string() + ": changed size while it was read (" + std::to_string(size) +
+         " bytes when it was checked): is it still being written? Wait for the copy or "
+         "extraction to finish");
+  return data;
+}
+
 // A uint8 tensor viewing `bytes` from `offset`, owning the buffer: the IDX pixels are used in
 // place instead of copying 47 MB.
 at::Tensor wrap_bytes(std::vector<uint8_t>&& bytes, size_t offset, at::IntArrayRef shape) {
@@ -266,6 +281,7 @@ Dataset load_cifar_files(const std::vector<fs::path>& files, int label_bytes,
                          const std::string& name) {
   const int64_t record = label_bytes + kCifarPixels;
   int64_t total = 0;
+  std::vector<int64_t> sizes;  // what the images are allocated for: exactly this much is read
   for (const auto& f : files) {
     std::error_code ec;
     const auto size = int64_t(fs::file_size(f, ec));
@@ -277,6 +293,7 @@ Dataset load_cifar_files(const std::vector<fs::path>& files, int label_bytes,
            " label byte" + (label_bytes > 1 ? "s" : "") + " + 3072 pixel bytes): the file is "
            "truncated or not a " + kind + " binary batch; download and extract it again");
     total += size / record;
+    sizes.push_back(size);
   }
   Dataset data;
   data.name = name;
@@ -287,8 +304,11 @@ Dataset load_cifar_files(const std::vector<fs::path>& files, int label_bytes,
   int64_t* labels = data.labels.data_ptr<int64_t>();
   const auto num_classes = int64_t(data.classes.size());
   int64_t row = 0;
-  for (const auto& f : files) {
-    const std::vector<uint8_t> bytes = read_bytes(f);
+  for (size_t k = 0; k < files.size(); ++k) {
+    const fs::path& f = files[k];
+    // Exactly the size checked above, never a second size query: a file that grew in between
+    // (a copy still running) would otherwise fill more rows than were allocated.
+    const std::vector<uint8_t> bytes = read_exactly(f, uint64_t(sizes[k]));
     const int64_t n = int64_t(bytes.size()) / record;
     for (int64_t i = 0; i < n; ++i, ++row) {
       const uint8_t* rec = bytes.data() + i * record;

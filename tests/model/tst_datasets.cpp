@@ -8,6 +8,8 @@
 #include <opencv2/imgproc.hpp>
 #include <zlib.h>
 
+#include <dlfcn.h>
+
 #include <QtTest>
 
 #include <array>
@@ -167,7 +169,19 @@ struct Case {
   std::function<std::string(const QString& dir)> make;
 };
 
+// Called with the path of every file std::ifstream opens while set (see fopen64 below).
+std::function<void(const char*)> g_before_fopen;
+
 }  // namespace
+
+// libstdc++'s file streams open files with fopen64; this definition in the test executable takes
+// precedence over glibc's, so a test can act at the exact moment the loader opens a file.
+extern "C" FILE* fopen64(const char* path, const char* mode) {
+  using Fopen = FILE* (*)(const char*, const char*);
+  static const auto real = reinterpret_cast<Fopen>(dlsym(RTLD_NEXT, "fopen64"));
+  if (g_before_fopen) g_before_fopen(path);
+  return real(path, mode);
+}
 
 Q_DECLARE_METATYPE(Case)
 
@@ -392,6 +406,34 @@ class TstDatasets : public QObject {
     QVERIFY2(huge.contains("a/huge.png: 20000x20000 is 400.0 megapixels"), qPrintable(huge));
     QVERIFY2(overflow.contains("b/overflow.png: 4143380037x4143380214 is"), qPrintable(overflow));
     QVERIFY2(raster.contains("b/raster.png: not an image"), qPrintable(raster));
+  }
+
+  // The loader sizes the CIFAR files, then reads them. A file that grows in between (a copy still
+  // running) must not make it write past the images it allocated: here data_batch_5.bin grows by
+  // 20,000 records at the moment the loader opens data_batch_1.bin, after every size was taken
+  // (through the fopen64 above, which std::ifstream uses).
+  void cifarFileGrowingWhileReadStaysInBounds() {
+    const QString dir = fresh_dir();
+    write_cifar10(dir);
+    const std::string last = (dir + "/data_batch_5.bin").toStdString();
+    bool grown = false;
+    g_before_fopen = [&](const char* path) {
+      const std::string name = path, first = "/data_batch_1.bin";
+      if (grown || name.size() < first.size() ||
+          name.compare(name.size() - first.size(), first.size(), first) != 0)
+        return;
+      grown = true;
+      std::ofstream out(last, std::ios::binary | std::ios::app);
+      out << std::string(20000 * 3073, '\x01');
+    };
+    bool invalid = false;
+    int64_t loaded = -1;
+    const QString message = error_of(
+        [&] { loaded = vit::load_cifar(dir.toStdString(), 10).train.size(); }, &invalid);
+    g_before_fopen = nullptr;
+    QVERIFY2(grown, "the loader never opened data_batch_1.bin");
+    QVERIFY2(message.contains("data_batch_5.bin") && message.contains("changed size"),
+             qPrintable(message + QString(" (loaded %1)").arg(loaded)));
   }
 
   void resizeInterpolation() {

@@ -40,6 +40,48 @@ std::string join(const std::vector<std::string>& items, const std::string& sep) 
   return out;
 }
 
+// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
+bool is_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned c = p[i];
+    size_t len = 0;
+    unsigned lo = 0x80, hi = 0xbf;  // the range of the second byte
+    if (c < 0x80) len = 1;
+    else if (c >= 0xc2 && c <= 0xdf) len = 2;
+    else if (c >= 0xe0 && c <= 0xef) len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+    else if (c >= 0xf0 && c <= 0xf4) len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+    else return false;
+    if (len > n - i) return false;
+    for (size_t k = 1; k < len; ++k) {
+      const unsigned b = p[i + k];
+      if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf)) return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+// `s` with every byte that is not part of well-formed UTF-8 written as \xNN, for messages.
+std::string escape_non_utf8(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    size_t len = 1;
+    while (len <= 4 && i + len <= s.size() && !is_utf8(s.substr(i, len))) ++len;
+    if (len <= 4 && i + len <= s.size()) {
+      out += s.substr(i, len);
+      i += len;
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", unsigned(static_cast<unsigned char>(s[i])));
+      out += buf;
+      ++i;
+    }
+  }
+  return out;
+}
+
 void check_image_args(int image_size, int channels) {
   if (image_size < 1 || image_size > 8192)
     throw std::invalid_argument("image size " + std::to_string(image_size) +
@@ -440,6 +482,13 @@ std::vector<ClassFolder> list_class_folders(const fs::path& root) {
     if (entry.is_directory() && !is_hidden(entry.path()))
       classes.push_back({entry.path().filename().string(), entry.path(), {}});
   if (ec) fail(root.string() + ": cannot list: " + ec.message());
+  // Class names are stored in config.json and checkpoints (JSON, UTF-8): say so here, naming
+  // the folder, rather than failing later inside the JSON writer.
+  for (const auto& c : classes)
+    if (!is_utf8(c.name))
+      fail("class folder " + escape_non_utf8(c.dir.string()) +
+           " has a name that is not valid UTF-8 (shown with \\x escapes); class names are saved "
+           "in config.json, which is UTF-8: rename the folder");
   std::sort(classes.begin(), classes.end(),
             [](const ClassFolder& a, const ClassFolder& b) { return a.name < b.name; });
   for (auto& c : classes) {

@@ -408,6 +408,23 @@ class TstDatasets : public QObject {
     QVERIFY2(raster.contains("b/raster.png: not an image"), qPrintable(raster));
   }
 
+  // Class names end up in config.json; a folder name that is not UTF-8 is reported by name
+  // (escaped) at load time, not later by the JSON writer.
+  void nonUtf8ClassFolderIsNamedEarly() {
+    const QString dir = fresh_dir();
+    const cv::Mat small(4, 4, CV_8UC3, cv::Scalar(1, 2, 3));
+    write_image(dir + "/ok/x.png", small);
+    const std::string latin1 = dir.toStdString() + "/caf\xe9";  // "café" in Latin-1
+    std::filesystem::create_directories(latin1);
+    QVERIFY(cv::imwrite(latin1 + "/x.png", small));
+    bool invalid = false;
+    const std::string message = error_of([&] { vit::load_image_folder(dir.toStdString(), 4, 3); },
+                                         &invalid).toStdString();
+    QVERIFY2(message.find("caf\\xe9") != std::string::npos, message.c_str());
+    QVERIFY2(message.find("UTF-8") != std::string::npos, message.c_str());
+    QVERIFY2(message.find('\xe9') == std::string::npos, "the message itself must be valid UTF-8");
+  }
+
   // The loader sizes the CIFAR files, then reads them. A file that grows in between (a copy still
   // running) must not make it write past the images it allocated: here data_batch_5.bin grows by
   // 20,000 records at the moment the loader opens data_batch_1.bin, after every size was taken

@@ -15,6 +15,8 @@
 #include <QJsonObject>
 #include <QProcess>
 
+#include <sys/resource.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -634,6 +636,33 @@ class TstWeightsIo : public QObject {
     row("pth: TorchScript archive", pth(one_tensor(6, 0, {6}, {1}), six, {{"archive/code/__torch__.py", "x"}}),
         "TorchScript");
     row("pth: a list, not a state_dict", pth(pk_file("]")), "holds a list without a state_dict");
+
+    // Hostile pickles that fuzzing found (tests/fuzz/corpus/pth keeps the original inputs).
+    auto deflated_pth = [&](const std::string& pickle, const std::string& storage = "") {
+      std::vector<std::pair<std::string, std::string>> e = {{"archive/data.pkl", pickle}};
+      if (!storage.empty()) e.emplace_back("archive/data/0", storage);
+      return zip_bytes(d, e, /*deflate=*/true);
+    };
+    // 200,000 tuples each wrapping the last (EMPTY_TUPLE, then TUPLE1 200,000 times): their
+    // recursive destruction overflowed the stack.
+    row("pth: 200,000 nested tuples", deflated_pth(pk_file(")" + std::string(200000, '\x85'))),
+        "nest deeper than 100 levels");
+    row("pth: a list that contains itself", pth(pk_file(std::string("]q\x00" "h\x00" "a", 6))), "into itself");
+    row("pth: a list changed after it was nested", pth(pk_file(std::string("]q\x00" "]q\x01" "a0h\x01" "Na", 12))),
+        "changed after it was put inside another");
+    // A 1-element storage viewed with stride 0 as 2^20 x 2^20: a dense copy is 4 TB.
+    row("pth: stride-0 view larger than its storage",
+        deflated_pth(one_tensor(1, 0, {1 << 20, 1 << 20}, {0, 0}), floats_bytes({1})),
+        "1099511627776 elements view a 1-element storage");
+    {
+      // The same 6 floats transposed 40 times: each copy is within the storage, together they
+      // are 40 times its bytes.
+      std::string items;
+      for (int k = 0; k < 40; ++k)
+        items += pk_str("t" + std::to_string(k)) + pk_tensor("0", 6, 0, {3, 2}, {1, 3});
+      row("pth: many strided copies of one storage", pth(pk_file(pk_ordered_dict(items)), six),
+          "need more memory than the file's 24 storage bytes");
+    }
   }
   void rejectsMalformedFiles() {
     QFETCH(QByteArray, bytes);
@@ -656,6 +685,26 @@ class TstWeightsIo : public QObject {
       QVERIFY2(QString(e.what()).contains(problem), e.what());
     }
     QVERIFY(!QFile::exists("/tmp/pwned"));
+  }
+
+  // 17 MB of None opcodes deflate to ~17 KB; each became a heap value and the file took 2.9 GB.
+  // Now the pickle may make at most kMaxPickleValues values, and its memory stays small.
+  void pthValueFloodIsRefusedEarly() {
+    const std::string path = root_ + "/none-flood.pth";
+    vit::write_zip(path, {{"archive/data.pkl", std::string("\x80\x02", 2) + std::string(17'000'000, 'N') + "."}},
+                   /*deflate=*/true);
+    QVERIFY(fs::file_size(path) < 32 * 1024);
+    rusage before{}, after{};
+    getrusage(RUSAGE_SELF, &before);
+    try {
+      vit::load_pth(path);
+      QFAIL("accepted");
+    } catch (const std::runtime_error& e) {
+      QVERIFY2(QString(e.what()).contains("more than 1000000 values"), e.what());
+    }
+    getrusage(RUSAGE_SELF, &after);
+    const long grown_mb = (after.ru_maxrss - before.ru_maxrss) / 1024;
+    QVERIFY2(grown_mb < 400, qPrintable(QString("peak memory grew by %1 MB").arg(grown_mb)));
   }
 
   void pthReaderAcceptsTorchSaveLayouts() {

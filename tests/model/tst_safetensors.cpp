@@ -340,6 +340,14 @@ class TstSafetensors : public QObject {
         << file_bytes(entry("w", R"({"dtype":"U8","shape":[0,4611686018427387904,4],)"
                                  R"("data_offsets":[0,0]})"))
         << "overflows 64-bit sizes";
+    {
+      std::string ones = "1";
+      for (int k = 1; k < 65; ++k) ones += ",1";
+      QTest::newRow("65 dimensions")
+          << file_bytes(entry("w", R"({"dtype":"U8","shape":[)" + ones + R"(],"data_offsets":[0,1]})"),
+                        std::string(1, '\0'))
+          << "has 65 dimensions; at most 64";
+    }
     QTest::newRow("dimension above int64")
         << file_bytes(entry("w", R"({"dtype":"U8","shape":[18446744073709551615],)"
                                  R"("data_offsets":[0,4]})"),

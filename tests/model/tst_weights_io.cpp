@@ -663,6 +663,9 @@ class TstWeightsIo : public QObject {
       row("pth: many strided copies of one storage", pth(pk_file(pk_ordered_dict(items)), six),
           "need more memory than the file's 24 storage bytes");
     }
+    row("npz: a shape whose strides overflow",
+        npz(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4611686018427387904, 4), }", "")),
+        "overflows 64-bit sizes");
   }
   void rejectsMalformedFiles() {
     QFETCH(QByteArray, bytes);
@@ -705,6 +708,41 @@ class TstWeightsIo : public QObject {
     getrusage(RUSAGE_SELF, &after);
     const long grown_mb = (after.ru_maxrss - before.ru_maxrss) / 1024;
     QVERIFY2(grown_mb < 400, qPrintable(QString("peak memory grew by %1 MB").arg(grown_mb)));
+  }
+
+  // Two zip entries that share compressed bytes (David Fifield's overlapping zip bomb: entry a's
+  // stored data quotes entry b's local header and data), so that their sizes add up to more than
+  // the file: refused when the archive is opened, before anything is read.
+  void zipEntriesMayNotShareBytes() {
+    const std::string d = root_;
+    const std::string data(4096, '\0');
+    auto u32 = [](const std::string& s, size_t at) {
+      return uint32_t(uint8_t(s[at])) | uint32_t(uint8_t(s[at + 1])) << 8 |
+             uint32_t(uint8_t(s[at + 2])) << 16 | uint32_t(uint8_t(s[at + 3])) << 24;
+    };
+    auto u16 = [](const std::string& s, size_t at) { return uint32_t(uint8_t(s[at])) | uint32_t(uint8_t(s[at + 1])) << 8; };
+    const std::string zb = zip_bytes(d, {{"b.npy", data}});
+    const size_t cd_b = zb.find("PK\x01\x02"), end_b = zb.find("PK\x05\x06");
+    const std::string record_b = zb.substr(0, cd_b);  // b's local header and data
+    std::string central_b = zb.substr(cd_b, end_b - cd_b);
+    const std::string za = zip_bytes(d, {{"a.npy", record_b}});
+    const size_t cd_a = za.find("PK\x01\x02", 30 + u16(za, 26) + u16(za, 28) + record_b.size());
+    const size_t end_a = za.find("PK\x05\x06", cd_a);
+    const std::string body = za.substr(0, cd_a);
+    const uint32_t header_a = 30 + u16(za, 26) + u16(za, 28);  // b's record starts inside a's data
+    central_b.replace(42, 4, le(header_a, 4));
+    const std::string central = za.substr(cd_a, end_a - cd_a) + central_b;
+    const std::string bomb = body + central + "PK\x05\x06" + le(0, 4) + le(2, 2) + le(2, 2) +
+                             le(central.size(), 4) + le(body.size(), 4) + le(0, 2);
+    QVERIFY(u32(bomb, 0) == 0x04034b50);
+    const std::string path = root_ + "/overlap.npz";
+    write_file(path, bomb);
+    try {
+      vit::ZipReader zip(path);
+      QFAIL("accepted");
+    } catch (const std::runtime_error& e) {
+      QVERIFY2(QString(e.what()).contains("entries overlap"), e.what());
+    }
   }
 
   void pthReaderAcceptsTorchSaveLayouts() {

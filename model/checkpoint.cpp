@@ -7,6 +7,7 @@
 
 #include "config_json.h"
 #include "safetensors.h"
+#include "summary.h"
 
 namespace vit {
 
@@ -72,6 +73,21 @@ void copy_weights(const std::string& path, const SafetensorsFile& file, VisionTr
   }
 }
 
+// A checkpoint's metadata could describe any model check() allows (terabytes of parameters) in a
+// few hundred bytes: the model is built only when the file's tensors hold at least as many values
+// as it has parameters, so what gets allocated is bounded by what the file really contains.
+void check_tensors_cover(const std::string& path, const SafetensorsFile& file,
+                         const ViTConfig& config) {
+  const int64_t needed = summarize(config).params;
+  uint64_t held = 0;
+  for (const auto& named : file.tensors) held += uint64_t(named.second.numel());
+  if (held < uint64_t(needed))
+    throw std::runtime_error(path + ": its metadata describes a model of " +
+                             std::to_string(needed) + " parameters but the file holds " +
+                             std::to_string(held) +
+                             " values: a damaged or hostile checkpoint (nothing was built)");
+}
+
 }  // namespace
 
 CheckpointInfo read_checkpoint_info(const std::string& path) {
@@ -85,6 +101,7 @@ void load_weights(const std::string& path, VisionTransformerImpl& model) {
 VisionTransformer load_model(const std::string& path, CheckpointInfo* out) {
   const auto file = load_safetensors(path);
   CheckpointInfo info = info_from(path, file);
+  check_tensors_cover(path, file, info.config);
   VisionTransformer model(info.config);
   copy_weights(path, file, *model);
   if (out) *out = std::move(info);

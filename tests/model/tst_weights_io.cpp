@@ -745,6 +745,29 @@ class TstWeightsIo : public QObject {
     }
   }
 
+  // A 256-byte checkpoint whose metadata describes a large model was built before its tensors
+  // were looked at (the model's memory is what a hostile file could claim): now the file's
+  // tensors must hold the parameters the config needs before anything is built.
+  void loadModelChecksTheFileBeforeBuilding() {
+    const std::string path = root_ + "/hollow.safetensors";
+    const std::string bytes = vit::serialize_safetensors(
+        {}, {{"format", "vit-studio"}, {"vit_config", vit::to_json(vit::preset("vit-b16").config).dump()}});
+    write_file(path, bytes);
+    QVERIFY(bytes.size() < 1024);
+    try {
+      vit::load_model(path);
+      QFAIL("accepted");
+    } catch (const std::runtime_error& e) {
+      QVERIFY2(QString(e.what()).startsWith(QString::fromStdString(path)), e.what());
+      QVERIFY2(QString(e.what()).contains("86567656 parameters but the file holds 0"), e.what());
+    }
+    // A whole checkpoint still loads.
+    auto model = random_model(tiny(3));
+    vit::save_checkpoint(root_ + "/whole.safetensors", *model, {{0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}});
+    QCOMPARE(vit::count_parameters(*vit::load_model(root_ + "/whole.safetensors")),
+             vit::count_parameters(*model));
+  }
+
   void pthReaderAcceptsTorchSaveLayouts() {
     // Views sharing one storage (offset, strides), a checkpoint dict around the state_dict, and
     // protocol 4 opcodes (FRAME, MEMOIZE, SHORT_BINUNICODE), as newer torch.save files have.

@@ -104,13 +104,11 @@ class Unpickler {
         case '.':                                                // STOP
           if (stack_.size() != 1) fail(at, "STOP with " + std::to_string(stack_.size()) + " values on the stack");
           return stack_.back();
-        case 'N': push(make(Kind::None)); break;
-        case 0x88: case 0x89: {                                  // NEWTRUE, NEWFALSE
-          auto v = make(Kind::Bool);
-          v->i = op == 0x88;
-          push(v);
-          break;
-        }
+        // None, True and False are shared (no value is ever changed in place): 17 MB of None
+        // opcodes then cost only the stack, which is capped like the arena.
+        case 'N': push(&none_); break;
+        case 0x88: push(&true_); break;                           // NEWTRUE
+        case 0x89: push(&false_); break;                          // NEWFALSE
         case 'K': push_int(u8()); break;                          // BININT1
         case 'M': push_int(int64_t(le(2))); break;                // BININT2
         case 'J': push_int(int32_t(le(4))); break;                // BININT
@@ -469,6 +467,7 @@ class Unpickler {
   std::string prefix_, data_, what_;
   size_t pos_ = 0;
   std::deque<Value> values_;  // the arena: stable addresses, freed flat
+  Value none_{Kind::None}, true_{Kind::Bool, false, 0, 1}, false_{Kind::Bool};
   std::vector<ValuePtr> stack_;
   std::vector<size_t> marks_;
   std::map<uint64_t, ValuePtr> memo_;

@@ -99,8 +99,10 @@ std::vector<uint8_t> read_maybe_gzip(const fs::path& path) {
   std::unique_ptr<gzFile_s, int (*)(gzFile)> closer(f, gzclose);
   gzbuffer(f, 1 << 18);
   std::vector<uint8_t> data;
-  constexpr unsigned chunk = 1u << 22;
   for (;;) {
+    // Grown as the data arrives (64 KB, then doubling up to 4 MB steps), so a small file never
+    // costs a 4 MB buffer and the buffer stays within twice what was really decompressed.
+    const unsigned chunk = unsigned(std::clamp<size_t>(data.size(), size_t(1) << 16, size_t(1) << 22));
     const size_t old = data.size();
     data.resize(old + chunk);
     const int n = gzread(f, data.data() + old, chunk);

@@ -23,10 +23,18 @@
 namespace vit_fuzz {
 
 // A scratch directory for this process (libFuzzer's -fork and -jobs run several at once),
-// removed at exit.
+// removed at exit. On /dev/shm when there is one: every input is written to a file, and on a
+// disk (ext4 mounted with discard here) truncating that file cost ~2 ms, 10x the parse. $TMPDIR
+// when set, else /tmp, elsewhere.
 inline const std::filesystem::path& scratch_dir() {
   static const std::filesystem::path dir = [] {
-    std::string pattern = (std::filesystem::temp_directory_path() / "vit-fuzz-XXXXXX").string();
+    std::error_code ec;
+    const std::filesystem::path base =
+        !std::getenv("TMPDIR") && std::filesystem::is_directory("/dev/shm", ec) &&
+                ::access("/dev/shm", W_OK) == 0
+            ? std::filesystem::path("/dev/shm")
+            : std::filesystem::temp_directory_path();
+    std::string pattern = (base / "vit-fuzz-XXXXXX").string();
     if (!::mkdtemp(pattern.data())) {
       std::perror("mkdtemp");
       std::abort();

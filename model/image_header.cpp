@@ -73,6 +73,8 @@ std::optional<ImageHeader> tiff(const uint8_t* b, size_t n) {
   const size_t first = size_t(ifd) + count_size;
   if (count > (n - first) / entry_size) return std::nullopt;  // the IFD runs past the end
   int64_t width = -1, height = -1, tile_w = 0, tile_h = 0, rows_per_strip = 0;
+  // A size tag given twice is ambiguous (which one would libtiff use?): no size then.
+  bool seen[5] = {};
   for (uint64_t k = 0; k < count; ++k) {
     const size_t e = first + size_t(k) * entry_size;
     const uint32_t tag = u16(e), type = u16(e + 2);
@@ -83,6 +85,12 @@ std::optional<ImageHeader> tiff(const uint8_t* b, size_t n) {
     if (type == 3) v = u16(value);                     // SHORT
     else if (type == 4) v = u32(value);                // LONG
     else if (type == 16 && big) v = int64_t(std::min<uint64_t>(u64(value), INT64_MAX));  // LONG8
+    const uint32_t tags[5] = {256, 257, 322, 323, 278};
+    for (int t = 0; t < 5; ++t)
+      if (tag == tags[t]) {
+        if (seen[t]) return std::nullopt;
+        seen[t] = true;
+      }
     if (v < 0) continue;
     if (tag == 256) width = v;
     if (tag == 257) height = v;

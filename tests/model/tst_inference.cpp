@@ -279,6 +279,7 @@ class TstInference : public QObject {
     QTest::newRow("huge tiff") << "huge.tiff" << "megapixels";
     QTest::newRow("huge bigtiff") << "huge-big.tiff" << "megapixels";
     QTest::newRow("huge tiff strips") << "strips.tiff" << "tiles or strips of";
+    QTest::newRow("tiff width given twice") << "twice.tiff" << "PNG, JPEG";
     QTest::newRow("huge pgm") << "huge.pgm" << "megapixels";
     QTest::newRow("huge pam") << "huge.pam" << "megapixels";
     QTest::newRow("sun raster (size unchecked)") << "raster.png" << "PNG, JPEG";
@@ -341,6 +342,16 @@ class TstInference : public QObject {
     }
     strips.insert(strips.end(), {0, 0, 0, 0});
     write_bytes(dir_, "strips.tiff", strips);
+    // A small width, then a huge one: which one the decoder would use is not ours to guess.
+    std::vector<uint8_t> twice = {'I', 'I', 42, 0, 8, 0, 0, 0, 3, 0};
+    for (uint32_t v : {16u, 0x7fffffffu}) {
+      const uint8_t entry[12] = {0, 1, 4, 0, 1, 0, 0, 0, uint8_t(v), uint8_t(v >> 8), uint8_t(v >> 16), uint8_t(v >> 24)};
+      twice.insert(twice.end(), entry, entry + 12);
+    }
+    const uint8_t length[12] = {1, 1, 4, 0, 1, 0, 0, 0, 16, 0, 0, 0};
+    twice.insert(twice.end(), length, length + 12);
+    twice.insert(twice.end(), {0, 0, 0, 0});
+    write_bytes(dir_, "twice.tiff", twice);
     std::ofstream(dir_ / "huge.pgm", std::ios::binary) << "P5\n# a comment\n20000 20000\n255\n" << std::string(64, 'x');
     std::ofstream(dir_ / "huge.pam", std::ios::binary)
         << "P7\nWIDTH 20000\nHEIGHT 20000\nDEPTH 1\nMAXVAL 255\nTUPLTYPE GRAYSCALE\nENDHDR\n"

@@ -50,7 +50,11 @@ if [ ! -f "$BUILD_DIR/build.ninja" ]; then
     -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
     -DVIT_FUZZ=ON -DVIT_USE_JEMALLOC=OFF
 fi
-cmake --build "$BUILD_DIR" --target "fuzz_$target" --parallel "${JOBS:-1}"
+# Quiet unless it fails: gold prints a warning per ASan register thunk when it links.
+if ! cmake --build "$BUILD_DIR" --target "fuzz_$target" --parallel "${JOBS:-1}" >"$BUILD_DIR/build.log" 2>&1; then
+  grep -v "Cannot export local symbol" "$BUILD_DIR/build.log" | tail -40 >&2
+  exit 1
+fi
 
 work="$BUILD_DIR/work/$target"
 rm -rf "$work"

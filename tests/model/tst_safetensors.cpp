@@ -48,8 +48,9 @@ int64_t element_size(const torch::Tensor& t) { return static_cast<int64_t>(t.ele
 bool same_tensor(const torch::Tensor& a, const torch::Tensor& b) {
   if (a.scalar_type() != b.scalar_type() || a.sizes() != b.sizes()) return false;
   const auto ca = a.contiguous(), cb = b.contiguous();
+  // An empty tensor's data_ptr() is null, which memcmp may not be given even for 0 bytes.
   return ca.nbytes() == cb.nbytes() &&
-         std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) == 0;
+         (ca.nbytes() == 0 || std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) == 0);
 }
 
 enum class Failure { UnwritableDirectory, WriteFailsMidway, InvalidTensors };

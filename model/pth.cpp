@@ -228,13 +228,14 @@ class Unpickler {
   }
 
  private:
-  // A new value in the arena; a pickle may make at most kMaxPickleValues (a ViT-L/16 state_dict
-  // makes ~9,000; 17 MB of None opcodes, which deflate to 17 KB, made 17 million).
+  // A new value in the arena; a pickle may make at most kMaxPickleValues (ViT-L/16's state_dict
+  // pickle is ~9,000 opcodes in all; 17 MB of empty tuples, which deflate to 17 KB, would be 17
+  // million values).
   ValuePtr make(Kind k) {
     if (values_.size() >= kMaxPickleValues)
       fail(pos_, "the pickle makes more than " + std::to_string(kMaxPickleValues) +
-                     " values (a state_dict of ViT-L/16 makes about 9,000): a damaged or "
-                     "hostile file");
+                     " values (ViT-L/16's state_dict pickle has about 9,000 opcodes in all): a "
+                     "damaged or hostile file");
     values_.emplace_back();
     values_.back().kind = k;
     return &values_.back();

@@ -6,7 +6,9 @@
 #include <stdexcept>
 
 #include "config_json.h"
+#include "settings_schema.h"
 #include "safetensors.h"
+#include "summary.h"
 
 namespace vit {
 
@@ -38,9 +40,9 @@ CheckpointInfo info_from(const std::string& path, const SafetensorsFile& file) {
   try {
     info.config = config_from_json(nlohmann::json::parse(it->second));
     if (auto m = file.metadata.find("mean"); m != file.metadata.end())
-      info.normalization.mean = nlohmann::json::parse(m->second).get<std::vector<float>>();
+      info.normalization.mean = json_to<std::vector<float>>(nlohmann::json::parse(m->second));
     if (auto s = file.metadata.find("std"); s != file.metadata.end())
-      info.normalization.std = nlohmann::json::parse(s->second).get<std::vector<float>>();
+      info.normalization.std = json_to<std::vector<float>>(nlohmann::json::parse(s->second));
   } catch (const std::exception& e) {
     throw std::runtime_error(path + ": bad checkpoint metadata: " + e.what());
   }
@@ -73,6 +75,21 @@ void copy_weights(const std::string& path, const SafetensorsFile& file, VisionTr
   }
 }
 
+// A checkpoint's metadata could describe any model check() allows (terabytes of parameters) in a
+// few hundred bytes: the model is built only when the file's tensors hold at least as many values
+// as it has parameters, so what gets allocated is bounded by what the file really contains.
+void check_tensors_cover(const std::string& path, const SafetensorsFile& file,
+                         const ViTConfig& config) {
+  const int64_t needed = summarize(config).params;
+  uint64_t held = 0;
+  for (const auto& named : file.tensors) held += uint64_t(named.second.numel());
+  if (held < uint64_t(needed))
+    throw std::runtime_error(path + ": its metadata describes a model of " +
+                             std::to_string(needed) + " parameters but the file holds " +
+                             std::to_string(held) +
+                             " values: a damaged or hostile checkpoint (nothing was built)");
+}
+
 }  // namespace
 
 CheckpointInfo read_checkpoint_info(const std::string& path) {
@@ -86,6 +103,7 @@ void load_weights(const std::string& path, VisionTransformerImpl& model) {
 VisionTransformer load_model(const std::string& path, CheckpointInfo* out) {
   const auto file = load_safetensors(path);
   CheckpointInfo info = info_from(path, file);
+  check_tensors_cover(path, file, info.config);
   VisionTransformer model(info.config);
   copy_weights(path, file, *model);
   if (out) *out = std::move(info);

@@ -18,6 +18,8 @@
 #include <memory>
 #include <stdexcept>
 
+#include "image_header.h"
+
 namespace vit {
 
 namespace fs = std::filesystem;
@@ -38,6 +40,48 @@ std::string join(const std::vector<std::string>& items, const std::string& sep) 
   return out;
 }
 
+// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
+bool is_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned c = p[i];
+    size_t len = 0;
+    unsigned lo = 0x80, hi = 0xbf;  // the range of the second byte
+    if (c < 0x80) len = 1;
+    else if (c >= 0xc2 && c <= 0xdf) len = 2;
+    else if (c >= 0xe0 && c <= 0xef) len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+    else if (c >= 0xf0 && c <= 0xf4) len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+    else return false;
+    if (len > n - i) return false;
+    for (size_t k = 1; k < len; ++k) {
+      const unsigned b = p[i + k];
+      if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf)) return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+// `s` with every byte that is not part of well-formed UTF-8 written as \xNN, for messages.
+std::string escape_non_utf8(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    size_t len = 1;
+    while (len <= 4 && i + len <= s.size() && !is_utf8(s.substr(i, len))) ++len;
+    if (len <= 4 && i + len <= s.size()) {
+      out += s.substr(i, len);
+      i += len;
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", unsigned(static_cast<unsigned char>(s[i])));
+      out += buf;
+      ++i;
+    }
+  }
+  return out;
+}
+
 void check_image_args(int image_size, int channels) {
   if (image_size < 1 || image_size > 8192)
     throw std::invalid_argument("image size " + std::to_string(image_size) +
@@ -55,8 +99,10 @@ std::vector<uint8_t> read_maybe_gzip(const fs::path& path) {
   std::unique_ptr<gzFile_s, int (*)(gzFile)> closer(f, gzclose);
   gzbuffer(f, 1 << 18);
   std::vector<uint8_t> data;
-  constexpr unsigned chunk = 1u << 22;
   for (;;) {
+    // Grown as the data arrives (64 KB, then doubling up to 4 MB steps), so a small file never
+    // costs a 4 MB buffer and the buffer stays within twice what was really decompressed.
+    const unsigned chunk = unsigned(std::clamp<size_t>(data.size(), size_t(1) << 16, size_t(1) << 22));
     const size_t old = data.size();
     data.resize(old + chunk);
     const int n = gzread(f, data.data() + old, chunk);
@@ -86,6 +132,21 @@ std::vector<uint8_t> read_bytes(const fs::path& path) {
   in.seekg(0);
   in.read(reinterpret_cast<char*>(data.data()), std::streamsize(data.size()));
   if (!in) fail(path.string() + ": read error: " + std::strerror(errno));
+  return data;
+}
+
+// Exactly `size` bytes of `path`: an error when the file is now shorter or longer (it changed
+// since its size was taken).
+std::vector<uint8_t> read_exactly(const fs::path& path, uint64_t size) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path.string() + ": cannot open: " + std::strerror(errno));
+  std::vector<uint8_t> data(size);
+  in.read(reinterpret_cast<char*>(data.data()), std::streamsize(size));
+  const bool shorter = uint64_t(in.gcount()) != size;
+  if (shorter || in.peek() != std::char_traits<char>::eof())
+    fail(path.string() + ": changed size while it was read (" + std::to_string(size) +
+         " bytes when it was checked): is it still being written? Wait for the copy or "
+         "extraction to finish");
   return data;
 }
 
@@ -264,6 +325,7 @@ Dataset load_cifar_files(const std::vector<fs::path>& files, int label_bytes,
                          const std::string& name) {
   const int64_t record = label_bytes + kCifarPixels;
   int64_t total = 0;
+  std::vector<int64_t> sizes;  // what the images are allocated for: exactly this much is read
   for (const auto& f : files) {
     std::error_code ec;
     const auto size = int64_t(fs::file_size(f, ec));
@@ -275,6 +337,7 @@ Dataset load_cifar_files(const std::vector<fs::path>& files, int label_bytes,
            " label byte" + (label_bytes > 1 ? "s" : "") + " + 3072 pixel bytes): the file is "
            "truncated or not a " + kind + " binary batch; download and extract it again");
     total += size / record;
+    sizes.push_back(size);
   }
   Dataset data;
   data.name = name;
@@ -285,8 +348,11 @@ Dataset load_cifar_files(const std::vector<fs::path>& files, int label_bytes,
   int64_t* labels = data.labels.data_ptr<int64_t>();
   const auto num_classes = int64_t(data.classes.size());
   int64_t row = 0;
-  for (const auto& f : files) {
-    const std::vector<uint8_t> bytes = read_bytes(f);
+  for (size_t k = 0; k < files.size(); ++k) {
+    const fs::path& f = files[k];
+    // Exactly the size checked above, never a second size query: a file that grew in between
+    // (a copy still running) would otherwise fill more rows than were allocated.
+    const std::vector<uint8_t> bytes = read_exactly(f, uint64_t(sizes[k]));
     const int64_t n = int64_t(bytes.size()) / record;
     for (int64_t i = 0; i < n; ++i, ++row) {
       const uint8_t* rec = bytes.data() + i * record;
@@ -375,15 +441,27 @@ std::string convert_image(cv::Mat img, int size, int channels, uint8_t* out) {
 // Reads and converts one file; returns an empty string on success, else the reason it failed
 // (the caller decides whether that is fatal).
 std::string decode_file(const fs::path& path, int size, int channels, uint8_t* out) {
+  std::error_code ec;
+  const uintmax_t file_size = fs::file_size(path, ec);
+  if (ec) return "cannot read: " + ec.message();
+  if (file_size == 0) return "empty file";
+  if (file_size > kMaxImageFileBytes)
+    return std::to_string(file_size >> 20) + " MiB is too large for an image file (limit " +
+           std::to_string(kMaxImageFileBytes >> 20) + " MiB)";
   std::ifstream in(path, std::ios::binary);
   if (!in) return std::string("cannot open: ") + std::strerror(errno);
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                             std::istreambuf_iterator<char>());
-  if (in.bad()) return std::string("read error: ") + std::strerror(errno);
-  if (bytes.empty()) return "empty file";
+  std::vector<uint8_t> bytes(file_size);  // the size taken above, even if the file grows
+  in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(bytes.size()));
+  if (uint64_t(in.gcount()) != file_size) return std::string("read error: ") + std::strerror(errno);
+  // Judged by its header before OpenCV allocates anything, as read_image does.
+  if (std::string problem = check_image_header(bytes.data(), bytes.size()); !problem.empty())
+    return problem;
   try {
     const cv::Mat img = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
     if (img.empty()) return "not an image OpenCV can decode (corrupt, or not really an image)";
+    if (int64_t(img.rows) * img.cols > kMaxImagePixels)
+      return std::to_string(img.cols) + "x" + std::to_string(img.rows) +
+             " pixels decoded, above the limit of " + std::to_string(kMaxImagePixels);
     return convert_image(img, size, channels, out);
   } catch (const cv::Exception& e) {
     return "OpenCV cannot decode it: " + e.msg;
@@ -406,6 +484,13 @@ std::vector<ClassFolder> list_class_folders(const fs::path& root) {
     if (entry.is_directory() && !is_hidden(entry.path()))
       classes.push_back({entry.path().filename().string(), entry.path(), {}});
   if (ec) fail(root.string() + ": cannot list: " + ec.message());
+  // Class names are stored in config.json and checkpoints (JSON, UTF-8): say so here, naming
+  // the folder, rather than failing later inside the JSON writer.
+  for (const auto& c : classes)
+    if (!is_utf8(c.name))
+      fail("class folder " + escape_non_utf8(c.dir.string()) +
+           " has a name that is not valid UTF-8 (shown with \\x escapes); class names are saved "
+           "in config.json, which is UTF-8: rename the folder");
   std::sort(classes.begin(), classes.end(),
             [](const ClassFolder& a, const ClassFolder& b) { return a.name < b.name; });
   for (auto& c : classes) {

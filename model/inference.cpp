@@ -37,58 +37,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr uintmax_t kMaxImageFileBytes = uintmax_t(1) << 30;
-
-struct Size2 {
-  int64_t width = 0, height = 0;
-};
-
-uint32_t be16(const uint8_t* p) { return uint32_t(p[0]) << 8 | p[1]; }
-uint32_t be32(const uint8_t* p) { return be16(p) << 16 | be16(p + 2); }
-uint32_t le16(const uint8_t* p) { return uint32_t(p[1]) << 8 | p[0]; }
-uint32_t le24(const uint8_t* p) { return uint32_t(p[2]) << 16 | le16(p); }
-uint32_t le32(const uint8_t* p) { return uint32_t(p[3]) << 24 | le24(p); }
-
-// Width and height from a PNG, JPEG, BMP or WebP header, without decoding; nullopt for other
-// formats or a header too short to tell (the decoder then has the last word).
-std::optional<Size2> header_size(const std::vector<uint8_t>& bytes) {
-  const size_t n = bytes.size();
-  const uint8_t* b = bytes.data();
-  if (n >= 24 && std::memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0 && std::memcmp(b + 12, "IHDR", 4) == 0)
-    return Size2{be32(b + 16), be32(b + 20)};
-  if (n >= 26 && b[0] == 'B' && b[1] == 'M') {
-    if (le32(b + 14) == 12) return Size2{le16(b + 18), le16(b + 20)};  // BITMAPCOREHEADER
-    return Size2{std::abs(int32_t(le32(b + 18))), std::abs(int32_t(le32(b + 22)))};
-  }
-  if (n >= 30 && std::memcmp(b, "RIFF", 4) == 0 && std::memcmp(b + 8, "WEBP", 4) == 0) {
-    if (std::memcmp(b + 12, "VP8 ", 4) == 0) return Size2{le16(b + 26) & 0x3fff, le16(b + 28) & 0x3fff};
-    if (std::memcmp(b + 12, "VP8L", 4) == 0)
-      return Size2{1 + int64_t(le16(b + 21) & 0x3fff),
-                   1 + int64_t((le32(b + 21) >> 14) & 0x3fff)};
-    if (std::memcmp(b + 12, "VP8X", 4) == 0) return Size2{1 + int64_t(le24(b + 24)), 1 + int64_t(le24(b + 27))};
-    return std::nullopt;
-  }
-  if (n >= 4 && b[0] == 0xff && b[1] == 0xd8) {  // JPEG: walk the segments to the frame header
-    size_t i = 2;
-    while (i < n) {
-      if (b[i] != 0xff) return std::nullopt;
-      while (i < n && b[i] == 0xff) ++i;  // fill bytes
-      if (i >= n) break;
-      const uint8_t marker = b[i++];
-      if (marker == 0xd8 || marker == 0x01 || (marker >= 0xd0 && marker <= 0xd7)) continue;
-      if (marker == 0xd9 || marker == 0xda || i + 2 > n) break;  // no frame header before the data
-      const bool sof = marker >= 0xc0 && marker <= 0xcf && marker != 0xc4 && marker != 0xc8 &&
-                       marker != 0xcc;
-      if (sof) {
-        if (i + 7 > n) break;
-        return Size2{be16(b + i + 5), be16(b + i + 3)};
-      }
-      i += be16(b + i);
-    }
-  }
-  return std::nullopt;
-}
-
 std::string megapixels(int64_t pixels) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f", double(pixels) / 1e6);
@@ -151,14 +99,10 @@ cv::Mat read_image(const std::string& path) {
   std::vector<uint8_t> bytes(size);
   in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(size));
   if (in.gcount() != std::streamsize(size)) throw std::runtime_error(path + ": read error");
-  if (auto dims = header_size(bytes)) {
-    const int64_t pixels = dims->width * dims->height;
-    if (pixels > kMaxImagePixels)
-      throw std::runtime_error(path + ": " + std::to_string(dims->width) + "x" +
-                               std::to_string(dims->height) + " is " + megapixels(pixels) +
-                               " megapixels, above the limit of " + megapixels(kMaxImagePixels) +
-                               ": downscale it first (e.g. to 1024 pixels a side)");
-  }
+  // The header, not the decoder, decides: only formats whose size was read, and at most
+  // kMaxImagePixels (overflow-safe for any declared size).
+  if (const std::string problem = check_image_header(bytes.data(), bytes.size()); !problem.empty())
+    throw std::runtime_error(path + ": " + problem);
   cv::Mat image;
   try {
     image = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "attention_options.h"
+#include "image_header.h"  // kMaxImagePixels, kImageFormats
 #include "train_config.h"  // Normalization
 #include "vit_config.h"
 
@@ -33,16 +34,12 @@ struct Dataset;
 // ---------------------------------------------------------------------------------------------
 // Images
 
-// Images with more pixels are refused before decoding (a 100-megapixel RGBA 16-bit image already
-// needs 800 MB decoded). OpenCV's own limit (CV_IO_MAX_IMAGE_PIXELS, 2^30) backs this up for
-// formats whose header we do not read (TIFF, PNM, ...).
-inline constexpr int64_t kMaxImagePixels = 100'000'000;
-// Files ViT Studio reads, for error messages.
-inline constexpr const char* kImageFormats = "PNG, JPEG, BMP, WebP, TIFF or PNM";
+// kMaxImagePixels, kMaxImageFileBytes and kImageFormats are in image_header.h.
 
 // Reads an image file with cv::IMREAD_UNCHANGED after checking what can be checked before
-// decoding: the file exists, is not empty, and (PNG, JPEG, BMP, WebP headers) is at most
-// kMaxImagePixels. Throws std::runtime_error naming the file, the problem and kImageFormats.
+// decoding: the file exists, is not empty nor above kMaxImageFileBytes, its header is one of
+// kImageFormats (image_header.h) and declares at most kMaxImagePixels. Throws
+// std::runtime_error naming the file, the problem and kImageFormats.
 cv::Mat read_image(const std::string& path);
 
 // Why `image` cannot be used (empty, unsupported depth or channel count), or "".

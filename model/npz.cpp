@@ -99,8 +99,13 @@ class HeaderParser {
     if (!has_descr || !has_fortran || !has_shape)
       throw error(what_, "its .npy header lacks descr, fortran_order or shape");
     h.type = npy_type(descr);
+    // The element count, and LibTorch's strides (products of trailing dims, zeros counted as 1),
+    // must fit: (0, 2^62, 4) has no elements but its first stride overflows.
+    uint64_t extent = 1;
     for (int64_t d : h.shape) {
-      if (__builtin_mul_overflow(h.numel, uint64_t(d), &h.numel))
+      if (__builtin_mul_overflow(h.numel, uint64_t(d), &h.numel) ||
+          __builtin_mul_overflow(extent, uint64_t(std::max<int64_t>(d, 1)), &extent) ||
+          extent > uint64_t(std::numeric_limits<int64_t>::max()))
         throw error(what_, "its shape overflows 64-bit sizes");
     }
     if (__builtin_mul_overflow(h.numel, h.type->size, &h.nbytes) ||

@@ -4,9 +4,11 @@
 #include <ATen/ops/empty.h>
 #include <c10/core/ScalarType.h>
 
+#include <algorithm>
 #include <cstring>
+#include <deque>
+#include <limits>
 #include <map>
-#include <memory>
 #include <set>
 #include <stdexcept>
 #include <vector>
@@ -59,10 +61,16 @@ const char* kind_name(Kind k) {
   return "?";
 }
 
+// Values live in the unpickler's arena and refer to each other by plain pointers: nothing is
+// destroyed or walked recursively, so no nesting can exhaust the stack, and no reference cycle
+// can leak. A container may only change while it is not inside another one (torch.save's pickles
+// always fill a container before using it), which makes cycles impossible and `depth` exact.
 struct Value;
-using ValuePtr = std::shared_ptr<Value>;
+using ValuePtr = Value*;
 struct Value {
   Kind kind = Kind::None;
+  bool contained = false;                       // inside a tuple, list or dict: frozen
+  uint32_t depth = 0;                           // containers: 1 + the deepest item's depth
   int64_t i = 0;                                // Bool, Int
   double f = 0;                                 // Float
   std::string s;                                // String, Bytes, Global ("module.name")
@@ -70,12 +78,6 @@ struct Value {
   std::vector<std::pair<ValuePtr, ValuePtr>> dict;  // Dict, in insertion order
   at::Tensor tensor;                            // Storage (flat) or Tensor
 };
-
-ValuePtr make(Kind k) {
-  auto v = std::make_shared<Value>();
-  v->kind = k;
-  return v;
-}
 
 // The globals a weights-only load may name (torch.load(weights_only=True) allows these too).
 bool allowed_global(const std::string& name) {
@@ -102,13 +104,11 @@ class Unpickler {
         case '.':                                                // STOP
           if (stack_.size() != 1) fail(at, "STOP with " + std::to_string(stack_.size()) + " values on the stack");
           return stack_.back();
-        case 'N': push(make(Kind::None)); break;
-        case 0x88: case 0x89: {                                  // NEWTRUE, NEWFALSE
-          auto v = make(Kind::Bool);
-          v->i = op == 0x88;
-          push(v);
-          break;
-        }
+        // None, True and False are shared (no value is ever changed in place): 17 MB of None
+        // opcodes then cost only the stack, which is capped like the arena.
+        case 'N': push(&none_); break;
+        case 0x88: push(&true_); break;                           // NEWTRUE
+        case 0x89: push(&false_); break;                          // NEWFALSE
         case 'K': push_int(u8()); break;                          // BININT1
         case 'M': push_int(int64_t(le(2))); break;                // BININT2
         case 'J': push_int(int32_t(le(4))); break;                // BININT
@@ -136,10 +136,15 @@ class Unpickler {
         case ')': push(make(Kind::Tuple)); break;                 // EMPTY_TUPLE
         case ']': push(make(Kind::List)); break;                  // EMPTY_LIST
         case '}': push(make(Kind::Dict)); break;                  // EMPTY_DICT
-        case '(': marks_.push_back(stack_.size()); break;        // MARK
+        case '(':                                                 // MARK
+          if (marks_.size() >= kMaxPickleValues) fail(at, "more than " + std::to_string(kMaxPickleValues) + " MARKs open");
+          marks_.push_back(stack_.size());
+          break;
         case 't': {                                               // TUPLE
+          auto items = pop_to_mark(at);
           auto v = make(Kind::Tuple);
-          v->items = pop_to_mark(at);
+          for (ValuePtr item : items) put_inside(at, v, item);
+          v->items = std::move(items);
           push(v);
           break;
         }
@@ -148,31 +153,39 @@ class Unpickler {
           if (stack_.size() < n + floor()) fail(at, "a tuple with too few values on the stack");
           auto v = make(Kind::Tuple);
           v->items.assign(stack_.end() - long(n), stack_.end());
+          for (ValuePtr item : v->items) put_inside(at, v, item);
           stack_.resize(stack_.size() - n);
           push(v);
           break;
         }
         case 'a': {                                               // APPEND
           ValuePtr item = pop(at);
-          top(at, Kind::List)->items.push_back(item);
+          ValuePtr list = top(at, Kind::List);
+          put_inside(at, list, item);
+          list->items.push_back(item);
           break;
         }
         case 'e': {                                               // APPENDS
           auto items = pop_to_mark(at);
-          auto& list = top(at, Kind::List)->items;
-          list.insert(list.end(), items.begin(), items.end());
+          ValuePtr list = top(at, Kind::List);
+          for (ValuePtr item : items) put_inside(at, list, item);
+          list->items.insert(list->items.end(), items.begin(), items.end());
           break;
         }
         case 's': {                                               // SETITEM
           ValuePtr value = pop(at), key = pop(at);
-          top(at, Kind::Dict)->dict.emplace_back(key, value);
+          ValuePtr dict = top(at, Kind::Dict);
+          put_inside(at, dict, key);
+          put_inside(at, dict, value);
+          dict->dict.emplace_back(key, value);
           break;
         }
         case 'u': {                                               // SETITEMS
           auto items = pop_to_mark(at);
           if (items.size() % 2) fail(at, "SETITEMS with an odd number of values");
-          auto& dict = top(at, Kind::Dict)->dict;
-          for (size_t k = 0; k < items.size(); k += 2) dict.emplace_back(items[k], items[k + 1]);
+          ValuePtr dict = top(at, Kind::Dict);
+          for (ValuePtr item : items) put_inside(at, dict, item);
+          for (size_t k = 0; k < items.size(); k += 2) dict->dict.emplace_back(items[k], items[k + 1]);
           break;
         }
         case 'q': memo_put(u8()); break;                          // BINPUT
@@ -199,7 +212,7 @@ class Unpickler {
         }
         case 'b': {                                               // BUILD
           pop(at);  // an OrderedDict's attributes (state_dict's `_metadata`): not needed
-          const ValuePtr& target = top(at);
+          const ValuePtr target = top(at);
           if (target->kind != Kind::Dict && target->kind != Kind::Tensor)
             fail(at, std::string("BUILD on ") + kind_name(target->kind));
           break;
@@ -215,6 +228,32 @@ class Unpickler {
   }
 
  private:
+  // A new value in the arena; a pickle may make at most kMaxPickleValues (ViT-L/16's state_dict
+  // pickle is ~9,000 opcodes in all; 17 MB of empty tuples, which deflate to 17 KB, would be 17
+  // million values).
+  ValuePtr make(Kind k) {
+    if (values_.size() >= kMaxPickleValues)
+      fail(pos_, "the pickle makes more than " + std::to_string(kMaxPickleValues) +
+                     " values (ViT-L/16's state_dict pickle has about 9,000 opcodes in all): a "
+                     "damaged or hostile file");
+    values_.emplace_back();
+    values_.back().kind = k;
+    return &values_.back();
+  }
+  // Records that `item` goes inside `container` (checked before it does).
+  void put_inside(size_t at, ValuePtr container, ValuePtr item) {
+    if (container->contained)
+      fail(at, std::string(kind_name(container->kind)) +
+                   " is changed after it was put inside another value, which torch.save never "
+                   "does");
+    if (item == container)
+      fail(at, std::string(kind_name(container->kind)) + " is put into itself (a reference cycle)");
+    item->contained = true;
+    container->depth = std::max(container->depth, item->depth + 1);
+    if (container->depth > kMaxPickleDepth)
+      fail(at, "values nest deeper than " + std::to_string(kMaxPickleDepth) +
+                   " levels (a training checkpoint nests about 5)");
+  }
   [[noreturn]] void fail(size_t at, const std::string& problem) const {
     throw error(what_, "malformed pickle at byte " + std::to_string(at) + ": " + problem);
   }
@@ -254,8 +293,9 @@ class Unpickler {
   }
   size_t floor() const { return marks_.empty() ? 0 : marks_.back(); }
   void push(ValuePtr v) {
-    if (stack_.size() >= kMaxStack) fail(pos_, "more than " + std::to_string(kMaxStack) + " values on the stack");
-    stack_.push_back(std::move(v));
+    if (stack_.size() >= kMaxPickleValues)
+      fail(pos_, "more than " + std::to_string(kMaxPickleValues) + " values on the stack");
+    stack_.push_back(v);
   }
   void push_int(int64_t i) {
     auto v = make(Kind::Int);
@@ -269,16 +309,16 @@ class Unpickler {
   }
   ValuePtr pop(size_t at) {
     if (stack_.size() <= floor()) fail(at, "a value is taken from an empty stack");
-    ValuePtr v = std::move(stack_.back());
+    ValuePtr v = stack_.back();
     stack_.pop_back();
     return v;
   }
-  const ValuePtr& top(size_t at) const {
+  ValuePtr top(size_t at) const {
     if (stack_.size() <= floor()) fail(at, "the stack is empty");
     return stack_.back();
   }
-  const ValuePtr& top(size_t at, Kind kind) const {
-    const ValuePtr& v = top(at);
+  ValuePtr top(size_t at, Kind kind) const {
+    const ValuePtr v = top(at);
     if (v->kind != kind)
       fail(at, std::string("expected ") + kind_name(kind) + " on the stack, found " + kind_name(v->kind));
     return v;
@@ -293,7 +333,8 @@ class Unpickler {
   }
   void memo_put(uint64_t index) {
     if (stack_.size() <= floor()) fail(pos_, "BINPUT with an empty stack");
-    if (memo_.size() >= kMaxStack) fail(pos_, "too many memo entries");
+    if (memo_.size() >= kMaxPickleValues && memo_.count(index) == 0)
+      fail(pos_, "more than " + std::to_string(kMaxPickleValues) + " memo entries");
     memo_[index] = stack_.back();
   }
   void memo_get(size_t at, uint64_t index) {
@@ -350,6 +391,7 @@ class Unpickler {
         if (b[k] > 1) throw error(what_, "bool storage '" + key + "' holds a byte other than 0 or 1");
     }
     storages_[key] = v;
+    storage_bytes_ += nbytes;
     return v;
   }
 
@@ -389,21 +431,50 @@ class Unpickler {
       if (overflow || (empty ? uint64_t(offset) > n : last >= n))
         throw error(what_, "a tensor's offset, size and stride reach outside its " +
                                std::to_string(n) + "-element storage (a damaged or hostile file)");
+      // Nothing may be allocated from these numbers but what the file's bytes justify: a view
+      // with more elements than its storage has overlapping strides (a stride-0 tensor saved
+      // from expand()), and copying it dense once made terabytes from a 1-element storage.
+      uint64_t numel = 1, extent = 1;
+      for (int64_t s : size) {
+        overflow = overflow || __builtin_mul_overflow(numel, uint64_t(s), &numel) ||
+                   __builtin_mul_overflow(extent, uint64_t(std::max<int64_t>(s, 1)), &extent);
+      }
+      if (overflow || extent > uint64_t(std::numeric_limits<int64_t>::max()))
+        throw error(what_, "a tensor's size overflows 64-bit sizes (a damaged or hostile file)");
+      if (numel > n)
+        throw error(what_, "a tensor's " + std::to_string(numel) + " elements view a " +
+                               std::to_string(n) + "-element storage: its strides overlap (an "
+                               "expand()ed or broadcast tensor). Save t.contiguous() instead");
       auto v = make(Kind::Tensor);
-      v->tensor = storage.as_strided(size, stride, offset).clone(at::MemoryFormat::Contiguous);
+      v->tensor = storage.as_strided(size, stride, offset);
+      if (!v->tensor.is_contiguous()) {
+        // A strided view (every element inside the storage) is copied to be contiguous; all
+        // copies together may not need more than the storages' bytes, so viewing the same
+        // storage again and again cannot multiply memory.
+        copied_bytes_ += numel * uint64_t(storage.element_size());
+        if (copied_bytes_ > storage_bytes_)
+          throw error(what_, "its non-contiguous tensors need more memory than the file's " +
+                                 std::to_string(storage_bytes_) +
+                                 " storage bytes to copy (the same bytes viewed many times): a "
+                                 "damaged or hostile file");
+        v->tensor = v->tensor.clone(at::MemoryFormat::Contiguous);
+      }
       return v;
     }
     fail(at, name + " cannot be called");
   }
 
-  static constexpr size_t kMaxStack = 10'000'000;
   const ZipReader& zip_;
   std::string prefix_, data_, what_;
   size_t pos_ = 0;
+  std::deque<Value> values_;  // the arena: stable addresses, freed flat
+  Value none_{Kind::None}, true_{Kind::Bool, false, 0, 1}, false_{Kind::Bool};
   std::vector<ValuePtr> stack_;
   std::vector<size_t> marks_;
   std::map<uint64_t, ValuePtr> memo_;
   std::map<std::string, ValuePtr> storages_;
+  uint64_t storage_bytes_ = 0;  // bytes of every storage read
+  uint64_t copied_bytes_ = 0;   // bytes of the contiguous copies of strided views
 };
 
 // A dict of string -> tensor, else nullptr.

@@ -25,8 +25,19 @@ namespace vit {
 // Throws std::runtime_error whose message starts with the path and names the problem.
 NamedTensors load_pth(const std::string& path);
 
-// A data.pkl above this size is refused (ViT-L/16's is ~60 KB: the pickle holds names and
-// shapes, the tensor bytes live in separate entries).
+// Limits on what a file may make the reader allocate, each checked before allocating:
+// - a data.pkl above kMaxPickleBytes is refused (ViT-L/16's is ~30 KB, ~100 KB with its AdamW
+//   state: the pickle holds names and shapes, the tensor bytes live in separate entries);
+// - the pickle may make at most kMaxPickleValues values, and hold as many on its stack, memo and
+//   marks (ViT-L/16 with its optimizer state: ~36,000 opcodes), ~120 MB of bookkeeping at most;
+// - values may nest kMaxPickleDepth levels (a training checkpoint nests ~5);
+// - a storage is read only when its entry holds exactly numel x element-size bytes (and a zip
+//   entry's size is checked against its compressed bytes, see zip_archive.h);
+// - a tensor may not have more elements than its storage (overlapping strides), contiguous
+//   views share their storage, and the copies made of strided views may not exceed the bytes of
+//   all storages together.
 inline constexpr uint64_t kMaxPickleBytes = 64ull << 20;
+inline constexpr size_t kMaxPickleValues = 1'000'000;
+inline constexpr uint32_t kMaxPickleDepth = 100;
 
 }  // namespace vit

@@ -1,5 +1,6 @@
 #include "run_log.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -11,6 +12,7 @@
 #include <stdexcept>
 
 #include "config_json.h"
+#include "settings_schema.h"
 
 namespace vit {
 
@@ -61,14 +63,14 @@ RunInfo read_run(const std::string& run_dir) {
   try {
     info.model = config_from_json(j.at("model"));
     info.train = train_config_from_json(j.at("train"));
-    info.normalization.mean = j.at("normalization").at("mean").get<std::vector<float>>();
-    info.normalization.std = j.at("normalization").at("std").get<std::vector<float>>();
+    info.normalization.mean = json_to<std::vector<float>>(j.at("normalization").at("mean"));
+    info.normalization.std = json_to<std::vector<float>>(j.at("normalization").at("std"));
     if (j.contains("data") && j["data"].contains("classes") && j["data"]["classes"].is_array())
       for (const auto& c : j["data"]["classes"])
         if (c.is_string()) info.classes.push_back(c.get<std::string>());
     if (j.contains("created") && j["created"].is_string()) info.created = j["created"];
     if (j.contains("world_size") && j["world_size"].is_number_integer())
-      info.world_size = std::max(1, j["world_size"].get<int>());
+      info.world_size = int(std::clamp<int64_t>(j["world_size"].get<int64_t>(), 1, 1 << 20));
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(path.string() + " is missing a field: " + e.what());
   } catch (const std::invalid_argument& e) {

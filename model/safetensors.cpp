@@ -242,6 +242,10 @@ std::vector<int64_t> parse_shape(const json& value, const std::string& file,
   const std::string wrong = "tensor " + quote_name(name) +
                             ": \"shape\" must be an array of non-negative integers, got ";
   if (!value.is_array()) fail(file, wrong + value.dump());
+  if (value.size() > kMaxSafetensorsDims)
+    fail(file, "tensor " + quote_name(name) + " has " + std::to_string(value.size()) +
+                   " dimensions; at most " + std::to_string(kMaxSafetensorsDims) +
+                   " are read (like .npy and .pth)");
   std::vector<int64_t> shape;
   shape.reserve(value.size());
   for (const auto& dim : value) {

@@ -49,7 +49,11 @@ SafetensorsFile load_safetensors(const std::string& path);
 // The same from bytes in memory; `name_for_errors` starts every error message.
 SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& name_for_errors);
 
-// The reference reader refuses headers above 100 MB; so do we, before allocating anything.
+// The reference reader refuses headers above 100 MB; so do we, before allocating anything. Every
+// tensor's data_offsets must lie inside the file and match its shape and dtype exactly (so the
+// tensors together hold at most the file's bytes), checked before any tensor is allocated.
 inline constexpr uint64_t kMaxSafetensorsHeader = 100'000'000;
+// Dimensions of one tensor (numpy's limit is 64 too).
+inline constexpr size_t kMaxSafetensorsDims = 64;
 
 }  // namespace vit

@@ -87,8 +87,11 @@ T json_to(const nlohmann::json& j) {
   if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
     if (j.is_number_float()) {
       const double v = j.get<double>();
-      if (!(v == std::floor(v)) || v < double(std::numeric_limits<T>::lowest()) ||
-          v > double(std::numeric_limits<T>::max()))
+      // 2^digits is the first value above T's range, exactly representable as a double (T's
+      // max itself rounds up to it for int64, so `v > max` would let 2^63 through).
+      const double upper = std::ldexp(1.0, std::numeric_limits<T>::digits);
+      const double lower = std::is_signed_v<T> ? -upper : 0.0;
+      if (!(v == std::floor(v)) || v < lower || v >= upper)
         throw std::invalid_argument("not a whole number in range: " + j.dump());
       return static_cast<T>(v);
     }
@@ -102,10 +105,17 @@ T json_to(const nlohmann::json& j) {
     }
     if (!j.is_number()) throw std::invalid_argument("not a number: " + j.dump());
     return j.get<T>();
-  } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+  } else if constexpr (std::is_same_v<T, float>) {
+    // double to float is undefined behaviour above FLT_MAX (a file's 1e+40).
+    if (!j.is_number()) throw std::invalid_argument("not a number: " + j.dump());
+    const double v = j.get<double>();
+    if (std::isfinite(v) && std::fabs(v) > double(std::numeric_limits<float>::max()))
+      throw std::invalid_argument("out of range for a 32-bit float: " + j.dump());
+    return static_cast<float>(v);
+  } else if constexpr (std::is_same_v<T, std::vector<int>> || std::is_same_v<T, std::vector<float>>) {
     if (!j.is_array()) throw std::invalid_argument("not a list: " + j.dump());
-    std::vector<int> out;
-    for (const auto& e : j) out.push_back(json_to<int>(e));
+    T out;
+    for (const auto& e : j) out.push_back(json_to<typename T::value_type>(e));
     return out;
   } else {
     return j.get<T>();

@@ -18,8 +18,25 @@ struct Builder {
   }
 };
 
+// Counts saturate at INT64_MAX instead of overflowing (undefined behaviour): check() accepts
+// configs far beyond any real model (4096 x 4096 images in 1-pixel patches, dim 16384, 256
+// blocks: over 2^63 MACs), whose summary then shows 9,223,372,036,854,775,807. Every operand is
+// non-negative.
+int64_t mul(int64_t a, int64_t b) {
+  int64_t r = 0;
+  return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+template <class... Rest>
+int64_t mul(int64_t a, int64_t b, Rest... rest) {
+  return mul(mul(a, b), rest...);
+}
+int64_t add(int64_t a, int64_t b) {
+  int64_t r = 0;
+  return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
 int64_t linear_params(int64_t in, int64_t out, bool bias = true) {
-  return in * out + (bias ? out : 0);
+  return add(mul(in, out), bias ? out : 0);
 }
 
 }  // namespace
@@ -32,56 +49,57 @@ ModelSummary summarize(const ViTConfig& c) {
   const int64_t kNormMacs = 5;  // fvcore: LayerNorm with affine = 5 ops per element
   Builder b;
 
-  b.add("patch_embed.proj", "Conv2d", {D, G, G}, linear_params(C * P * P, D), N * D * C * P * P);
+  b.add("patch_embed.proj", "Conv2d", {D, G, G}, linear_params(C * P * P, D), mul(N, D, C, P, P));
   if (c.class_token) b.add("cls_token", "ClassToken", {T, D}, D, 0);
-  b.add("pos_embed", "PosEmbed", {T, D}, T * D, 0);
+  b.add("pos_embed", "PosEmbed", {T, D}, mul(T, D), 0);
   b.add("pos_drop", "Dropout", {T, D}, 0, 0);
   for (int i = 0; i < c.depth; ++i) {
     const std::string p = "blocks." + std::to_string(i) + ".";
-    b.add(p + "norm1", "LayerNorm", {T, D}, 2 * D, kNormMacs * T * D);
-    b.add(p + "attn.qkv", "Linear", {T, 3 * D}, linear_params(D, 3 * D, c.qkv_bias), T * D * 3 * D);
-    b.add(p + "attn.qk", "MatMul", {H, T, T}, 0, H * T * T * hd);
+    b.add(p + "norm1", "LayerNorm", {T, D}, 2 * D, mul(kNormMacs, T, D));
+    b.add(p + "attn.qkv", "Linear", {T, 3 * D}, linear_params(D, 3 * D, c.qkv_bias), mul(T, D, 3, D));
+    b.add(p + "attn.qk", "MatMul", {H, T, T}, 0, mul(H, T, T, hd));
     b.add(p + "attn.softmax", "Softmax", {H, T, T}, 0, 0);
-    b.add(p + "attn.av", "MatMul", {T, D}, 0, H * T * T * hd);
-    b.add(p + "attn.proj", "Linear", {T, D}, linear_params(D, D), T * D * D);
-    b.add(p + "norm2", "LayerNorm", {T, D}, 2 * D, kNormMacs * T * D);
-    b.add(p + "mlp.fc1", "Linear", {T, hidden}, linear_params(D, hidden), T * D * hidden);
+    b.add(p + "attn.av", "MatMul", {T, D}, 0, mul(H, T, T, hd));
+    b.add(p + "attn.proj", "Linear", {T, D}, linear_params(D, D), mul(T, D, D));
+    b.add(p + "norm2", "LayerNorm", {T, D}, 2 * D, mul(kNormMacs, T, D));
+    b.add(p + "mlp.fc1", "Linear", {T, hidden}, linear_params(D, hidden), mul(T, D, hidden));
     b.add(p + "mlp.act", "GELU", {T, hidden}, 0, 0);
-    b.add(p + "mlp.fc2", "Linear", {T, D}, linear_params(hidden, D), T * hidden * D);
+    b.add(p + "mlp.fc2", "Linear", {T, D}, linear_params(hidden, D), mul(T, hidden, D));
   }
   switch (c.pool) {
     case Pool::Token:
-      b.add("norm", "LayerNorm", {T, D}, 2 * D, kNormMacs * T * D);
+      b.add("norm", "LayerNorm", {T, D}, 2 * D, mul(kNormMacs, T, D));
       b.add("pool", "ClassTokenSelect", {D}, 0, 0);
       break;
     case Pool::Mean:
       b.add("pool", "MeanPool", {D}, 0, 0);
-      b.add("fc_norm", "LayerNorm", {D}, 2 * D, kNormMacs * D);
+      b.add("fc_norm", "LayerNorm", {D}, 2 * D, mul(kNormMacs, D));
       break;
     case Pool::Flatten:
-      b.add("norm", "LayerNorm", {T, D}, 2 * D, kNormMacs * T * D);
-      b.add("pool", "Flatten", {T * D}, 0, 0);
+      b.add("norm", "LayerNorm", {T, D}, 2 * D, mul(kNormMacs, T, D));
+      b.add("pool", "Flatten", {mul(T, D)}, 0, 0);
       break;
   }
-  int64_t features = c.pooled_dim();
+  // Not c.pooled_dim(): T x D of a flatten head can exceed an int for configs check() accepts.
+  int64_t features = c.pool == Pool::Flatten ? mul(T, D) : D;
   for (size_t i = 0; i < c.head_hidden.size(); ++i) {
     const int64_t out = c.head_hidden[i];
     b.add("head_mlp." + std::to_string(i), "Linear+GELU", {out}, linear_params(features, out),
-          features * out);
+          mul(features, out));
     features = out;
   }
   b.add("head", "Linear", {c.num_classes}, linear_params(features, c.num_classes),
-        features * c.num_classes);
+        mul(features, c.num_classes));
 
   ModelSummary s;
   s.config = c;
   s.layers = std::move(b.rows);
   for (const auto& row : s.layers) {
-    s.params += row.params;
-    s.macs += row.macs;
+    s.params = add(s.params, row.params);
+    s.macs = add(s.macs, row.macs);
   }
   s.trainable_params = s.params;
-  s.flops = 2 * s.macs;
+  s.flops = mul(2, s.macs);
   s.weight_mib = static_cast<double>(s.params) * 4.0 / (1024.0 * 1024.0);
   return s;
 }

@@ -17,6 +17,7 @@
 #include "finetune.h"
 #include "param_groups.h"
 #include "run_writer.h"
+#include "settings_schema.h"
 #include "runtime.h"
 #include "vit.h"
 #include "weights_import.h"
@@ -216,7 +217,7 @@ class Training {
     if (!j["error"].get<std::string>().empty())
       throw std::runtime_error("rank 0: " + j["error"].get<std::string>());
     share.state = RunState::from_json(j["state"], "rank 0's state");
-    share.norm = {j["mean"].get<std::vector<float>>(), j["std"].get<std::vector<float>>()};
+    share.norm = {json_to<std::vector<float>>(j["mean"]), json_to<std::vector<float>>(j["std"])};
     share.shards = j["shards"];
     share.has_optimizer_state = j["has_optimizer_state"];
   }

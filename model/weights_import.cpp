@@ -14,6 +14,7 @@
 
 #include "checkpoint.h"
 #include "config_json.h"
+#include "settings_schema.h"
 #include "npz.h"
 #include "pth.h"
 #include "run_dir.h"
@@ -552,7 +553,7 @@ namespace {
 std::vector<float> floats_from_json(const std::string& text, const std::string& what,
                                     const char* key) {
   try {
-    return json::parse(text).get<std::vector<float>>();
+    return json_to<std::vector<float>>(json::parse(text));
   } catch (const std::exception& e) {
     throw error(what, std::string("its metadata '") + key + "' is not a list of numbers: " + e.what());
   }
@@ -616,8 +617,8 @@ ImportedWeights import_weights(const std::string& path_in, const ImportOptions& 
   } else if (pretrained_cfg && pretrained_cfg->is_object() && pretrained_cfg->contains("mean") &&
              pretrained_cfg->contains("std")) {
     try {
-      w.normalization.mean = pretrained_cfg->at("mean").get<std::vector<float>>();
-      w.normalization.std = pretrained_cfg->at("std").get<std::vector<float>>();
+      w.normalization.mean = json_to<std::vector<float>>(pretrained_cfg->at("mean"));
+      w.normalization.std = json_to<std::vector<float>>(pretrained_cfg->at("std"));
     } catch (const std::exception& e) {
       throw error(path, std::string("its pretrained_cfg mean/std are not numbers: ") + e.what());
     }

@@ -99,6 +99,7 @@ ZipReader::ZipReader(const std::string& path) : path_(path) {
   try {
     const zip_int64_t count = zip_get_num_entries(archive, 0);
     std::set<std::string> seen;
+    uint64_t compressed_total = 0;
     for (zip_int64_t i = 0; i < count; ++i) {
       zip_stat_t s;
       zip_stat_init(&s);
@@ -140,6 +141,14 @@ ZipReader::ZipReader(const std::string& path) : path_(path) {
         throw failure(what, "claims " + std::to_string(e.compressed_size) +
                                 " bytes of data in a " + std::to_string(file_size) +
                                 "-byte file: the archive is truncated");
+      // Entries may not share compressed bytes: with overlapping entries (each a view of the
+      // same deflate stream) a small file could claim its ~1100:1 expansion once per entry.
+      if (__builtin_add_overflow(compressed_total, e.compressed_size, &compressed_total) ||
+          compressed_total > file_size)
+        throw failure(path, "its entries claim more compressed bytes together than the " +
+                                std::to_string(file_size) +
+                                "-byte file holds: entries overlap (a damaged or hostile "
+                                "archive, zip bomb)");
       entries_.push_back(std::move(e));
     }
   } catch (...) {

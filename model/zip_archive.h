@@ -5,7 +5,10 @@
 // Opening checks the central directory against the local headers (libzip's ZIP_CHECKCONS) and
 // every entry's sizes before anything is read: only stored and deflated entries, no encryption,
 // no duplicate names, and no entry that claims more bytes than its compressed data can hold (a
-// deflate stream expands at most ~1032:1), so a "zip bomb" is refused before any allocation.
+// deflate stream expands at most ~1032:1) or that shares compressed bytes with another (the
+// entries' compressed sizes may not add up to more than the file), so a "zip bomb" is refused
+// before any allocation: everything read from an archive is at most kMaxDeflateRatio times the
+// file's size.
 // Reading checks the byte count and the CRC, so a truncated or damaged entry is an error.
 //
 // Torch-free: only the byte plumbing lives here.

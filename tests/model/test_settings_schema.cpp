@@ -5,11 +5,13 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <set>
 #include <string>
 
 #include "config_json.h"
 #include "schema_flags.h"
+#include "settings_schema.h"
 #include "train_config.h"
 #include "vit_config.h"
 
@@ -140,6 +142,13 @@ TEST(SettingsSchema, OutOfRangeNumbersInFilesAreErrorsNotOverflow) {
   EXPECT_THROW(vit::config_from_json(nlohmann::json{{"depth", 2.5}}), std::invalid_argument);
   EXPECT_THROW(vit::train_config_from_json(nlohmann::json{{"max_steps", -1e30}}), std::invalid_argument);
   EXPECT_EQ(vit::config_from_json(nlohmann::json{{"depth", 3.0}}).depth, 3);
+  // 2^63 as a double: int64's max rounds up to it, so a `v > max` check let it through.
+  EXPECT_THROW(vit::json_to<int64_t>(nlohmann::json(9223372036854775808.0)), std::invalid_argument);
+  EXPECT_EQ(vit::json_to<int64_t>(nlohmann::json(-9223372036854775808.0)), INT64_MIN);
+  // double to float above FLT_MAX is undefined behaviour too (a normalization mean of 1e+40,
+  // found by fuzz_config_json, tests/fuzz/corpus/config_json/huge-number.json).
+  EXPECT_THROW(vit::json_to<std::vector<float>>(nlohmann::json{0.5, 1e40}), std::invalid_argument);
+  EXPECT_EQ(vit::json_to<std::vector<float>>(nlohmann::json{0.5, -2.0}), (std::vector<float>{0.5f, -2.0f}));
 }
 
 TEST(SettingsSchema, TrainingMessagesNameTheirField) {

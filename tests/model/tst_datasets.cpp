@@ -7,6 +7,8 @@
 #include <opencv2/imgproc.hpp>
 #include <zlib.h>
 
+#include <dlfcn.h>
+
 #include <gtest/gtest.h>
 
 #include <array>
@@ -182,6 +184,9 @@ struct Case {
   std::function<std::string(const std::string& dir)> make;
 };
 
+// Called with the path of every file std::ifstream opens while set (see fopen64 below).
+std::function<void(const char*)> g_before_fopen;
+
 // The suite's directory (the Qt suite's QTemporaryDir member), one new sub-directory per use.
 vit_test::TempDir& suite_dir() {
   static vit_test::TempDir dir;
@@ -201,6 +206,15 @@ class SuiteSetup : public testing::Environment {
 [[maybe_unused]] const auto* const kSuiteSetup = testing::AddGlobalTestEnvironment(new SuiteSetup);
 
 }  // namespace
+
+// libstdc++'s file streams open files with fopen64; this definition in the test executable takes
+// precedence over glibc's, so a test can act at the exact moment the loader opens a file.
+extern "C" FILE* fopen64(const char* path, const char* mode) {
+  using Fopen = FILE* (*)(const char*, const char*);
+  static const auto real = reinterpret_cast<Fopen>(dlsym(RTLD_NEXT, "fopen64"));
+  if (g_before_fopen) g_before_fopen(path);
+  return real(path, mode);
+}
 
 struct GzipRow : vit_test::Row {
   bool gzip;
@@ -393,6 +407,85 @@ TEST(Datasets, imageFolder) {
 
 // Shrinking averages (INTER_AREA): 1-pixel stripes 0/200 shrunk 9 -> 3 give 67, 133, 67, where
 // bilinear sampling would give 200, 0, 200. Enlarging is bilinear (INTER_LINEAR).
+// Every file is judged by its header before OpenCV decodes it, as read_image does: a header
+// declaring more than kMaxImagePixels (without overflowing the product) or a format whose size
+// is not read first (Sun raster, named .png) is skipped with the reason.
+TEST(Datasets, imageFolderChecksHeadersBeforeDecoding) {
+  const std::string dir = fresh_dir();
+  const cv::Mat small(4, 4, CV_8UC3, cv::Scalar(1, 2, 3));
+  write_image(dir + "/a/ok.png", small);
+  write_image(dir + "/b/ok.png", small);
+  std::vector<uint8_t> png, ras;
+  ASSERT_TRUE(cv::imencode(".png", small, png));
+  ASSERT_TRUE(cv::imencode(".ras", small, ras));
+  auto sized = [&](uint32_t w, uint32_t h) {
+    Bytes b(png.begin(), png.end());
+    for (int k = 0; k < 4; ++k) {
+      b[size_t(16 + k)] = uint8_t(w >> (24 - 8 * k));  // IHDR width, then height, big-endian
+      b[size_t(20 + k)] = uint8_t(h >> (24 - 8 * k));
+    }
+    return b;
+  };
+  write_file(dir + "/a/huge.png", sized(20000, 20000));
+  write_file(dir + "/b/overflow.png", sized(4143380037u, 4143380214u));
+  write_file(dir + "/b/raster.png", Bytes(ras.begin(), ras.end()));
+  const auto s = vit::load_image_folder(dir, 4, 3);
+  ASSERT_EQ(s.train.size(), int64_t(2));
+  ASSERT_EQ(s.skipped_files, int64_t(3));
+  ASSERT_EQ(s.skipped_examples.size(), size_t(3));
+  const std::string& huge = s.skipped_examples[0];
+  const std::string& overflow = s.skipped_examples[1];
+  const std::string& raster = s.skipped_examples[2];
+  ASSERT_TRUE(vit_test::contains(huge, "a/huge.png: 20000x20000 is 400.0 megapixels")) << huge;
+  ASSERT_TRUE(vit_test::contains(overflow, "b/overflow.png: 4143380037x4143380214 is")) << overflow;
+  ASSERT_TRUE(vit_test::contains(raster, "b/raster.png: not an image")) << raster;
+}
+
+// Class names end up in config.json; a folder name that is not UTF-8 is reported by name
+// (escaped) at load time, not later by the JSON writer.
+TEST(Datasets, nonUtf8ClassFolderIsNamedEarly) {
+  const std::string dir = fresh_dir();
+  const cv::Mat small(4, 4, CV_8UC3, cv::Scalar(1, 2, 3));
+  write_image(dir + "/ok/x.png", small);
+  const std::string latin1 = dir + "/caf\xe9";  // "café" in Latin-1
+  std::filesystem::create_directories(latin1);
+  ASSERT_TRUE(cv::imwrite(latin1 + "/x.png", small));
+  bool invalid = false;
+  const std::string message = error_of([&] { vit::load_image_folder(dir, 4, 3); }, &invalid);
+  ASSERT_TRUE(message.find("caf\\xe9") != std::string::npos) << message;
+  ASSERT_TRUE(message.find("UTF-8") != std::string::npos) << message;
+  ASSERT_TRUE(message.find('\xe9') == std::string::npos) << "the message itself must be valid UTF-8";
+}
+
+// The loader sizes the CIFAR files, then reads them. A file that grows in between (a copy still
+// running) must not make it write past the images it allocated: here data_batch_5.bin grows by
+// 20,000 records at the moment the loader opens data_batch_1.bin, after every size was taken
+// (through the fopen64 above, which std::ifstream uses).
+TEST(Datasets, cifarFileGrowingWhileReadStaysInBounds) {
+  const std::string dir = fresh_dir();
+  write_cifar10(dir);
+  const std::string last = dir + "/data_batch_5.bin";
+  bool grown = false;
+  g_before_fopen = [&](const char* path) {
+    const std::string name = path, first = "/data_batch_1.bin";
+    if (grown || name.size() < first.size() ||
+        name.compare(name.size() - first.size(), first.size(), first) != 0)
+      return;
+    grown = true;
+    std::ofstream out(last, std::ios::binary | std::ios::app);
+    out << std::string(20000 * 3073, '\x01');
+  };
+  bool invalid = false;
+  int64_t loaded = -1;
+  const std::string message =
+      error_of([&] { loaded = vit::load_cifar(dir, 10).train.size(); }, &invalid);
+  g_before_fopen = nullptr;
+  ASSERT_TRUE(grown) << "the loader never opened data_batch_1.bin";
+  ASSERT_TRUE(vit_test::contains(message, "data_batch_5.bin") &&
+              vit_test::contains(message, "changed size"))
+      << message << " (loaded " << loaded << ")";
+}
+
 TEST(Datasets, resizeInterpolation) {
   const std::string dir = fresh_dir();
   cv::Mat stripes(9, 9, CV_8UC1, cv::Scalar(0));

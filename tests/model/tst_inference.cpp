@@ -342,6 +342,55 @@ TEST_P(BadImageFilesGetAClearMessage, row) {
   put_le32(bmp, 18, 30000);
   put_le32(bmp, 22, 30000);
   write_bytes(dir_, "huge.bmp", bmp);
+  auto overflow = encode(".png", noise);
+  put_be32(overflow, 16, 4143380037u);
+  put_be32(overflow, 20, 4143380214u);
+  write_bytes(dir_, "overflow.png", overflow);
+  put_le32(bmp, 18, 64);
+  put_le32(bmp, 22, 0x80000000u);  // -2^31: top-down rows, 2^31 of them
+  write_bytes(dir_, "int-min.bmp", bmp);
+  // A classic TIFF whose first IFD declares 20000 x 20000 (400 megapixels) and nothing else;
+  // the same as BigTIFF (8-byte offsets and counts, LONG8 values); and 64 x 64 pixels in one
+  // strip of 2^31 rows.
+  std::vector<uint8_t> tiff = {'I', 'I', 42, 0, 8, 0, 0, 0, 2, 0};
+  for (uint16_t tag : {256, 257}) {
+    const uint8_t entry[12] = {uint8_t(tag), uint8_t(tag >> 8), 4, 0, 1, 0, 0, 0, 0x20, 0x4e, 0, 0};
+    tiff.insert(tiff.end(), entry, entry + 12);
+  }
+  tiff.insert(tiff.end(), {0, 0, 0, 0});
+  write_bytes(dir_, "huge.tiff", tiff);
+  std::vector<uint8_t> big = {'I', 'I', 43, 0, 8, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0};
+  for (uint16_t tag : {256, 257}) {
+    const uint8_t entry[20] = {uint8_t(tag), uint8_t(tag >> 8), 16, 0, 1, 0, 0, 0, 0, 0, 0, 0,
+                               0x20, 0x4e, 0, 0, 0, 0, 0, 0};
+    big.insert(big.end(), entry, entry + 20);
+  }
+  big.insert(big.end(), 8, 0);
+  write_bytes(dir_, "huge-big.tiff", big);
+  std::vector<uint8_t> strips = {'I', 'I', 42, 0, 8, 0, 0, 0, 3, 0};
+  for (uint16_t tag : {256, 257, 278}) {
+    const uint32_t v = tag == 278 ? 0x80000000u : 64;
+    const uint8_t entry[12] = {uint8_t(tag), uint8_t(tag >> 8), 4, 0, 1, 0, 0, 0,
+                               uint8_t(v), uint8_t(v >> 8), uint8_t(v >> 16), uint8_t(v >> 24)};
+    strips.insert(strips.end(), entry, entry + 12);
+  }
+  strips.insert(strips.end(), {0, 0, 0, 0});
+  write_bytes(dir_, "strips.tiff", strips);
+  // A small width, then a huge one: which one the decoder would use is not ours to guess.
+  std::vector<uint8_t> twice = {'I', 'I', 42, 0, 8, 0, 0, 0, 3, 0};
+  for (uint32_t v : {16u, 0x7fffffffu}) {
+    const uint8_t entry[12] = {0, 1, 4, 0, 1, 0, 0, 0, uint8_t(v), uint8_t(v >> 8), uint8_t(v >> 16), uint8_t(v >> 24)};
+    twice.insert(twice.end(), entry, entry + 12);
+  }
+  const uint8_t length[12] = {1, 1, 4, 0, 1, 0, 0, 0, 16, 0, 0, 0};
+  twice.insert(twice.end(), length, length + 12);
+  twice.insert(twice.end(), {0, 0, 0, 0});
+  write_bytes(dir_, "twice.tiff", twice);
+  std::ofstream(dir_ / "huge.pgm", std::ios::binary) << "P5\n# a comment\n20000 20000\n255\n" << std::string(64, 'x');
+  std::ofstream(dir_ / "huge.pam", std::ios::binary)
+      << "P7\nWIDTH 20000\nHEIGHT 20000\nDEPTH 1\nMAXVAL 255\nTUPLTYPE GRAYSCALE\nENDHDR\n"
+      << std::string(64, 'x');
+  write_bytes(dir_, "raster.png", encode(".ras", noise));  // a format OpenCV reads, we do not
 
   const std::string path = (dir_ / name).string();
   try {
@@ -365,6 +414,16 @@ INSTANTIATE_TEST_SUITE_P(Inference, BadImageFilesGetAClearMessage,
     {{"huge png"}, "huge.png", "megapixels"},
     {{"huge jpeg"}, "huge.jpg", "megapixels"},
     {{"huge bmp"}, "huge.bmp", "megapixels"},
+    // 4143380037 x 4143380214 overflows a signed 64-bit product: the guard itself must not.
+    {{"png side product overflows"}, "overflow.png", "megapixels"},
+    {{"bmp INT32_MIN height"}, "int-min.bmp", "megapixels"},
+    {{"huge tiff"}, "huge.tiff", "megapixels"},
+    {{"huge bigtiff"}, "huge-big.tiff", "megapixels"},
+    {{"huge tiff strips"}, "strips.tiff", "tiles or strips of"},
+    {{"tiff width given twice"}, "twice.tiff", "PNG, JPEG"},
+    {{"huge pgm"}, "huge.pgm", "megapixels"},
+    {{"huge pam"}, "huge.pam", "megapixels"},
+    {{"sun raster (size unchecked)"}, "raster.png", "PNG, JPEG"},
 }), vit_test::RowName());
 
 TEST_F(Inference, attentionMapsAndOverlays) {
@@ -452,7 +511,9 @@ TEST_F(Inference, evaluatesWithAConfusionMatrix) {
   ASSERT_EQ(total, int64_t(100));
   ASSERT_DOUBLE_EQ(ev.accuracy, double(diagonal) / 100.0);
   ASSERT_DOUBLE_EQ(ev.top5_accuracy, 1.0);  // 2 classes
-  const auto reference = vit::evaluate_run(run_.string(), test_);  // the trainer's own figure
+  // The trainer's own figure, in fp32 as the predictor computes (evaluate_run defaults to the
+  // run's precision, bf16 where the CPU has it).
+  const auto reference = vit::evaluate_run(run_.string(), test_, "auto", "fp32");
   ASSERT_TRUE(std::abs(ev.accuracy - reference.accuracy) < 1e-9);
   ASSERT_TRUE(std::abs(ev.loss - reference.loss) < 1e-4);
   for (int t = 0; t < 2; ++t) {

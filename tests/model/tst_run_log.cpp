@@ -55,6 +55,35 @@ TEST(RunLog, malformedRowsAreSkipped) {
   ASSERT_EQ(rows[0].step, int64_t(20));
 }
 
+// Integer columns hold whole numbers in range, or the row is skipped: converting 1e+31 (or NaN,
+// or 2.5) from double to int is undefined behaviour, which fuzzing found here.
+TEST(RunLog, integerColumnsOutOfRangeAreSkipped) {
+  vit_test::TempDir dir;
+  const std::string steps = dir.file("steps.csv");
+  write(steps, std::string(vit::kStepsHeader) +
+                   "\n1e+31,0,2,0.2,0.002,950,3"      // step beyond int64
+                   "\n10,1e+31,2,0.2,0.002,950,3"     // epoch beyond int
+                   "\n10,2147483648,2,0.2,0.002,950,3"
+                   "\n-9.3e18,0,2,0.2,0.002,950,3"
+                   "\nnan,0,2,0.2,0.002,950,3"
+                   "\n10,inf,2,0.2,0.002,950,3"
+                   "\n10.5,0,2,0.2,0.002,950,3"       // not whole
+                   "\n20,1,2,0.2,0.002,950,3\n");
+  const auto rows = vit::read_steps_csv(steps);
+  ASSERT_EQ(rows.size(), size_t(1));
+  ASSERT_EQ(rows[0].step, int64_t(20));
+  ASSERT_EQ(rows[0].epoch, 1);
+
+  const std::string metrics = dir.file("metrics.csv");
+  write(metrics, std::string(vit::kMetricsHeader) +
+                     "\n1e+31,1.5,0.6,0.9,1.25,0.7,0.95,0.002,30.5"
+                     "\n-2147483649,1.5,0.6,0.9,1.25,0.7,0.95,0.002,30.5"
+                     "\n2147483647,1.5,0.6,0.9,1.25,0.7,0.95,0.002,30.5\n");
+  const auto epochs = vit::read_metrics_csv(metrics);
+  ASSERT_EQ(epochs.size(), size_t(1));
+  ASSERT_EQ(epochs[0].epoch, 2147483647);
+}
+
 TEST(RunLog, missingFileGivesNoRows) {
   vit_test::TempDir dir;
   ASSERT_TRUE(vit::read_steps_csv(dir.file("nope.csv")).empty());

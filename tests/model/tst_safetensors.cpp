@@ -59,8 +59,9 @@ int64_t element_size(const torch::Tensor& t) { return static_cast<int64_t>(t.ele
 bool same_tensor(const torch::Tensor& a, const torch::Tensor& b) {
   if (a.scalar_type() != b.scalar_type() || a.sizes() != b.sizes()) return false;
   const auto ca = a.contiguous(), cb = b.contiguous();
+  // An empty tensor's data_ptr() is null, which memcmp may not be given even for 0 bytes.
   return ca.nbytes() == cb.nbytes() &&
-         std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) == 0;
+         (ca.nbytes() == 0 || std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) == 0);
 }
 
 // The regular files of a directory, hidden ones included, sorted (QDir::Files | QDir::Hidden).
@@ -384,6 +385,14 @@ std::vector<MalformedRow> malformed_rows() {
       file_bytes(entry("w", R"({"dtype":"U8","shape":[0,4611686018427387904,4],)"
                             R"("data_offsets":[0,0]})")),
       "overflows 64-bit sizes");
+  {
+    std::string ones = "1";
+    for (int k = 1; k < 65; ++k) ones += ",1";
+    row("65 dimensions",
+        file_bytes(entry("w", R"({"dtype":"U8","shape":[)" + ones + R"(],"data_offsets":[0,1]})"),
+                   std::string(1, '\0')),
+        "has 65 dimensions; at most 64");
+  }
   row("dimension above int64",
       file_bytes(entry("w", R"({"dtype":"U8","shape":[18446744073709551615],)"
                             R"("data_offsets":[0,4]})"),

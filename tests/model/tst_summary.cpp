@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -118,6 +119,33 @@ TEST(Summary, invalidConfigThrows) {
   vit::ViTConfig c;
   c.heads = 5;
   ASSERT_THROW(vit::summarize(c), std::invalid_argument);
+}
+
+// The largest config check() accepts (a config.json can hold it): its MACs exceed 2^63, and
+// the flatten head's input (tokens x dim) exceeds an int. Counting used to overflow (undefined
+// behaviour, found by fuzzing config.json); now the totals saturate and the parts are exact.
+TEST(Summary, largestValidConfigSaturates) {
+  vit::ViTConfig c;
+  c.image_size = 4096;
+  c.patch_size = 1;
+  c.in_channels = 64;
+  c.num_classes = 1000000;
+  c.dim = 16384;
+  c.heads = 16;
+  c.depth = 256;
+  c.mlp_hidden = 131072;
+  c.pool = vit::Pool::Flatten;
+  c.head_hidden = {131072};
+  const auto s = vit::summarize(c);
+  const int64_t max = std::numeric_limits<int64_t>::max();
+  ASSERT_EQ(s.macs, max);
+  ASSERT_EQ(s.flops, max);
+  const int64_t tokens = int64_t(4096) * 4096 + 1;
+  ASSERT_EQ(s.layers[2].params, tokens * 16384);  // pos_embed
+  const auto& head_mlp = s.layers[s.layers.size() - 2];
+  ASSERT_EQ(head_mlp.name, std::string("head_mlp.0"));
+  ASSERT_EQ(head_mlp.params, tokens * 16384 * 131072 + 131072);
+  ASSERT_TRUE(s.params > head_mlp.params && s.params < max);
 }
 
 TEST(Summary, jsonHasTheContractKeys) {

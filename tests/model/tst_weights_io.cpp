@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <sys/resource.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -674,6 +676,36 @@ std::vector<MalformedRow> malformed_rows() {
   row("pth: TorchScript archive", pth(one_tensor(6, 0, {6}, {1}), six, {{"archive/code/__torch__.py", "x"}}),
       "TorchScript");
   row("pth: a list, not a state_dict", pth(pk_file("]")), "holds a list without a state_dict");
+
+  // Hostile pickles that fuzzing found (tests/fuzz/corpus/pth keeps the original inputs).
+  auto deflated_pth = [&](const std::string& pickle, const std::string& storage = "") {
+    std::vector<std::pair<std::string, std::string>> e = {{"archive/data.pkl", pickle}};
+    if (!storage.empty()) e.emplace_back("archive/data/0", storage);
+    return zip_bytes(d, e, /*deflate=*/true);
+  };
+  // 200,000 tuples each wrapping the last (EMPTY_TUPLE, then TUPLE1 200,000 times): their
+  // recursive destruction overflowed the stack.
+  row("pth: 200,000 nested tuples", deflated_pth(pk_file(")" + std::string(200000, '\x85'))),
+      "nest deeper than 100 levels");
+  row("pth: a list that contains itself", pth(pk_file(std::string("]q\x00" "h\x00" "a", 6))), "into itself");
+  row("pth: a list changed after it was nested", pth(pk_file(std::string("]q\x00" "]q\x01" "a0h\x01" "Na", 12))),
+      "changed after it was put inside another");
+  // A 1-element storage viewed with stride 0 as 2^20 x 2^20: a dense copy is 4 TB.
+  row("pth: stride-0 view larger than its storage",
+      deflated_pth(one_tensor(1, 0, {1 << 20, 1 << 20}, {0, 0}), floats_bytes({1})),
+      "1099511627776 elements view a 1-element storage");
+  {
+    // The same 6 floats transposed 40 times: each copy is within the storage, together they
+    // are 40 times its bytes.
+    std::string items;
+    for (int k = 0; k < 40; ++k)
+      items += pk_str("t" + std::to_string(k)) + pk_tensor("0", 6, 0, {3, 2}, {1, 3});
+    row("pth: many strided copies of one storage", pth(pk_file(pk_ordered_dict(items)), six),
+        "need more memory than the file's 24 storage bytes");
+  }
+  row("npz: a shape whose strides overflow",
+      npz(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4611686018427387904, 4), }", "")),
+      "overflows 64-bit sizes");
   return rows;
 }
 
@@ -707,6 +739,84 @@ TEST_P(RejectsMalformedFiles, row) {
 
 INSTANTIATE_TEST_SUITE_P(WeightsIo, RejectsMalformedFiles, testing::ValuesIn(malformed_rows()),
                          vit_test::RowName());
+
+// 17 MB of None opcodes deflate to ~17 KB; each became a heap value and the file took 2.9 GB.
+// Now the pickle may make at most kMaxPickleValues values, and its memory stays small.
+TEST(WeightsIo, pthValueFloodIsRefusedEarly) {
+  const std::string path = root() + "/none-flood.pth";
+  vit::write_zip(path, {{"archive/data.pkl", std::string("\x80\x02", 2) + std::string(17'000'000, 'N') + "."}},
+                 /*deflate=*/true);
+  ASSERT_TRUE(fs::file_size(path) < 32 * 1024);
+  rusage before{}, after{};
+  getrusage(RUSAGE_SELF, &before);
+  try {
+    vit::load_pth(path);
+    FAIL() << "accepted";
+  } catch (const std::runtime_error& e) {
+    ASSERT_TRUE(contains(e.what(), "more than 1000000 values")) << e.what();
+  }
+  getrusage(RUSAGE_SELF, &after);
+  const long grown_mb = (after.ru_maxrss - before.ru_maxrss) / 1024;
+  ASSERT_TRUE(grown_mb < 400) << "peak memory grew by " << grown_mb << " MB";
+}
+
+// Two zip entries that share compressed bytes (David Fifield's overlapping zip bomb: entry a's
+// stored data quotes entry b's local header and data), so that their sizes add up to more than
+// the file: refused when the archive is opened, before anything is read.
+TEST(WeightsIo, zipEntriesMayNotShareBytes) {
+  const std::string d = root();
+  const std::string data(4096, '\0');
+  auto u32 = [](const std::string& s, size_t at) {
+    return uint32_t(uint8_t(s[at])) | uint32_t(uint8_t(s[at + 1])) << 8 |
+           uint32_t(uint8_t(s[at + 2])) << 16 | uint32_t(uint8_t(s[at + 3])) << 24;
+  };
+  auto u16 = [](const std::string& s, size_t at) { return uint32_t(uint8_t(s[at])) | uint32_t(uint8_t(s[at + 1])) << 8; };
+  const std::string zb = zip_bytes(d, {{"b.npy", data}});
+  const size_t cd_b = zb.find("PK\x01\x02"), end_b = zb.find("PK\x05\x06");
+  const std::string record_b = zb.substr(0, cd_b);  // b's local header and data
+  std::string central_b = zb.substr(cd_b, end_b - cd_b);
+  const std::string za = zip_bytes(d, {{"a.npy", record_b}});
+  const size_t cd_a = za.find("PK\x01\x02", 30 + u16(za, 26) + u16(za, 28) + record_b.size());
+  const size_t end_a = za.find("PK\x05\x06", cd_a);
+  const std::string body = za.substr(0, cd_a);
+  const uint32_t header_a = 30 + u16(za, 26) + u16(za, 28);  // b's record starts inside a's data
+  central_b.replace(42, 4, le(header_a, 4));
+  const std::string central = za.substr(cd_a, end_a - cd_a) + central_b;
+  const std::string bomb = body + central + "PK\x05\x06" + le(0, 4) + le(2, 2) + le(2, 2) +
+                           le(central.size(), 4) + le(body.size(), 4) + le(0, 2);
+  ASSERT_TRUE(u32(bomb, 0) == 0x04034b50);
+  const std::string path = root() + "/overlap.npz";
+  write_file(path, bomb);
+  try {
+    vit::ZipReader zip(path);
+    FAIL() << "accepted";
+  } catch (const std::runtime_error& e) {
+    ASSERT_TRUE(contains(e.what(), "entries overlap")) << e.what();
+  }
+}
+
+// A 256-byte checkpoint whose metadata describes a large model was built before its tensors
+// were looked at (the model's memory is what a hostile file could claim): now the file's
+// tensors must hold the parameters the config needs before anything is built.
+TEST(WeightsIo, loadModelChecksTheFileBeforeBuilding) {
+  const std::string path = root() + "/hollow.safetensors";
+  const std::string bytes = vit::serialize_safetensors(
+      {}, {{"format", "vit-studio"}, {"vit_config", vit::to_json(vit::preset("vit-b16").config).dump()}});
+  write_file(path, bytes);
+  ASSERT_TRUE(bytes.size() < 1024);
+  try {
+    vit::load_model(path);
+    FAIL() << "accepted";
+  } catch (const std::runtime_error& e) {
+    ASSERT_TRUE(vit_test::starts_with(e.what(), path)) << e.what();
+    ASSERT_TRUE(contains(e.what(), "86567656 parameters but the file holds 0")) << e.what();
+  }
+  // A whole checkpoint still loads.
+  auto model = random_model(tiny(3));
+  vit::save_checkpoint(root() + "/whole.safetensors", *model, {{0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}});
+  ASSERT_EQ(vit::count_parameters(*vit::load_model(root() + "/whole.safetensors")),
+            vit::count_parameters(*model));
+}
 
 TEST(WeightsIo, pthReaderAcceptsTorchSaveLayouts) {
   // Views sharing one storage (offset, strides), a checkpoint dict around the state_dict, and

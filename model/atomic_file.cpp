@@ -1,10 +1,12 @@
 #include "atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -39,6 +41,8 @@ int64_t disk_budget() {
 }
 std::atomic<int64_t> g_bytes_written{0};
 
+std::atomic<int64_t> g_crash_points{0};
+
 void fsync_path(const std::string& path, bool directory) {
   const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
   if (fd < 0) return;  // best effort for the directory entry
@@ -49,6 +53,20 @@ void fsync_path(const std::string& path, bool directory) {
 }
 
 }  // namespace
+
+void crash_point(const char* where) {
+  static const char* setting = std::getenv("VIT_TEST_KILL_AT");
+  if (!setting) return;
+  static const int64_t kill_at = std::strtoll(setting, nullptr, 10);
+  const int64_t n = ++g_crash_points;
+  if (std::strcmp(setting, "list") == 0) {
+    std::fprintf(stderr, "crash point %lld: %s\n", static_cast<long long>(n), where);
+  } else if (n == kill_at) {
+    std::fprintf(stderr, "VIT_TEST_KILL_AT=%lld: killed at %s\n", static_cast<long long>(n), where);
+    std::fflush(stderr);
+    ::kill(::getpid(), SIGKILL);
+  }
+}
 
 void write_file_atomically(const std::string& path,
                            const std::function<void(std::ostream&)>& write) {
@@ -67,8 +85,10 @@ void write_file_atomically(const std::string& path,
       if (disk_budget() >= 0 && g_bytes_written.fetch_add(int64_t(out.tellp())) + int64_t(out.tellp()) > disk_budget())
         fail("write", path, ENOSPC);
     }
+    crash_point("a temporary file written, not yet renamed");
     fsync_path(tmp.string(), false);
     if (::rename(tmp.c_str(), target.c_str()) != 0) fail("rename into", path, errno);
+    crash_point("a file renamed into place");
   } catch (...) {
     std::error_code ec;
     fs::remove(tmp, ec);

@@ -146,7 +146,11 @@ void RunWriter::write_metrics() {
 
 void RunWriter::log_step(const StepRow& row) {
   if (!enabled_) return;
-  steps_ << format_row(row) << '\n';
+  const std::string line = format_row(row) + "\n";
+  steps_ << line.substr(0, line.size() / 2);
+  steps_.flush();
+  crash_point("half a steps.csv row written");
+  steps_ << line.substr(line.size() / 2);
   steps_.flush();
   if (!steps_) fail("append to", paths_.steps(), errno ? errno : EIO);
   tensorboard_->add_scalar("train/loss", row.loss, row.step);
@@ -199,7 +203,9 @@ void RunWriter::commit(VisionTransformerImpl& model, const Normalization& normal
       fail("link", best_file, errno);
     write_file_atomically((fs::path(tmp) / "state.json").string(), state.to_json().dump(2) + "\n");
     sync_dir(tmp);
+    crash_point("a checkpoint's step directory written, not yet renamed");
     if (::rename(tmp.c_str(), unit.c_str()) != 0) fail("rename", tmp, errno);
+    crash_point("a checkpoint's step directory in place, not yet current");
     sync_dir(paths_.checkpoints());
   } catch (...) {
     fs::remove_all(tmp, ec);
@@ -214,6 +220,7 @@ void RunWriter::commit(VisionTransformerImpl& model, const Normalization& normal
     throw;
   }
   sync_dir(paths_.checkpoints());
+  crash_point("a checkpoint made current, its links not yet updated");
   // The fixed names users and older readers open, each a link through `current`. A run from
   // before this layout has regular files there: replacing them now is safe, the unit is committed.
   replace_with_symlink("current/last.safetensors", paths_.last_weights());
@@ -222,6 +229,7 @@ void RunWriter::commit(VisionTransformerImpl& model, const Normalization& normal
   if (optimizer) replace_with_symlink("current/last.optim.pt", paths_.last_optimizer());
   replace_with_symlink("checkpoints/current/state.json", paths_.state());
   sync_dir(paths_.dir);
+  crash_point("a checkpoint's links updated, older step directories not yet removed");
   // Earlier units: the best weights live on in the new unit's hard link.
   for (const auto& entry : fs::directory_iterator(paths_.checkpoints(), ec)) {
     const std::string name = entry.path().filename().string();

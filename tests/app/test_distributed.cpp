@@ -5,10 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -21,10 +18,9 @@
 
 #include "launcher.h"
 #include "run_dir.h"
+#include "support/process.h"
 #include "support/temp_dir.h"
 #include "safetensors.h"
-
-extern char** environ;
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -42,52 +38,7 @@ std::string vit_binary() {
   return v ? v : "";
 }
 
-// A started process whose stdout and stderr go to files.
-struct Process {
-  pid_t pid = -1;
-  std::string out, err;
-  int code = -1;  // exit code, or 128 + signal
-
-  Process(const std::vector<std::string>& argv, const std::string& log_prefix,
-          const std::vector<std::string>& env = {}) {
-    out = log_prefix + ".out";
-    err = log_prefix + ".err";
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    std::vector<std::string> environment;
-    for (char** e = environ; *e; ++e) environment.emplace_back(*e);
-    for (const auto& e : env) environment.push_back(e);
-    std::vector<char*> envp;
-    for (auto& e : environment) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    if (posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), envp.data()) != 0) pid = -1;
-    posix_spawn_file_actions_destroy(&actions);
-  }
-  // Waits at most `seconds`; false (and the process killed) when it did not end.
-  bool wait(double seconds) {
-    const auto end = Clock::now() + std::chrono::duration<double>(seconds);
-    while (Clock::now() < end) {
-      int status = 0;
-      if (::waitpid(pid, &status, WNOHANG) == pid) {
-        code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        return true;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return false;
-  }
-  std::string stderr_text() const {
-    std::ifstream in(err);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-};
+using Process = vit_test::Child;
 
 // Trains with `extra` flags; returns the exit code (stderr in the failure message).
 int train(const std::string& out, const std::vector<std::string>& extra, const std::string& log,

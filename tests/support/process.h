@@ -3,6 +3,8 @@
 // environment, and a time limit after which the child is killed.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <string>
 #include <vector>
@@ -22,6 +24,21 @@ struct ProcessResult {
 // `program` is looked up in PATH unless it contains a '/'; `args` excludes the program name.
 ProcessResult run_process(const std::string& program, const std::vector<std::string>& args,
                           std::chrono::milliseconds timeout);
+
+// A started child whose stdout and stderr go to files (`log_prefix`.out/.err), for long runs a
+// test watches, signals or kills while they go on. `env` entries (NAME=VALUE) are added to this
+// process's environment.
+struct Child {
+  pid_t pid = -1;  // -1: could not be started
+  std::string out, err;
+  int code = -1;  // after wait(): the exit code, or 128 + the signal that ended it
+
+  Child(const std::vector<std::string>& argv, const std::string& log_prefix,
+        const std::vector<std::string>& env = {});
+  // Waits at most `seconds`; false (and the child killed) when it did not end.
+  bool wait(double seconds);
+  std::string stderr_text() const;
+};
 
 // The command line as one string, for messages.
 std::string join(const std::vector<std::string>& args, const std::string& separator = " ");

@@ -1,10 +1,21 @@
 // Widgets of ui/: the hyperparameter panel validates with the core's rules and shows each message
 // under its field; the curves smooth like TensorBoard, batch redraws and export what they show;
 // the summary view follows the config. Runs offscreen.
+#include <qcustomplot.h>
+
 #include <QCheckBox>
+#include <QClipboard>
 #include <QComboBox>
+#include <QGuiApplication>
+#include <QLabel>
 #include <QLineEdit>
+#include <QDropEvent>
+#include <QMimeData>
+#include <QProcess>
+#include <QRegularExpression>
+#include <QPushButton>
 #include <QSignalSpy>
+#include <QStandardPaths>
 #include <QSpinBox>
 #include <QTableWidget>
 #include <QTemporaryDir>
@@ -15,6 +26,9 @@
 #include "run_log.h"
 #include "summary_view.h"
 #include "training_status.h"
+
+#include <cmath>
+
 
 class TestUiWidgets : public QObject {
   Q_OBJECT
@@ -237,6 +251,208 @@ class TestUiWidgets : public QObject {
     QVERIFY(pdf.open(QIODevice::ReadOnly));
     QVERIFY(pdf.read(5) == "%PDF-");
     QVERIFY(!view.saveImage("/nonexistent-dir/c.png").isEmpty());
+  }
+
+
+  // Defect 5: the per-epoch CSV is NAME-epochs.csv, not NAME-epochs.csv-epochs.csv.
+  void csvExportNamesTheEpochFile() {
+    QCOMPARE(CurvesView::epochsCsvPath("/tmp/run.csv"), QString("/tmp/run-epochs.csv"));
+    QCOMPARE(CurvesView::epochsCsvPath("/tmp/run.CSV"), QString("/tmp/run-epochs.csv"));
+    QCOMPARE(CurvesView::epochsCsvPath("/tmp/run"), QString("/tmp/run-epochs.csv"));
+  }
+
+  // Defect 2: a vector PDF whose text is at its screen size (it was ~150 pt), and a PNG at twice
+  // the screen resolution with the run's name.
+  void exportsAreReadable() {
+    CurvesView view;
+    view.resize(1000, 700);
+    view.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    std::vector<vit::StepRow> steps(20);
+    for (int i = 0; i < 20; ++i) steps[size_t(i)].step = (i + 1) * 10, steps[size_t(i)].loss = 2.0 / (i + 1), steps[size_t(i)].lr = 1e-3;
+    std::vector<vit::EpochRow> epochs(3);
+    for (int e = 0; e < 3; ++e) epochs[size_t(e)].epoch = e, epochs[size_t(e)].val_accuracy = 0.5 + 0.1 * e;
+    view.setHistory(steps, epochs);
+    view.setRunName("fmnist-small-20261201-101500");
+    QTemporaryDir dir;
+    QCOMPARE(view.saveImage(dir.filePath("c.png")), QString());
+    const QImage png(dir.filePath("c.png"));
+    QVERIFY(png.width() >= 2 * 2 * 480);  // two plots across, at 2x
+    QVERIFY(view.exportTitle().contains("fmnist-small-20261201-101500"));
+    int dark = 0;  // the title line holds text
+    for (int x = 0; x < png.width() / 2; ++x)
+      for (int y = 0; y < 40; ++y) dark += qGray(png.pixel(x, y)) < 100;
+    QVERIFY(dark > 50);
+
+    QCOMPARE(view.savePdf(dir.filePath("c.pdf")), QString());
+    if (qEnvironmentVariableIsSet("VIT_KEEP_EXPORTS")) {  // to look at them
+      QFile::copy(dir.filePath("c.pdf"), qEnvironmentVariable("VIT_KEEP_EXPORTS") + "/curves.pdf");
+      QFile::copy(dir.filePath("c.png"), qEnvironmentVariable("VIT_KEEP_EXPORTS") + "/curves.png");
+    }
+    const QString pdftotext = QStandardPaths::findExecutable("pdftotext");
+    if (pdftotext.isEmpty()) QSKIP("pdftotext (poppler-utils) is not installed: cannot measure the PDF's text");
+    QProcess p;
+    p.start(pdftotext, {"-bbox", dir.filePath("c.pdf"), "-"});
+    QVERIFY(p.waitForFinished(30000));
+    const QString html = QString::fromUtf8(p.readAllStandardOutput());
+    // <word xMin=".." yMin=".." xMax=".." yMax="..">text</word>: heights in points.
+    QRegularExpression word(R"re(<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>)re");
+    QStringList words;
+    double tallest = 0;
+    QString tallestWord;
+    for (auto it = word.globalMatch(html); it.hasNext();) {
+      const auto m = it.next();
+      // A word's size is its box's smaller side (axis titles on the left are set vertically).
+      const double h = std::min(m.captured(4).toDouble() - m.captured(2).toDouble(),
+                                m.captured(3).toDouble() - m.captured(1).toDouble());
+      if (h > tallest) tallest = h, tallestWord = m.captured(5);
+      words << m.captured(5);
+    }
+    QVERIFY2(words.contains("epoch") && words.contains("step"), qPrintable(words.join(' ')));  // text, not pixels
+    QVERIFY2(tallest < 20, qPrintable(QString("tallest word '%1': %2 pt").arg(tallestWord).arg(tallest)));
+    QVERIFY(words.contains("fmnist-small-20261201-101500:"));
+  }
+
+  // Defect 8: log scale keeps the first training point and the last validation points inside,
+  // and Fit brings every point back after a zoom.
+  void logScaleKeepsEveryPoint() {
+    CurvesView view;
+    view.resize(900, 600);
+    view.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    std::vector<vit::StepRow> steps(50);
+    for (int i = 0; i < 50; ++i) steps[size_t(i)].step = i + 1, steps[size_t(i)].loss = 2.5 * std::exp(-0.05 * i), steps[size_t(i)].lr = 1e-3;
+    std::vector<vit::EpochRow> epochs(5);
+    for (int e = 0; e < 5; ++e) epochs[size_t(e)].epoch = e, epochs[size_t(e)].loss = 1.0 / (e + 1), epochs[size_t(e)].val_loss = 0.9 / (e + 1);
+    view.setHistory(steps, epochs);
+    view.setSmoothing(0.0);
+    view.setLogLoss(true);
+    for (const char* g : {"loss", "loss_ema", "epoch_loss", "val_loss"})
+      QTRY_VERIFY2_WITH_TIMEOUT(view.allPointsVisible(g), g, 2000);
+    // Zoom in on one plot, then Fit.
+    const auto plots = view.findChildren<QCustomPlot*>();
+    QVERIFY(plots.size() == 4);
+    for (QCustomPlot* p : plots) p->yAxis->setRange(0.5, 0.6);
+    QVERIFY(!view.allPointsVisible("val_loss"));
+    QPushButton* fit = nullptr;
+    for (auto* b : view.findChildren<QPushButton*>()) if (b->text() == "Fit") fit = b;
+    QVERIFY(fit);
+    fit->click();
+    for (const char* g : {"loss", "epoch_loss", "val_loss"}) QVERIFY2(view.allPointsVisible(g), g);
+    view.setLogLoss(false);
+    for (const char* g : {"loss", "epoch_loss", "val_loss", "val_accuracy"}) QTRY_VERIFY2_WITH_TIMEOUT(view.allPointsVisible(g), g, 2000);
+  }
+
+  // Defect 12: a curve of one point is drawn as a marker (a line needs two).
+  void singlePointIsVisible() {
+    CurvesView view;
+    vit::StepRow s;
+    s.step = 10, s.loss = 1.5, s.lr = 1e-3;
+    view.setHistory({s}, {});
+    QCOMPARE(view.drawnPoints("loss_ema"), 1);
+    QVERIFY(view.drawsMarkers("loss_ema"));
+    QVERIFY(view.drawsMarkers("lr"));
+    QVERIFY(view.allPointsVisible("loss_ema"));
+    vit::StepRow t = s;
+    t.step = 20;
+    view.setHistory({s, t}, {});
+    QVERIFY(!view.drawsMarkers("loss_ema"));
+  }
+
+  // Defect 12: the Input line does not invent channels and classes before a folder is chosen.
+  void inputLineWaitsForTheFolder() {
+    ConfigPanel panel;
+    QVERIFY(panel.inputDescription().contains("1 channel(s), 10 classes"));  // Fashion-MNIST
+    qobject_cast<QComboBox*>(panel.field("dataset"))->setCurrentIndex(3);  // image folder, none chosen
+    QVERIFY2(panel.inputDescription().contains("choose one"), qPrintable(panel.inputDescription()));
+    QVERIFY(!panel.inputDescription().contains("classes,"));
+  }
+
+  // Defect 9: a truncated CIFAR batch is caught by the panel, before Start.
+  void truncatedCifarIsCaught() {
+    QTemporaryDir dir;
+    const QString root = dir.filePath("cifar-10-batches-bin");
+    QDir().mkpath(root);
+    for (const char* name : {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
+                             "data_batch_5.bin", "test_batch.bin"}) {
+      QFile f(root + "/" + name);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(QByteArray(2 * 3073, '\1'));  // two whole records
+    }
+    ConfigPanel panel;
+    QCOMPARE(panel.setDatasetFolder(dir.path()), QString());  // recognized as CIFAR-10
+    QCOMPARE(panel.datasetSpec(), "cifar10:" + dir.path());
+    QVERIFY2(panel.isValid(), qPrintable(panel.errors().join("; ")));
+    QVERIFY(panel.inputDescription().contains("3 channel(s), 10 classes"));
+    QFile::resize(root + "/data_batch_3.bin", 3073 + 1000);  // a download cut short
+    panel.setDatasetFolder(dir.path());
+    QVERIFY(!panel.isValid());
+    QVERIFY2(panel.errorFor("dataset_path").contains("data_batch_3.bin") &&
+                 panel.errorFor("dataset_path").contains("truncated"),
+             qPrintable(panel.errorFor("dataset_path")));
+  }
+
+  // Defect 12: a dropped folder that is no data set changes nothing, and says why.
+  void droppedEmptyFolderIsRefused() {
+    QTemporaryDir dir;
+    ConfigPanel panel;
+    const QString before = panel.datasetSpec();
+    QSignalSpy refused(&panel, &ConfigPanel::dropRefused);
+    QMimeData mime;
+    mime.setUrls({QUrl::fromLocalFile(dir.path())});
+    QDragEnterEvent enter(QPoint(5, 5), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(&panel, &enter);
+    QVERIFY(enter.isAccepted());
+    QDropEvent drop(QPointF(5, 5), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(&panel, &drop);
+    QCOMPARE(refused.count(), 1);
+    QVERIFY(refused.at(0).at(0).toString().contains("not a data set"));
+    QCOMPARE(panel.datasetSpec(), before);
+    QVERIFY(panel.isValid());
+  }
+
+  // Defect 12: impossible values are explained, not clamped; divisor lists are complete.
+  void impossibleValuesAreExplained() {
+    ConfigPanel panel;
+    qobject_cast<QSpinBox*>(panel.field("batch_size"))->setValue(100000);
+    QCOMPARE(panel.trainConfig().batch_size, 100000);
+    QVERIFY2(panel.errorFor("batch_size").contains("100000"), qPrintable(panel.errorFor("batch_size")));
+    qobject_cast<QSpinBox*>(panel.field("batch_size"))->setValue(64);
+    qobject_cast<QSpinBox*>(panel.field("dim"))->setValue(100);
+    qobject_cast<QSpinBox*>(panel.field("heads"))->setValue(3);
+    const QString dim = panel.errorFor("dim");
+    QVERIFY2(dim.contains("1, 2, 4, 5, 10, 20, 25, 50") && !dim.contains("..."), qPrintable(dim));
+    qobject_cast<QLineEdit*>(panel.field("lr"))->setText("0");
+    QVERIFY2(!panel.errorFor("lr").contains("0.000000"), qPrintable(panel.errorFor("lr")));
+  }
+
+  // Defect 12: no ETA once a run stops; a finished run shows 100%.
+  void statusWithoutTrainingHasNoEta() {
+    TrainingStatus status;
+    status.setProgress(50, 200, 1, 4, 1234.4, 75);
+    QVERIFY(status.progressText().contains("ETA"));
+    status.setDone(50, 200, 1, 4);
+    QVERIFY(!status.progressText().contains("ETA"));
+    QVERIFY(!status.progressText().contains("img/s"));
+    QCOMPARE(status.percent(), 25);
+    status.setDone(900, 0, 30, 30);  // an opened finished run
+    QCOMPARE(status.percent(), 100);
+    QVERIFY(status.progressText().contains("30 of 30 epoch(s)"));
+  }
+
+  // Defect 12: the run link says what happened when no file manager can open it.
+  void runLinkWithoutAHandlerSaysSo() {
+    QTemporaryDir dir;
+    TrainingStatus status;
+    status.setRunDir(dir.path());
+    QSignalSpy failed(&status, &TrainingStatus::openFailed);
+    const QByteArray path = qgetenv("PATH");
+    qputenv("PATH", "/nonexistent");  // no xdg-open, no browser
+    status.openRunDir();
+    qputenv("PATH", path);
+    QCOMPARE(failed.count(), 1);
+    QVERIFY(failed.at(0).at(0).toString().contains(dir.path()));
+    QCOMPARE(QGuiApplication::clipboard()->text(), dir.path());
   }
 
   void statusFormatsProgress() {

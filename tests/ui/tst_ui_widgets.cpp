@@ -10,6 +10,7 @@
 #include <QLabel>
 #include <QLineEdit>
 #include <QDropEvent>
+#include <QListWidget>
 #include <QMimeData>
 #include <QProcess>
 #include <QRegularExpression>
@@ -23,12 +24,48 @@
 
 #include "config_panel.h"
 #include "curves_view.h"
+#include "run_comparison.h"
 #include "run_log.h"
 #include "summary_view.h"
 #include "training_status.h"
 
 #include <cmath>
+#include <fstream>
 
+namespace {
+
+// A run directory as `vit train` leaves it, without weights: config.json and the two logs.
+// Epoch e has val top-1 `acc0 + 0.1 * e`, lasts `seconds`, and ends at step 10 * (e + 1).
+void writeRun(const QString& dir, int dim, double lr, int epochs, double acc0, double seconds,
+              double testAccuracy = -1) {
+  QDir().mkpath(dir);
+  vit::ViTConfig m = vit::preset("fmnist-small").config;
+  m.dim = dim;
+  vit::TrainConfig t;
+  t.lr = lr;
+  t.epochs = epochs;
+  vit::RunData data;
+  data.spec = "fashion-mnist";
+  std::ofstream(QString(dir + "/config.json").toStdString())
+      << vit::run_config_json(m, t, vit::Normalization{}, data).dump(2);
+  std::ofstream metrics(QString(dir + "/metrics.csv").toStdString());
+  metrics << vit::kMetricsHeader << "\n";
+  std::ofstream steps(QString(dir + "/steps.csv").toStdString());
+  steps << vit::kStepsHeader << "\n";
+  double elapsed = 0;
+  for (int e = 0; e < epochs; ++e) {
+    for (int k = 1; k <= 2; ++k) {
+      elapsed += seconds / 2;
+      steps << 10 * e + 5 * k << "," << e << "," << 2.0 / (e + k) << ",0.5," << lr << ",100," << elapsed << "\n";
+    }
+    metrics << e << "," << 1.0 / (e + 1) << ",0.5,0.9," << 1.2 / (e + 1) << "," << acc0 + 0.1 * e << ",0.95," << lr
+            << "," << seconds << "\n";
+  }
+  if (testAccuracy >= 0)
+    std::ofstream(QString(dir + "/test.json").toStdString()) << "{\"accuracy\": " << testAccuracy << "}";
+}
+
+}  // namespace
 
 class TestUiWidgets : public QObject {
   Q_OBJECT
@@ -453,6 +490,56 @@ class TestUiWidgets : public QObject {
     QCOMPARE(failed.count(), 1);
     QVERIFY(failed.at(0).at(0).toString().contains(dir.path()));
     QCOMPARE(QGuiApplication::clipboard()->text(), dir.path());
+  }
+
+  // Compare runs: one graph per run with a legend entry, hiding, the x axes, the read-out, and a
+  // table sortable by number.
+  void runComparisonOverlaysRuns() {
+    QTemporaryDir dir;
+    writeRun(dir.filePath("a"), 128, 2e-3, 4, 0.50, 10.0, 0.81);
+    writeRun(dir.filePath("b"), 64, 1e-3, 3, 0.65, 20.0);
+    RunComparison view;
+    view.resize(900, 600);
+    QVERIFY(!view.addRun(dir.filePath("nope")).isEmpty());
+    QCOMPARE(view.addRun(dir.filePath("a")), QString());
+    QCOMPARE(view.addRun(dir.filePath("b")), QString());
+    QCOMPARE(view.addRun(dir.filePath("a")), QString());  // already there
+    QCOMPARE(view.runs().size(), 2);
+    QCOMPARE(view.visibleGraphs(), 2);
+    QCOMPARE(view.legendItems(), 2);
+    QCOMPARE(view.points(dir.filePath("a")), 4);
+    QCOMPARE(view.lastX(dir.filePath("a")), 4.0);  // epochs
+    view.setXAxis(RunComparison::XAxis::Step);
+    QCOMPARE(view.lastX(dir.filePath("a")), 40.0);  // the last step of epoch 4
+    view.setXAxis(RunComparison::XAxis::Time);
+    QCOMPARE(view.lastX(dir.filePath("b")), 60.0);  // 3 epochs of 20 s
+    view.setMetric("step_loss");
+    QCOMPARE(view.points(dir.filePath("a")), 8);
+    view.setMetric("val_accuracy");
+    view.setXAxis(RunComparison::XAxis::Epoch);
+    const QString read = view.hoverAt(2.1);
+    QVERIFY2(read.contains("a: <b>60.00%</b>") && read.contains("b: <b>75.00%</b>"), qPrintable(read));
+    view.setRunVisible(dir.filePath("b"), false);
+    QCOMPARE(view.visibleGraphs(), 1);
+    QCOMPARE(view.legendItems(), 1);
+    QVERIFY(!view.hoverAt(2.0).contains("b:"));
+    // The table: a row per run; unticking hides; sorting by best validation is numeric.
+    QTableWidget* t = view.table();
+    QCOMPARE(t->rowCount(), 2);
+    int testColumn = -1, bestColumn = -1;
+    for (int c = 0; c < t->columnCount(); ++c) {
+      if (t->horizontalHeaderItem(c)->text() == "Test top-1") testColumn = c;
+      if (t->horizontalHeaderItem(c)->text() == "Best val top-1") bestColumn = c;
+    }
+    QVERIFY(testColumn > 0 && bestColumn > 0);
+    t->sortItems(bestColumn, Qt::DescendingOrder);
+    QCOMPARE(t->item(0, 0)->text(), QString("b"));  // 85% (0.65 + 0.2) before a's 80% (0.5 + 0.3)
+    t->sortItems(testColumn, Qt::DescendingOrder);
+    QCOMPARE(t->item(0, 0)->text(), QString("a"));
+    QCOMPARE(t->item(0, testColumn)->text(), QString("81.00%"));
+    t->item(0, 0)->setCheckState(Qt::Unchecked);  // a
+    QCOMPARE(view.visibleGraphs(), 0);
+    QCOMPARE(RunComparison::runsIn(dir.path()).size(), 2);
   }
 
   void statusFormatsProgress() {

@@ -22,8 +22,11 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include "attention_view.h"
 #include "config_panel.h"
 #include "curves_view.h"
+#include "evaluation_view.h"
+#include "predictions_view.h"
 #include "run_comparison.h"
 #include "run_log.h"
 #include "summary_view.h"
@@ -490,6 +493,104 @@ class TestUiWidgets : public QObject {
     QCOMPARE(failed.count(), 1);
     QVERIFY(failed.at(0).at(0).toString().contains(dir.path()));
     QCOMPARE(QGuiApplication::clipboard()->text(), dir.path());
+  }
+
+  // The attention view names its weights, explains a chosen class, and its colour bar has numbers.
+  void attentionViewSaysWhatItShows() {
+    AttentionView view;
+    view.setModel(2, 4, {"cat", "dog", "bird"});
+    QVERIFY(!view.targetClassBox()->isEnabled());
+    QCOMPARE(view.targetClassBox()->count(), 4);  // predicted + 3 classes
+    AttentionParams p = view.params();
+    p.gradient = true;
+    p.targetClass = 1;
+    view.setParams(p);
+    QVERIFY(view.targetClassBox()->isEnabled());
+    QCOMPARE(view.params().targetClass, 1);
+    Inspection r;
+    r.overlay = QImage(28, 28, QImage::Format_RGB888);
+    r.overlay.fill(Qt::red);
+    r.original = r.overlay;
+    r.originalSize = "500x375 RGB";
+    r.inputSize = "28x28 grey";
+    r.mapMin = 0.0123;
+    r.mapMax = 0.3456;
+    r.targetClass = 1;
+    r.layer = 1;
+    r.weights = "run-a: best weights, epoch 12";
+    view.showInspection(r);
+    QVERIFY(view.caption().contains("dog"));
+    QVERIFY(view.weightsText().contains("run-a: best weights, epoch 12"));
+    QCOMPARE(view.colorBarText(), QString("0.0123 .. 0.346"));
+    bool saysInput = false;
+    for (auto* l : view.findChildren<QLabel*>()) saysInput |= l->text().contains("28x28 grey") && l->text().contains("500x375");
+    QVERIFY(saysInput);
+    view.setNoModel("No weights yet");
+    QVERIFY(view.colorBarText().isEmpty());
+    QVERIFY(view.shown().overlay.isNull());
+  }
+
+  // Evaluation: axis titles, "60 of 181", a stale report offers to evaluate again, Cancel, and a
+  // double-clicked image opens in Attention.
+  void evaluationViewExplainsItself() {
+    EvaluationView view;
+    bool axes = false;
+    for (auto* l : view.findChildren<QLabel*>()) axes |= l->text().contains("Predicted class");
+    QVERIFY(axes);
+    EvaluationReport r;
+    r.generation = 3;
+    r.weights = "run-a: last weights, epoch 2";
+    r.classes = {"a", "b"};
+    r.confusion = {{181, 2}, {3, 150}};
+    r.classCount = {183, 153};
+    r.classAccuracy = {181.0 / 183, 150.0 / 153};
+    r.count = 336;
+    view.setCurrentWeights(3, r.weights);
+    view.showReport(r);
+    QVERIFY(view.summaryText().contains("epoch 2"));
+    QVERIFY(!view.isStale());
+    CellImages cell;
+    cell.total = 181;
+    for (int i = 0; i < 60; ++i) cell.images.push_back({i, 0, 0, 0.9f, QImage(8, 8, QImage::Format_Grayscale8)});
+    view.showCell(cell);
+    QVERIFY2(view.galleryTitle().contains("60 of 181"), qPrintable(view.galleryTitle()));
+    QSignalSpy open(&view, &EvaluationView::openInAttention);
+    emit view.gallery()->itemDoubleClicked(view.gallery()->item(7));
+    QCOMPARE(open.count(), 1);
+    QCOMPARE(open.at(0).at(0).toLongLong(), qint64(7));
+    view.setCurrentWeights(4, "run-a: last weights, epoch 3");
+    QVERIFY(view.isStale());
+    QSignalSpy again(&view, &EvaluationView::evaluateRequested);
+    QSignalSpy cancel(&view, &EvaluationView::cancelRequested);
+    view.evaluateButton()->click();
+    QCOMPARE(again.count(), 1);
+    QVERIFY(!view.cancelButton()->isHidden());
+    view.cancelButton()->click();
+    QCOMPARE(cancel.count(), 1);
+  }
+
+  // Predict cards name their weights; cards of older weights are marked, with one click to redo.
+  void predictionCardsKnowTheirWeights() {
+    PredictionsView view;
+    Inspection r;
+    r.generation = 1;
+    r.weights = "run-a: best weights, epoch 5";
+    r.source = "/tmp/x.png";
+    r.image = r.overlay = QImage(8, 8, QImage::Format_RGB888);
+    view.setCurrentWeights(1, r.weights);
+    view.addResult(r);
+    QCOMPARE(view.cardWeights(), QStringList{"Weights: run-a: best weights, epoch 5"});
+    QCOMPARE(view.staleCards(), 0);
+    QVERIFY(view.bannerText().isEmpty());
+    view.setCurrentWeights(2, "run-b: best weights, epoch 9");
+    QCOMPARE(view.staleCards(), 1);
+    QVERIFY(view.bannerText().contains("run-b"));
+    QSignalSpy refresh(&view, &PredictionsView::refreshRequested);
+    bool clicked = false;
+    for (auto* l : view.findChildren<QLabel*>())
+      if (l->text().contains("Classify again")) emit l->linkActivated("#"), clicked = true;
+    QVERIFY(clicked);
+    QCOMPARE(refresh.count(), 1);
   }
 
   // Compare runs: one graph per run with a legend entry, hiding, the x axes, the read-out, and a

@@ -20,13 +20,13 @@
 // its ends and middle (the overlay scales the map's minimum to blue and its maximum to red).
 class AttentionColorBar : public QWidget {
  public:
-  AttentionColorBar() { setFixedWidth(64); }
+  AttentionColorBar() { setFixedWidth(24 + fontMetrics().horizontalAdvance("0.00000")); }
   void setRange(double lo, double hi, bool known) {
     lo_ = lo, hi_ = hi, known_ = known;
     update();
   }
   QString text() const { return known_ ? number(lo_) + " .. " + number(hi_) : QString(); }
-  static QString number(double v) { return QString::number(v, 'g', 3); }
+  static QString number(double v) { return QString::number(v, 'g', 2); }
 
  protected:
   void paintEvent(QPaintEvent*) override {

@@ -521,7 +521,7 @@ class TestUiWidgets : public QObject {
     view.showInspection(r);
     QVERIFY(view.caption().contains("dog"));
     QVERIFY(view.weightsText().contains("run-a: best weights, epoch 12"));
-    QCOMPARE(view.colorBarText(), QString("0.0123 .. 0.346"));
+    QCOMPARE(view.colorBarText(), QString("0.012 .. 0.35"));
     bool saysInput = false;
     for (auto* l : view.findChildren<QLabel*>()) saysInput |= l->text().contains("28x28 grey") && l->text().contains("500x375");
     QVERIFY(saysInput);

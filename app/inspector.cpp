@@ -11,6 +11,8 @@
 
 #include "inspector.h"
 
+#include <QDir>
+#include <QFile>
 #include <QFileInfo>
 #include <QThread>
 
@@ -47,6 +49,7 @@ vit::AttentionRequest toRequest(const AttentionParams& p) {
   r.rollout = p.rollout || p.gradient;
   r.discard_ratio = p.discard;
   r.gradient = p.gradient;
+  r.target_class = p.gradient ? p.targetClass : -1;
   r.query_patch = p.queryPatch;
   return r;
 }
@@ -58,6 +61,51 @@ QImage colorize(const cv::Mat& map, double lo, double hi) {
   cv::Mat colored;
   cv::applyColorMap(u8, colored, cv::COLORMAP_VIRIDIS);
   return toQImage(colored);
+}
+
+// "28x28 grey", "500x375 RGB": an image's size and colours, for captions.
+QString describeSize(const cv::Mat& m) {
+  const int c = m.channels();
+  return QString("%1x%2 %3").arg(m.cols).arg(m.rows).arg(c == 1 ? "grey" : c == 4 ? "RGBA" : c == 2 ? "grey+alpha" : "RGB");
+}
+
+// Which weights a file is, for every view's caption: the run, the checkpoint and its epoch (from
+// the state saved with that checkpoint).
+void describeCheckpoint(ModelInfo& info, const QString& file, const QString& runDir) {
+  const QFileInfo fi(file);
+  const QString base = fi.completeBaseName();
+  info.runDir = runDir;
+  info.checkpoint = base == "best" || base == "last" ? base : fi.fileName();
+  if (runDir.isEmpty()) {
+    info.label = fi.fileName();
+    return;
+  }
+  std::optional<vit::RunState> state;
+  try {
+    // A checkpoint unit (checkpoints/step-N/) holds its own state.json; older runs have one.
+    QFile own(fi.absolutePath() + "/state.json");
+    if (own.open(QIODevice::ReadOnly)) {
+      const auto j = nlohmann::json::parse(own.readAll().toStdString(), nullptr, /*allow_exceptions=*/false);
+      if (!j.is_discarded()) state = vit::RunState::from_json(j, own.fileName().toStdString());
+    }
+    if (!state) state = vit::RunReader(runDir.toStdString()).state();
+  } catch (const std::exception&) {
+  }
+  if (state) {
+    if (info.checkpoint == "best" && state->best_epoch >= 0) {
+      info.epoch = state->best_epoch + 1;
+    } else if (info.checkpoint == "last") {
+      info.epoch = state->epoch;
+      info.stepInEpoch = state->step_in_epoch;
+    }
+  }
+  QString what = info.checkpoint == "best" ? QObject::tr("best weights")
+                 : info.checkpoint == "last" ? QObject::tr("last weights") : info.checkpoint;
+  if (info.epoch >= 0) {
+    what += info.stepInEpoch > 0 ? QObject::tr(", epoch %1 + %2 steps").arg(info.epoch).arg(info.stepInEpoch)
+                                 : QObject::tr(", epoch %1").arg(info.epoch);
+  }
+  info.label = QDir(runDir).dirName() + ": " + what;
 }
 
 }  // namespace
@@ -72,25 +120,58 @@ struct Inspector::Impl {
 
   // Worker-thread state.
   std::optional<vit::Predictor> predictor;
+  ModelInfo info;  // of the weights loaded
+  int generation = 0;
   QString weights, runDir;
-  std::optional<vit::DataSplits> data;  // the run's data set, loaded on first need
+  vit::ViTConfig untrained;  // the patch view's geometry without weights
+  QString untrainedData;     // and its data set
+  std::optional<vit::DataSplits> data;  // loaded on first need
+  QString dataKey;                      // what `data` was loaded from
   bool dataIsTest = true;
-  std::optional<vit::Evaluation> evaluation;
+  std::optional<vit::Evaluation> evaluation;  // the shown matrix's; kept across reloads of its run
+  QString evaluationRun;
   QString analysisKey;  // source of the cached forward pass
   std::optional<vit::ImageAnalysis> analysis;
 
   void post(std::function<void()> f) { QMetaObject::invokeMethod(context, std::move(f), Qt::QueuedConnection); }
 
+  // The model the views describe: the loaded weights', else the panel's (untrained) one.
+  const vit::ViTConfig& config() const { return predictor ? predictor->config() : untrained; }
+
+  // The test split of the data set of the loaded run (or, without weights, of the panel's).
   const vit::Dataset& testSet() {
-    if (!data) {
+    QString spec;
+    if (predictor) {
       if (runDir.isEmpty())
         throw std::runtime_error("these weights are not in a run directory, so there is no data set to take images from; open a run");
-      const vit::RunInfo info = vit::read_run(runDir.toStdString());
-      const auto& c = predictor->config();
-      data = vit::load_dataset(info.train.dataset, c.image_size, c.in_channels);
+      spec = QString::fromStdString(vit::read_run(runDir.toStdString()).train.dataset);
+    } else {
+      spec = untrainedData;
+      if (spec.isEmpty()) throw std::runtime_error("no data set chosen");
+    }
+    const auto& c = config();
+    const QString key = spec + "|" + QString::number(c.image_size) + "|" + QString::number(c.in_channels);
+    if (!data || dataKey != key) {
+      data.reset();
+      data = vit::load_dataset(spec.toStdString(), c.image_size, c.in_channels);
+      dataKey = key;
     }
     dataIsTest = bool(data->test);
     return data->test ? *data->test : data->train;
+  }
+
+  // The model's input for an image without weights: the same conversion as training's.
+  cv::Mat untrainedInput(const cv::Mat& img) const {
+    const int S = untrained.image_size, C = untrained.in_channels;
+    std::vector<uint8_t> planes(size_t(C) * S * S);
+    if (const std::string why = vit::convert_decoded_image(img, S, C, planes.data()); !why.empty())
+      throw std::invalid_argument(why);
+    cv::Mat out(S, S, CV_8UC(C));
+    for (int y = 0; y < S; ++y)
+      for (int x = 0; x < S; ++x)
+        for (int c = 0; c < C; ++c)
+          out.ptr<uint8_t>(y)[x * C + c] = planes[size_t(C == 3 ? 2 - c : c) * S * S + size_t(y) * S + x];
+    return out;
   }
 
   cv::Mat image(const ImageSource& s) {
@@ -109,6 +190,8 @@ struct Inspector::Impl {
   Inspection classify(const QString& name, const std::function<cv::Mat()>& read) {
     Inspection r;
     r.source = name;
+    r.generation = generation;
+    r.weights = info.label;
     try {
       if (!predictor) throw std::runtime_error("no model loaded: open a run or train one first");
       const cv::Mat img = read();
@@ -119,6 +202,8 @@ struct Inspector::Impl {
       r.image = toQImage(shown);
       r.overlay = toQImage(vit::overlay_heatmap(shown, a.attention(rollout).map, 0.5));
       r.top = items(a.prediction());
+      r.originalSize = describeSize(img);
+      r.inputSize = describeSize(predictor->model_image(img));
     } catch (const std::exception& e) {
       r.error = QString::fromUtf8(e.what());
     }
@@ -126,7 +211,7 @@ struct Inspector::Impl {
   }
 
   int trueLabel(const ImageSource& s) {
-    if (s.testIndex < 0 || !data) return -1;
+    if (s.testIndex < 0 || !data || !s.path.isEmpty()) return -1;
     const vit::Dataset& d = data->test ? *data->test : data->train;
     return int(d.labels.data_ptr<int64_t>()[s.testIndex]);
   }
@@ -171,17 +256,20 @@ void Inspector::load(const QString& weights) {
       const QFileInfo fi(weights);
       if (fi.isDir()) runDir = fi.absoluteFilePath();
       else runDir = QString::fromStdString(vit::run_dir_of_weights(weights.toStdString()));
-      if (runDir != d.runDir) d.data.reset();
       d.predictor = std::move(p);
       d.weights = weights;
       d.runDir = runDir;
-      d.evaluation.reset();
+      // The evaluation of this run stays readable (its cells open) until the next one; another
+      // run's is dropped.
+      if (d.evaluationRun != runDir) d.evaluation.reset();
       d.analysis.reset();
       d.analysisKey.clear();
       d.hasModel = true;
       const auto& c = d.predictor->config();
       ModelInfo info;
       info.weights = QString::fromStdString(d.predictor->weights_path());
+      info.generation = ++d.generation;
+      describeCheckpoint(info, info.weights, runDir);
       for (const auto& name : d.predictor->classes()) info.classes << QString::fromStdString(name);
       info.depth = c.depth;
       info.heads = c.heads;
@@ -191,10 +279,35 @@ void Inspector::load(const QString& weights) {
       info.classToken = c.class_token;
       info.pool = QString::fromStdString(vit::to_string(c.pool));
       info.note = QString::fromStdString(d.predictor->note());
+      d.info = info;
       emit loaded(info);
     } catch (const std::exception& e) {
       emit loadFailed(QString::fromUtf8(e.what()));
     }
+  });
+}
+
+void Inspector::unload() {
+  impl_->post([this] {
+    Impl& d = *impl_;
+    d.predictor.reset();
+    d.analysis.reset();
+    d.analysisKey.clear();
+    d.evaluation.reset();
+    d.evaluationRun.clear();
+    d.runDir.clear();
+    d.weights.clear();
+    d.info = ModelInfo{};
+    ++d.generation;
+    d.hasModel = false;
+    emit unloaded();
+  });
+}
+
+void Inspector::setUntrainedModel(const vit::ViTConfig& config, const QString& datasetSpec) {
+  impl_->post([this, config, datasetSpec] {
+    impl_->untrained = config;
+    impl_->untrainedData = datasetSpec;
   });
 }
 
@@ -207,8 +320,10 @@ int Inspector::inspect(const ImageSource& source, const AttentionParams& params)
     Inspection r;
     r.request = id;
     r.source = source.name();
+    r.generation = d.generation;
+    r.weights = d.info.label;
     try {
-      if (!d.predictor) throw std::runtime_error("no model loaded: open a run or train one");
+      if (!d.predictor) throw std::runtime_error("no weights loaded: train a model (Start) or open a run (File > Open run)");
       const cv::Mat img = d.image(source);
       const QString key = source.path + "|" + QString::number(source.testIndex) + "|" +
                           QString::number(source.image.cacheKey());
@@ -220,16 +335,26 @@ int Inspector::inspect(const ImageSource& source, const AttentionParams& params)
       if (const std::string why = vit::validate(request, d.predictor->config()); !why.empty())
         throw std::invalid_argument(why);
       const vit::AttentionMap map = d.analysis->attention(request);
-      const cv::Mat shown = vit::display_image(d.predictor->model_image(img), 336, 336);
+      const cv::Mat input = d.predictor->model_image(img);
+      const cv::Mat shown = vit::display_image(input, 336, 336);
       r.image = toQImage(shown);
       r.overlay = toQImage(vit::overlay_heatmap(shown, map.map, params.opacity));
+      r.original = toQImage(vit::display_image(img, 112, 160));
+      r.originalSize = describeSize(img);
+      r.inputSize = describeSize(input);
+      cv::minMaxLoc(map.map, &r.mapMin, &r.mapMax);
+      r.targetClass = map.target_class;
       r.layer = map.layer;
       r.top = items(d.analysis->prediction());
       r.trueLabel = d.trueLabel(source);
       if (params.allHeads) {
-        const cv::Mat small = vit::display_image(d.predictor->model_image(img), 112, 112);
+        const cv::Mat small = vit::display_image(input, 112, 112);
+        // One head of one block: rollout, its gradient weighting and its discard ratio do not
+        // apply (and validate() refuses a discard ratio without rollout).
         vit::AttentionRequest one = request;
         one.rollout = one.gradient = false;
+        one.discard_ratio = 0.0;
+        one.target_class = -1;
         for (int h = 0; h < d.predictor->config().heads; ++h) {
           one.head = h;
           r.heads.push_back(toQImage(vit::overlay_heatmap(small, d.analysis->attention(one).map, params.opacity)));
@@ -251,18 +376,27 @@ int Inspector::patches(const ImageSource& source, int patch) {
     if (id != d.latestPatch) return;
     PatchInspection r;
     r.request = id;
+    r.generation = d.generation;
     try {
-      if (!d.predictor) throw std::runtime_error("no model loaded: open a run or train one");
-      const auto& c = d.predictor->config();
-      r.image = toQImage(d.predictor->model_image(d.image(source)));
+      // Cutting into patches needs no weights: without them the panel's model cuts the image,
+      // and only the learned position embeddings are missing.
+      const auto& c = d.config();
+      if (c.image_size <= 0 || c.patch_size <= 0 || c.image_size % c.patch_size != 0)
+        throw std::invalid_argument("the settings do not cut the image into whole patches: fix image size and patch size");
+      const cv::Mat img = d.image(source);
+      r.image = toQImage(d.predictor ? d.predictor->model_image(img) : d.untrainedInput(img));
+      r.weights = d.predictor ? d.info.label : QString();
       r.grid = c.grid();
       r.patchSize = c.patch_size;
       r.classToken = c.class_token;
       r.patch = std::clamp(patch, 0, c.num_patches() - 1);
-      const cv::Mat sim = d.predictor->position_similarity(r.patch);
-      r.similarity = colorize(sim, -1.0, 1.0);
-      for (int y = 0; y < sim.rows; ++y)
-        for (int x = 0; x < sim.cols; ++x) r.values.push_back(sim.at<float>(y, x));
+      if (d.predictor) {
+        const cv::Mat sim = d.predictor->position_similarity(r.patch);
+        r.similarity = colorize(sim, -1.0, 1.0);
+        for (int y = 0; y < sim.rows; ++y)
+          for (int x = 0; x < sim.cols; ++x) r.values.push_back(sim.at<float>(y, x));
+        r.hasEmbedding = true;
+      }
     } catch (const std::exception& e) {
       r.error = QString::fromUtf8(e.what());
     }
@@ -273,7 +407,11 @@ int Inspector::patches(const ImageSource& source, int patch) {
 
 void Inspector::predict(const QStringList& files) {
   for (const QString& file : files)
-    impl_->post([this, file] { emit predicted(impl_->classify(file, [&] { return vit::read_image(file.toStdString()); })); });
+    impl_->post([this, file] {
+      Inspection r = impl_->classify(file, [&] { return vit::read_image(file.toStdString()); });
+      r.path = file;
+      emit predicted(r);
+    });
 }
 
 void Inspector::predictImage(const QImage& image, const QString& name) {
@@ -285,8 +423,10 @@ void Inspector::evaluate() {
   impl_->post([this, generation] {
     Impl& d = *impl_;
     EvaluationReport report;
+    report.generation = d.generation;
+    report.weights = d.info.label;
     try {
-      if (!d.predictor) throw std::runtime_error("no model loaded: open a run or train one first");
+      if (!d.predictor) throw std::runtime_error("no weights loaded: train a model (Start) or open a run (File > Open run)");
       const vit::Dataset& test = d.testSet();
       report.dataset = QString::fromStdString(test.name) + (d.dataIsTest ? " (test set)" : " (training set: the data set has no test split)");
       vit::EvalOptions options;
@@ -295,6 +435,7 @@ void Inspector::evaluate() {
       // Polled between batches, like the trainer's stop request.
       options.stop = [this, generation] { return impl_->evaluationGeneration.load() != generation; };
       d.evaluation = d.predictor->evaluate(test, options);
+      d.evaluationRun = d.runDir;
       if (!d.evaluation->complete) {
         d.evaluation.reset();
         report.cancelled = true;
@@ -339,6 +480,7 @@ void Inspector::cell(int trueLabel, int predicted) {
       std::stable_sort(rows.begin(), rows.end(), [&](int64_t a, int64_t b) {
         return d.evaluation->confidence[size_t(a)] > d.evaluation->confidence[size_t(b)];
       });
+      out.total = qint64(rows.size());
       if (rows.size() > 60) rows.resize(60);
       for (int64_t i : rows)
         out.images.push_back({i, trueLabel, predicted, d.evaluation->confidence[size_t(i)],
@@ -360,7 +502,29 @@ void Inspector::describeWeights(const QString& path) {
       for (const auto& note : w.notes) summary += "; " + QString::fromStdString(note);
       emit weightsDescribed(path, w.config, summary, QString());
     } catch (const std::exception& e) {
-      emit weightsDescribed(path, vit::ViTConfig{}, QString(), QString::fromUtf8(e.what()));
+      emit weightsDescribed(path, vit::ViTConfig{}, QString(), readableWeightsError(path, QString::fromUtf8(e.what())));
     }
   });
+}
+
+QString Inspector::readableWeightsError(const QString& path, const QString& error) {
+  // Files that are no weights at all reach the safetensors reader last, which reads their first
+  // bytes as a header length; say what the file is instead.
+  if (!error.contains("header length")) return error;
+  QFile f(path);
+  QByteArray head;
+  if (f.open(QIODevice::ReadOnly)) head = f.read(16);
+  QString kind;
+  if (head.startsWith("\x89PNG")) kind = tr("a PNG image");
+  else if (head.startsWith("\xFF\xD8\xFF")) kind = tr("a JPEG image");
+  else if (head.startsWith("%PDF")) kind = tr("a PDF document");
+  else if (head.startsWith("\x1F\x8B")) kind = tr("a gzip archive");
+  else if (!head.isEmpty() && std::all_of(head.cbegin(), head.cend(), [](char c) {
+             return c == '\n' || c == '\r' || c == '\t' || (c >= 32 && c < 127);
+           }))
+    kind = tr("a text file");
+  const QString name = QFileInfo(path).fileName();
+  return (kind.isEmpty() ? tr("%1 is not a weights file ViT Studio reads").arg(name)
+                         : tr("%1 is %2, not a weights file").arg(name, kind)) +
+         tr(": choose a .safetensors, .pth, .bin or .npz file, or a run directory");
 }

@@ -29,9 +29,15 @@ class Inspector : public QObject {
   ~Inspector() override;
 
   // A run directory (its best weights) or a .safetensors file; test images and evaluation use
-  // the data set of the run directory the weights belong to.
+  // the data set of the run directory the weights belong to. An evaluation of the same run is
+  // kept (its cells still open) until evaluate() runs again.
   void load(const QString& weights);
+  // Forgets the weights (a run without any was opened): -> unloaded.
+  void unload();
   bool hasModel() const;
+  // What the patch view cuts images with while no weights are loaded (cutting into patches needs
+  // none): the model's geometry and the data set its test images come from.
+  void setUntrainedModel(const vit::ViTConfig& config, const QString& datasetSpec);
 
   int inspect(const ImageSource& source, const AttentionParams& params);  // -> inspected
   int patches(const ImageSource& source, int patch);                      // -> patchesReady
@@ -47,12 +53,16 @@ class Inspector : public QObject {
 
   // Files a drop may hold that are images we can read, by extension; the rest are refused.
   static bool looksLikeImage(const QString& path);
+  // The weights reader's message made readable for a file that is no weights file at all (its
+  // "header length 7935391400498849128" says little): what the file is, and what to choose.
+  static QString readableWeightsError(const QString& path, const QString& error);
   // The formats named in messages (the core's vit::kImageFormats).
   static QString imageFormats();
 
  signals:
   void loaded(const ModelInfo& info);
   void loadFailed(const QString& error);
+  void unloaded();
   void inspected(const Inspection& result);
   void predicted(const Inspection& result);
   void patchesReady(const PatchInspection& result);

@@ -13,6 +13,7 @@
 #include <QMenuBar>
 #include <QMimeData>
 #include <QPlainTextEdit>
+#include <QScreen>
 #include <QScrollArea>
 #include <QSettings>
 #include <QStatusBar>
@@ -22,6 +23,8 @@
 #include <QToolBar>
 #include <QVBoxLayout>
 
+#include <algorithm>
+
 #include "attention_view.h"
 #include "config_panel.h"
 #include "evaluation_view.h"
@@ -29,6 +32,7 @@
 #include "patch_view.h"
 #include "predictions_view.h"
 #include "curves_view.h"
+#include "run_comparison.h"
 #include "run_dir.h"
 #include "summary_view.h"
 #include "training_session.h"
@@ -44,8 +48,16 @@ qint64 logBytes(const QString& dir) {
 
 // The run's weights for the inspection views ("" when it has none yet).
 QString runWeights(const QString& dir, vit::Weights which = vit::Weights::Best) {
-  return QString::fromStdString(vit::RunReader(dir.toStdString()).weights(which));
+  try {
+    return QString::fromStdString(vit::RunReader(dir.toStdString()).weights(which));
+  } catch (const std::exception&) {
+    return {};
+  }
 }
+
+const char* kNoWeights = QT_TRANSLATE_NOOP("MainWindow",
+    "No weights yet. Press Start to train a model (the views fill in after its first epoch), or "
+    "open a run with File > Open run.");
 
 }  // namespace
 
@@ -71,8 +83,14 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   log_ = new QPlainTextEdit;
   log_->setReadOnly(true);
   log_->setMaximumBlockCount(5000);
+  compare_ = new RunComparison;
+  curvesTabs_ = new QTabWidget;
+  curvesTabs_->setDocumentMode(true);
+  curvesTabs_->addTab(curves_, tr("This run"));
+  curvesTabs_->addTab(compare_, tr("Compare runs"));
   tabs_ = new QTabWidget;
-  tabs_->addTab(curves_, tr("Curves"));
+  tabs_->setObjectName("mainTabs");
+  tabs_->addTab(curvesTabs_, tr("Curves"));
   tabs_->addTab(summary_, tr("Summary"));
   patches_ = new PatchView;
   attention_ = new AttentionView;
@@ -89,8 +107,21 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
 
   messageBar_ = new QLabel;
   messageBar_->setWordWrap(true);
-  messageBar_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  messageBar_->setTextInteractionFlags(Qt::TextBrowserInteraction);
   messageBar_->hide();
+  connect(messageBar_, &QLabel::linkActivated, this, [this](const QString& link) {
+    if (link == "continue") continueInterrupted();
+    else if (link == "show") {
+      const QString dir = interrupted_;
+      interrupted_.clear();
+      QSettings().remove("session/activeRun");
+      openRun(dir);
+    } else if (link == "dismiss") {
+      interrupted_.clear();
+      QSettings().remove("session/activeRun");
+      messageBar_->hide();
+    }
+  });
   auto* central = new QWidget;
   auto* layout = new QVBoxLayout(central);
   layout->setContentsMargins(4, 4, 4, 0);
@@ -105,16 +136,41 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   followTimer_ = new QTimer(this);
   followTimer_->setInterval(1000);
   connect(followTimer_, &QTimer::timeout, this, &MainWindow::followShownRun);
+  // Without weights the patch view cuts with the panel's model: after edits settle.
+  patchTimer_ = new QTimer(this);
+  patchTimer_->setSingleShot(true);
+  patchTimer_->setInterval(300);
+  connect(patchTimer_, &QTimer::timeout, this, &MainWindow::refreshPatches);
+  connect(tabs_, &QTabWidget::currentChanged, this, [this] {
+    if (tabs_->currentWidget() == patches_ && !inspector_->hasModel()) refreshPatches();
+  });
+  connect(status_, &TrainingStatus::openFailed, this, [this](const QString& m) { showMessage(m, false); });
 
   buildActions();
 
   connect(panel_, &ConfigPanel::configChanged, this, [this] {
     summary_->setConfig(panel_->modelConfig());
+    inspector_->setUntrainedModel(panel_->modelConfig(), panel_->datasetSpec());
+    if (!inspector_->hasModel()) patchTimer_->start();
     updateActions();
   });
+  connect(panel_, &ConfigPanel::dropRefused, this, [this](const QString& why) { showMessage(why, true); });
   connect(panel_, &ConfigPanel::validityChanged, this, &MainWindow::updateActions);
   connect(session_, &TrainingSession::message, this, &MainWindow::log);
+  // The run becomes the shown one (and enters Open recent) only once its directory exists: a
+  // start that fails before (an unreadable data set) leaves the shown run as it was.
   connect(session_, &TrainingSession::started, this, [this](const QString& dir) {
+    runStarted_ = true;
+    if (!resuming_) {
+      shownRun_ = dir;
+      curves_->clear();
+      curves_->setRunName(QDir(dir).dirName());
+      status_->setRunDir(dir);
+      inspector_->unload();  // the new run's weights come with its first epoch
+    }
+    addRecent(dir);
+    QSettings().setValue("session/activeRun", dir);
+    interrupted_.clear();
     status_->setState(tr("Training"));
     log(tr("Run directory: %1").arg(dir));
   });
@@ -128,10 +184,27 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
 
   // Inspection: the model shown (a finished run, an opened one, or the latest epoch of ours).
   connect(inspector_, &Inspector::loaded, this, [this](const ModelInfo& info) {
+    weights_ = info;
     attention_->setModel(info.depth, info.heads, info.classes);
     evaluation_->setEnabledForModel(true);
+    evaluation_->setCurrentWeights(info.generation, info.label);
+    predictions_->setCurrentWeights(info.generation, info.label);
+    log(tr("Inspecting with %1").arg(info.label));
     if (!info.note.isEmpty()) log(info.note);
     refreshProbe();
+  });
+  connect(inspector_, &Inspector::unloaded, this, [this] {
+    weights_ = ModelInfo{};
+    const QString why = session_->isRunning()
+                            ? tr("Training: the views fill in with the run's weights after its first epoch.")
+                            : !shownRun_.isEmpty() ? tr("%1 has no weights yet (no epoch finished). %2")
+                                                         .arg(QDir(shownRun_).dirName(), tr(kNoWeights))
+                                                   : tr(kNoWeights);
+    attention_->setNoModel(why);
+    evaluation_->setEnabledForModel(false);
+    evaluation_->setCurrentWeights(-1, QString());
+    predictions_->setCurrentWeights(-1, QString());
+    refreshPatches();
   });
   connect(inspector_, &Inspector::loadFailed, this, [this](const QString& e) {
     log(tr("Cannot load the model to inspect: %1").arg(e));
@@ -168,6 +241,28 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     if (!files.isEmpty()) classifyFiles(files);
   });
   connect(evaluation_, &EvaluationView::evaluateRequested, inspector_, &Inspector::evaluate);
+  connect(evaluation_, &EvaluationView::cancelRequested, inspector_, &Inspector::cancelEvaluation);
+  connect(evaluation_, &EvaluationView::openInAttention, this, [this](qint64 index) {
+    ImageSource s;
+    s.testIndex = int(index);
+    setProbe(s);
+    showTab("attention");
+  });
+  connect(predictions_, &PredictionsView::cleared, this, [this] { classified_.clear(); });
+  connect(predictions_, &PredictionsView::refreshRequested, this, [this] {
+    const auto again = classified_;
+    predictions_->clear();
+    for (const auto& c : again) {
+      if (c.image.isNull()) classifyFiles({c.path});
+      else {
+        classified_.append(c);
+        inspector_->predictImage(c.image, c.name);
+      }
+    }
+  });
+  connect(compare_, &RunComparison::openRunRequested, this, [this](const QString& dir) {
+    if (openRun(dir)) curvesTabs_->setCurrentWidget(curves_);
+  });
   // Fine-tuning: the architecture comes from the chosen weights.
   connect(panel_, &ConfigPanel::initWeightsChanged, this, [this](const QString& path) {
     if (path.isEmpty()) return;
@@ -194,7 +289,10 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   runsRoot_ = QDir::homePath() + "/vit-runs";
   loadSettings();
   summary_->setConfig(panel_->modelConfig());
+  inspector_->setUntrainedModel(panel_->modelConfig(), panel_->datasetSpec());
+  compare_->setRunsRoot(runsRoot_);
   updateActions();
+  offerInterruptedRun();
 }
 
 MainWindow::~MainWindow() = default;
@@ -287,7 +385,10 @@ void MainWindow::updateActions() {
   panel_->setLocked(running);
 }
 
-void MainWindow::setRunsRoot(const QString& dir) { runsRoot_ = dir; }
+void MainWindow::setRunsRoot(const QString& dir) {
+  runsRoot_ = dir;
+  compare_->setRunsRoot(dir);
+}
 
 void MainWindow::startTraining() {
   if (session_->isRunning() || !panel_->isValid()) return;
@@ -307,18 +408,16 @@ void MainWindow::startTraining() {
     showMessage(tr("Cannot start: %1").arg(QString::fromUtf8(e.what())), true);
     return;
   }
-  const QString dir = QString::fromStdString(run.run.dir);
   followTimer_->stop();
-  shownRun_ = dir;
-  curves_->clear();
   curves_->setPlannedEpochs(run.run.train.epochs);
   status_->reset();
   status_->setState(tr("Starting..."));
-  status_->setRunDir(dir);
   messageBar_->hide();
   log_->clear();
+  runStarted_ = false;
+  resuming_ = false;
+  lastStep_ = lastTotalSteps_ = 0;
   session_->start(run);
-  addRecent(dir);
   updateActions();
 }
 
@@ -345,11 +444,16 @@ void MainWindow::continueRun() {
   curves_->setPlannedEpochs(run.run.train.epochs);
   status_->setState(tr("Resuming..."));
   messageBar_->hide();
+  runStarted_ = false;
+  resuming_ = true;
+  lastStep_ = lastTotalSteps_ = 0;
   session_->start(run);
   updateActions();
 }
 
 void MainWindow::onProgress(const TrainingProgress& p) {
+  lastStep_ = p.row.step;
+  lastTotalSteps_ = p.totalSteps;
   curves_->addStep(p.row);
   status_->setProgress(p.row.step, p.totalSteps, p.row.epoch, p.epochs, p.row.images_per_second, p.etaSeconds);
 }
@@ -387,8 +491,24 @@ void MainWindow::onFinished(const TrainingOutcome& o) {
     text += tr(" Test set (best weights): top-1 %1%, top-5 %2%.")
                 .arg(100 * o.testAccuracy, 0, 'f', 2)
                 .arg(100 * o.testTop5, 0, 'f', 2);
-  if (!runWeights(o.runDir).isEmpty()) inspector_->load(o.runDir);
+  if (runStarted_ && !runWeights(o.runDir).isEmpty()) inspector_->load(o.runDir);
   status_->setState(error ? tr("Failed") : o.stopReason == "stopped" ? tr("Stopped") : tr("Finished"));
+  // No speed or ETA once training ends: how far the run got.
+  if (runStarted_) {
+    showRunProgress(o.runDir);
+  } else {
+    status_->reset();
+    status_->setState(tr("Failed to start"));
+    if (!shownRun_.isEmpty()) showRunProgress(shownRun_);
+  }
+  if (!closeWhenStopped_) QSettings().remove("session/activeRun");  // closing keeps the offer
+  if (!shownRun_.isEmpty()) {  // ours, or (a start that failed) the one shown before
+    if (runStarted_) {
+      followedBytes_ = logBytes(shownRun_);
+      followedCheckpoint_ = runWeights(shownRun_);  // loaded just above
+    }
+    followTimer_->start();
+  }
   showMessage(text, error);
   log(text);
   updateActions();
@@ -423,11 +543,14 @@ bool MainWindow::openRun(const QString& dir) {
     curves_->setPlannedEpochs(info.train.epochs);
     curves_->setHistory(steps, epochs);
     shownRun_ = QDir(dir).absolutePath();
+    curves_->setRunName(QDir(shownRun_).dirName());
     followedBytes_ = logBytes(shownRun_);
     followTimer_->start();
     status_->reset();
     status_->setRunDir(shownRun_);
-    status_->setState(tr("Viewing run"));
+    const auto holder = vit::run_lock_holder(shownRun_.toStdString());
+    status_->setState(holder ? tr("Following run (%1)").arg(QString::fromStdString(holder->program)) : tr("Viewing run"));
+    showRunProgress(shownRun_);
     if (!epochs.empty()) {
       const auto& last = epochs.back();
       showMessage(tr("%1: %2 of %3 epoch(s), last val top-1 %4%.")
@@ -440,7 +563,9 @@ bool MainWindow::openRun(const QString& dir) {
       messageBar_->hide();
     }
     addRecent(shownRun_);
-    if (!runWeights(shownRun_).isEmpty()) inspector_->load(shownRun_);
+    // Every inspection view switches to this run: its weights, or none.
+    followedCheckpoint_.clear();
+    loadShownWeights();
     updateActions();
     return true;
   } catch (const std::exception& e) {
@@ -452,15 +577,46 @@ bool MainWindow::openRun(const QString& dir) {
 // A run someone else writes (a headless `vit train`): reread its logs when they grow.
 void MainWindow::followShownRun() {
   if (session_->isRunning() || shownRun_.isEmpty()) return;
+  loadShownWeights();  // a new checkpoint reaches the inspection views too
+  updateActions();     // Continue follows the run's lock and state
   const qint64 bytes = logBytes(shownRun_);
   if (bytes == followedBytes_) return;
   followedBytes_ = bytes;
   try {
     const vit::RunReader reader(shownRun_.toStdString());
     curves_->setHistory(reader.steps(), reader.metrics());
+    showRunProgress(shownRun_);
     updateActions();
   } catch (const std::exception& e) {
     log(QString::fromUtf8(e.what()));
+  }
+}
+
+// The shown run's weights for the inspection views: the best of a run nobody writes (what it is
+// for), the newest of one being written (attention can be watched forming); none when it has no
+// checkpoint yet. Loads only when the committed checkpoint changed.
+void MainWindow::loadShownWeights() {
+  const bool live = vit::run_lock_holder(shownRun_.toStdString()).has_value();
+  const QString file = runWeights(shownRun_, live ? vit::Weights::Last : vit::Weights::Best);
+  const QString key = file.isEmpty() ? QString("none") : file;
+  if (key == followedCheckpoint_) return;
+  followedCheckpoint_ = key;
+  if (file.isEmpty()) inspector_->unload();
+  else inspector_->load(file);
+}
+
+void MainWindow::showRunProgress(const QString& dir) {
+  try {
+    const vit::RunReader reader(dir.toStdString());
+    const auto state = reader.state();
+    const int planned = reader.info().train.epochs;
+    if (!state) {
+      status_->setDone(0, 0, 0, planned);
+      return;
+    }
+    const qint64 total = dir == session_->runDir() && lastTotalSteps_ > 0 ? lastTotalSteps_ : 0;
+    status_->setDone(state->global_step, total, state->finished ? std::max(planned, state->epoch) : state->epoch, planned);
+  } catch (const std::exception&) {
   }
 }
 
@@ -471,8 +627,26 @@ void MainWindow::setProbe(const ImageSource& source) {
 }
 
 void MainWindow::refreshProbe() {
-  if (!inspector_->hasModel()) return;
+  if (!inspector_->hasModel()) {
+    refreshPatches();
+    return;
+  }
   inspector_->inspect(probe_, attention_->params());
+  inspector_->patches(probe_, probePatch_);
+}
+
+// Cutting into patches needs no weights: without them, the panel's model and data set.
+void MainWindow::refreshPatches() {
+  if (inspector_->hasModel()) {
+    inspector_->patches(probe_, probePatch_);
+    return;
+  }
+  if (!panel_->isValid()) {
+    patches_->setEmpty(tr("Fix the settings marked in red to see how their model cuts an image."));
+    return;
+  }
+  // Loading a data set costs a moment: only for the tab on screen (or when asked by a test).
+  if (tabs_->currentWidget() != patches_ && probe_.path.isEmpty() && probe_.image.isNull()) return;
   inspector_->patches(probe_, probePatch_);
 }
 
@@ -498,6 +672,7 @@ void MainWindow::classifyFiles(const QStringList& paths) {
     images = images.mid(0, 500);
   }
   tabs_->setCurrentWidget(predictions_);
+  for (const QString& f : images) classified_.append({f, QImage(), QString()});
   if (!inspector_->hasModel()) {
     showMessage(tr("No model to classify with yet: train one, or open a run (File > Open run)."), true);
     for (const QString& f : images) predictions_->addRefused(f, tr("no model loaded"));
@@ -513,6 +688,7 @@ void MainWindow::pasteImage() {
     const QImage image = qvariant_cast<QImage>(mime->imageData());
     if (!image.isNull() && inspector_->hasModel()) {
       tabs_->setCurrentWidget(predictions_);
+      classified_.append({QString(), image, tr("pasted image")});
       inspector_->predictImage(image, tr("pasted image"));
       return;
     }
@@ -525,8 +701,15 @@ void MainWindow::pasteImage() {
 }
 
 void MainWindow::showTab(const QString& name) {
+  const QString n = name.toLower();
+  if (n == "compare") {
+    tabs_->setCurrentWidget(curvesTabs_);
+    curvesTabs_->setCurrentWidget(compare_);
+    return;
+  }
+  if (n == "curves") curvesTabs_->setCurrentWidget(curves_);
   const QStringList names{"curves", "summary", "patches", "attention", "predict", "evaluation", "log"};
-  if (const int i = int(names.indexOf(name.toLower())); i >= 0) tabs_->setCurrentIndex(i);
+  if (const int i = int(names.indexOf(n)); i >= 0) tabs_->setCurrentIndex(i);
 }
 
 void MainWindow::addRecent(const QString& dir) {
@@ -534,12 +717,14 @@ void MainWindow::addRecent(const QString& dir) {
   recent_.prepend(dir);
   while (recent_.size() > 10) recent_.removeLast();
   rebuildRecentMenu();
+  QSettings().setValue("recentRuns", recent_);
 }
 
 void MainWindow::rebuildRecentMenu() {
   recentMenu_->clear();
   for (const QString& dir : recent_) recentMenu_->addAction(dir, this, [this, dir] { openRun(dir); });
   recentMenu_->setEnabled(!recent_.isEmpty());
+  compare_->setRecentRuns(recent_);
 }
 
 void MainWindow::saveSettings() const {
@@ -557,6 +742,7 @@ void MainWindow::loadSettings() {
   QSettings s;
   if (s.contains("window/geometry")) restoreGeometry(s.value("window/geometry").toByteArray());
   else resize(1360, 860);
+  fitToScreen();
   restoreState(s.value("window/state").toByteArray());
   tabs_->setCurrentIndex(s.value("window/tab", 0).toInt());
   if (s.contains("panel")) panel_->restoreState(s.value("panel").toByteArray());
@@ -564,6 +750,62 @@ void MainWindow::loadSettings() {
   recent_ = s.value("recentRuns").toStringList();
   curves_->setSmoothing(s.value("curves/smoothing", curves_->smoothing()).toDouble());
   rebuildRecentMenu();
+}
+
+// A geometry saved on a larger screen (or the default size) is brought within this one.
+void MainWindow::fitToScreen() {
+  if (isMaximized() || isFullScreen()) return;
+  const QScreen* screen = this->screen() ? this->screen() : QGuiApplication::primaryScreen();
+  if (!screen) return;
+  const QRect available = screen->availableGeometry();
+  // The frame (title bar, borders) counts once the window is shown.
+  const int frameW = frameGeometry().width() - width(), frameH = frameGeometry().height() - height();
+  resize(std::min(width(), available.width() - frameW), std::min(height(), available.height() - frameH));
+  const QRect f = frameGeometry();  // move() places the frame
+  move(std::clamp(f.left(), available.left(), std::max(available.left(), available.right() + 1 - f.width())),
+       std::clamp(f.top(), available.top(), std::max(available.top(), available.bottom() + 1 - f.height())));
+}
+
+// A run the window was training when it last closed (or when it was killed) and that nobody has
+// continued since: offered in the message bar.
+void MainWindow::offerInterruptedRun() {
+  const QString dir = QSettings().value("session/activeRun").toString();
+  if (dir.isEmpty()) return;
+  try {
+    const vit::RunReader reader(dir.toStdString());
+    const auto state = reader.state();
+    if (!state || state->finished || vit::run_lock_holder(dir.toStdString())) {
+      QSettings().remove("session/activeRun");
+      return;
+    }
+    interrupted_ = dir;
+    showMessage(tr("%1 was interrupted when the window closed, at epoch %2 of %3 (step %4). "
+                   "<a href=\"continue\">Continue it</a> · <a href=\"show\">Show it</a> · "
+                   "<a href=\"dismiss\">Dismiss</a>")
+                    .arg(QDir(dir).dirName().toHtmlEscaped())
+                    .arg(state->epoch + 1)
+                    .arg(reader.info().train.epochs)
+                    .arg(state->global_step),
+                false);
+  } catch (const std::exception&) {
+    QSettings().remove("session/activeRun");
+  }
+}
+
+void MainWindow::continueInterrupted() {
+  const QString dir = interrupted_;
+  if (dir.isEmpty()) return;
+  interrupted_.clear();
+  QSettings().remove("session/activeRun");
+  if (openRun(dir)) continueRun();
+}
+
+void MainWindow::showEvent(QShowEvent* event) {
+  QMainWindow::showEvent(event);
+  if (fitted_) return;
+  fitted_ = true;
+  fitToScreen();  // now with the frame
+  QTimer::singleShot(0, this, &MainWindow::fitToScreen);  // window managers add theirs a moment later
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {
@@ -606,8 +848,12 @@ void MainWindow::dropEvent(QDropEvent* event) {
     const bool hasImages = std::any_of(files.cbegin(), files.cend(), [](const QFileInfo& f) {
       return Inspector::looksLikeImage(f.filePath());
     });
-    if (!hasImages && !session_->isRunning()) {
-      panel_->setImageFolder(dir);
+    if (!hasImages) {
+      // A data set folder becomes the data set; anything else is refused with the reason
+      // (an empty folder used to switch the data set silently).
+      if (session_->isRunning()) showMessage(tr("Stop training before choosing another data set."), true);
+      else if (const QString why = panel_->setDatasetFolder(dir); !why.isEmpty()) showMessage(why, true);
+      else showMessage(tr("Data set: %1").arg(panel_->datasetSpec()), false);
       return;
     }
   }

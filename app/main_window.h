@@ -4,7 +4,9 @@
 #pragma once
 
 #include <QMainWindow>
+#include <QImage>
 #include <QStringList>
+#include <QVector>
 
 #include "inspection_types.h"
 
@@ -16,6 +18,7 @@ class Inspector;
 class PatchView;
 class PredictionsView;
 class QAction;
+class RunComparison;
 class QLabel;
 class QMenu;
 class QPlainTextEdit;
@@ -46,7 +49,8 @@ class MainWindow : public QMainWindow {
   bool openRun(const QString& dir);
   void startTraining();
   void continueRun();  // resume the shown run where it stopped
-  void showTab(const QString& name);  // "curves", "summary", "patches", "attention", "predict", "evaluation", "log"
+  // "curves", "compare", "summary", "patches", "attention", "predict", "evaluation", "log"
+  void showTab(const QString& name);
   // Classifies image files (folders: the images directly inside); other files are refused with
   // a message. What dropping files on the window does.
   void classifyFiles(const QStringList& paths);
@@ -63,6 +67,14 @@ class MainWindow : public QMainWindow {
   PatchView* patchView() const { return patches_; }
   PredictionsView* predictionsView() const { return predictions_; }
   EvaluationView* evaluationView() const { return evaluation_; }
+  RunComparison* comparison() const { return compare_; }
+  QAction* continueAction() const { return continue_; }
+  QStringList recentRuns() const { return recent_; }
+  // The weights every inspection view uses now (label "" when none), as the inspector reported.
+  const ModelInfo& shownWeights() const { return weights_; }
+  // A run the window was training when it closed (or crashed), offered for continuing; "" none.
+  QString interruptedRun() const { return interrupted_; }
+  void continueInterrupted();  // opens the interrupted run and continues it
   QAction* startAction() const { return start_; }
   QAction* pauseAction() const { return pause_; }
   QAction* stopAction() const { return stop_; }
@@ -74,6 +86,7 @@ class MainWindow : public QMainWindow {
 
  protected:
   void closeEvent(QCloseEvent* event) override;
+  void showEvent(QShowEvent* event) override;
   void dragEnterEvent(QDragEnterEvent* event) override;
   void dropEvent(QDropEvent* event) override;
 
@@ -86,6 +99,11 @@ class MainWindow : public QMainWindow {
   void log(const QString& text);
   void showMessage(const QString& text, bool error);
   void followShownRun();
+  void loadShownWeights();  // the shown run's current checkpoint into the inspector, or none
+  void refreshPatches();
+  void showRunProgress(const QString& dir);  // the status line for a run that is not training
+  void offerInterruptedRun();
+  void fitToScreen();
   void addRecent(const QString& dir);
   void rebuildRecentMenu();
   void refreshProbe();
@@ -104,6 +122,8 @@ class MainWindow : public QMainWindow {
   CurvesView* curves_;
   QPlainTextEdit* log_;
   QTabWidget* tabs_;
+  QTabWidget* curvesTabs_;
+  RunComparison* compare_;
   TrainingStatus* status_;
   TrainingSession* session_;
   QLabel* messageBar_;
@@ -113,6 +133,20 @@ class MainWindow : public QMainWindow {
   QString runsRoot_;
   QString shownRun_;        // run whose curves are shown (ours or opened)
   qint64 followedBytes_ = -1;  // size of the followed run's logs at the last read
+  QString followedCheckpoint_;  // the followed run's committed weights at the last look
+  ModelInfo weights_;           // what the inspector has loaded
+  bool runStarted_ = false;     // our session's run has its directory (started() came)
+  bool resuming_ = false;
+  qint64 lastStep_ = 0, lastTotalSteps_ = 0;  // the latest progress report
+  QString interrupted_;
+  struct Classified {
+    QString path;
+    QImage image;
+    QString name;
+  };
+  QVector<Classified> classified_;  // the Predict cards' images, to classify again
+  QTimer* patchTimer_;
   QStringList recent_;
   bool closeWhenStopped_ = false;
+  bool fitted_ = false;  // brought within the screen once its frame is known
 };

@@ -15,10 +15,12 @@
 
 #include <cstdio>
 
+#include "attention_view.h"
 #include "config_panel.h"
 #include "evaluation_view.h"
 #include "inspector.h"
 #include "main_window.h"
+#include "run_comparison.h"
 #include "runtime.h"
 
 namespace {
@@ -55,7 +57,7 @@ int main(int argc, char** argv) {
   QCommandLineOption openRun("open-run", "Show the run directory DIR.", "DIR");
   QCommandLineOption set("set", "Set a panel field, e.g. heads=4 (repeatable).", "FIELD=VALUE");
   QCommandLineOption start("start", "Start training at once.");
-  QCommandLineOption tab("tab", "Show the tab curves, summary or log.", "NAME");
+  QCommandLineOption tab("tab", "Show the tab curves, compare, summary, patches, attention, predict, evaluation or log.", "NAME");
   QCommandLineOption runsRoot("runs-root", "Folder for new runs.", "DIR");
   QCommandLineOption screenshot("screenshot", "Save a PNG of the window after --screenshot-delay, then quit.", "FILE");
   QCommandLineOption delay("screenshot-delay", "Milliseconds before the screenshot (default 1500).", "MS", "1500");
@@ -63,7 +65,12 @@ int main(int argc, char** argv) {
   QCommandLineOption classify("classify", "Classify an image file or folder once a model is loaded (repeatable).", "PATH");
   QCommandLineOption evaluate("evaluate", "Evaluate the model on the test set once it is loaded.");
   QCommandLineOption probe("probe", "Test image N as the probe of the patch and attention views.", "N");
-  parser.addOptions({openRun, set, start, tab, runsRoot, screenshot, delay, size, classify, evaluate, probe});
+  QCommandLineOption compare("compare", "Add the run directory DIR to Curves > Compare runs (repeatable).", "DIR");
+  QCommandLineOption cell("cell", "After --evaluate, open the confusion cell TRUE,PREDICTED.", "TRUE,PREDICTED");
+  QCommandLineOption hover("hover", "In Compare runs, show the read-out at x = X.", "X");
+  QCommandLineOption attention("attention", "The attention view shows rollout or gradient (rollout).", "MODE");
+  parser.addOptions({openRun, set, start, tab, runsRoot, screenshot, delay, size, classify, evaluate, probe, compare, cell,
+                     hover, attention});
   parser.process(app);
 
   const vit::RuntimeInfo runtime = vit::configure_runtime(0);
@@ -83,6 +90,12 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (parser.isSet(attention)) {
+    AttentionParams p = window.attentionView()->params();
+    p.rollout = true;
+    p.gradient = parser.value(attention) == "gradient";
+    window.attentionView()->setParams(p);
+  }
   if (parser.isSet(probe)) {
     ImageSource source;
     source.testIndex = parser.value(probe).toInt();
@@ -92,10 +105,20 @@ int main(int argc, char** argv) {
   auto* once = new QObject(&window);
   QObject::connect(window.inspector(), &Inspector::loaded, once, [&window, &parser, classify, evaluate, tab, once] {
     if (parser.isSet(classify)) window.classifyFiles(parser.values(classify));
-    if (parser.isSet(evaluate)) window.evaluationView()->findChild<QPushButton*>()->click();
+    if (parser.isSet(evaluate)) window.evaluationView()->evaluateButton()->click();
     if (parser.isSet(tab)) window.showTab(parser.value(tab));
     once->deleteLater();
   });
+  for (const QString& dir : parser.values(compare))
+    if (const QString why = window.comparison()->addRun(dir); !why.isEmpty())
+      std::fprintf(stderr, "vit-studio: --compare: %s\n", qPrintable(why));
+  if (parser.isSet(hover)) window.comparison()->hoverAt(parser.value(hover).toDouble());
+  if (parser.isSet(cell)) {
+    const QStringList tp = parser.value(cell).split(',');
+    QObject::connect(window.inspector(), &Inspector::evaluated, &window, [&window, tp] {
+      if (tp.size() == 2) window.inspector()->cell(tp[0].toInt(), tp[1].toInt());
+    });
+  }
   if (parser.isSet(tab)) window.showTab(parser.value(tab));
   if (parser.isSet(start)) window.startTraining();
   if (parser.isSet(screenshot)) {

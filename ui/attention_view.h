@@ -1,14 +1,16 @@
 // The attention view: choose a block and a head (or fuse the heads: mean, max, min), or roll
-// attention out across blocks (optionally gradient-weighted, with a discard ratio); the map is
-// drawn over the image with a colour bar and an opacity slider, beside the top-5 prediction, and a
-// grid below shows every head of the block at once. The image is the probe (a test image, stepped
-// with the arrows, refreshed after every epoch while a run trains) or one the user opened.
+// attention out across blocks (optionally gradient-weighted for a chosen class, with a discard
+// ratio); the map is drawn over the model's input with a colour bar of the map's values and an
+// opacity slider, beside the image as given, the top-5 prediction and the weights used; a grid
+// below shows every head of the block at once. The image is the probe (a test image, stepped with
+// the arrows, refreshed when new weights arrive) or one the user opened.
 #pragma once
 
 #include <QWidget>
 
 #include "inspection_types.h"
 
+class AttentionColorBar;
 class PredictionBars;
 class QCheckBox;
 class QComboBox;
@@ -25,6 +27,8 @@ class AttentionView : public QWidget {
   explicit AttentionView(QWidget* parent = nullptr);
 
   void setModel(int depth, int heads, const QStringList& classes);
+  // No weights to look with: the view says what to do instead of showing a stale map.
+  void setNoModel(const QString& message);
   AttentionParams params() const;
   void setParams(const AttentionParams& params);
   void setSourceName(const QString& name);
@@ -33,6 +37,10 @@ class AttentionView : public QWidget {
 
   const Inspection& shown() const { return shown_; }
   int headTiles() const;  // tiles in the all-heads grid, for tests
+  QString caption() const;      // what the map shows (or the error), for tests
+  QString weightsText() const;  // the weights line
+  QString colorBarText() const; // "0.012 .. 0.31": the colour bar's ends
+  QComboBox* targetClassBox() const { return target_; }
 
  signals:
   void paramsChanged();
@@ -47,12 +55,16 @@ class AttentionView : public QWidget {
   QSpinBox* layer_;
   QComboBox* head_;
   QCheckBox *rollout_, *gradient_;
+  QComboBox* target_;
   QSlider *discard_, *opacity_;
   QLabel *discardLabel_, *opacityLabel_;
   QLabel* image_;
-  QWidget* colorBar_;
+  AttentionColorBar* colorBar_;
+  QLabel* original_;
+  QLabel* originalCaption_;
   PredictionBars* bars_;
   QLabel* caption_;
+  QLabel* weights_;
   QWidget* headsBox_;
   QGridLayout* headsGrid_;
   QStringList classes_;

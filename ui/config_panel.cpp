@@ -24,6 +24,7 @@
 
 #include "config_json.h"
 #include "cpu_info.h"
+#include "dataset_check.h"
 
 namespace {
 
@@ -484,6 +485,19 @@ void ConfigPanel::updateDataFields() {
   datasetPath_->setPlaceholderText(needsPath ? tr("folder (required)")
                                              : tr("default: /usr/share/datasets/fashion-mnist"));
   const vit::ViTConfig c = modelConfig();
+  const QString dir = datasetPath_->text().trimmed();
+  // Channels and classes of a folder are only known once it is chosen: say so rather than show
+  // the previous model's numbers.
+  if (needsPath && (dir.isEmpty() || !QFileInfo(dir).isDir())) {
+    dataShape_->setText(tr("channels and classes come from the folder: choose one; resized to %1x%1")
+                            .arg(c.image_size));
+    return;
+  }
+  if (datasetKind_->currentIndex() == ImageFolder && countClasses(dir) < 2) {
+    dataShape_->setText(tr("RGB; classes are the folder's sub-folders (none yet); resized to %1x%1")
+                            .arg(c.image_size));
+    return;
+  }
   dataShape_->setText(tr("%1 channel(s), %2 classes, resized to %3x%3")
                           .arg(c.in_channels)
                           .arg(c.num_classes)
@@ -511,6 +525,8 @@ void ConfigPanel::revalidate() {
     byField["dataset_path"] << tr("%1 is not a folder: choose an existing one").arg(dir);
   } else if (kind == ImageFolder && countClasses(dir) < 2) {
     byField["dataset_path"] << tr("%1 needs one sub-folder per class, at least two").arg(dir);
+  } else if (const std::string problem = vit::dataset_problem(datasetSpec().toStdString()); !problem.empty()) {
+    byField["dataset_path"] << QString::fromStdString(problem);  // a missing or truncated file
   }
   const QString init = initWeights_->text().trimmed();
   if (!initError_.isEmpty()) byField["init_weights"] << initError_;
@@ -579,6 +595,27 @@ bool ConfigPanel::restoreState(const QByteArray& state) {
   }
 }
 
+QString ConfigPanel::setDatasetFolder(const QString& dir) {
+  const QDir d(dir);
+  if (!d.exists()) return tr("%1 is not a folder").arg(dir);
+  int kind = -1;
+  for (const QString& probe : {dir, dir + "/cifar-10-batches-bin", dir + "/cifar-100-binary"}) {
+    if (QFileInfo::exists(probe + "/data_batch_1.bin")) kind = Cifar10;
+    else if (QFileInfo::exists(probe + "/train.bin") && QFileInfo::exists(probe + "/test.bin")) kind = Cifar100;
+    if (kind >= 0) break;
+  }
+  if (kind < 0 && countClasses(dir) >= 2) kind = ImageFolder;
+  if (kind < 0)
+    return tr("%1 is not a data set: an image folder needs one sub-folder per class (at least two), "
+              "a CIFAR folder its .bin batches").arg(QDir::toNativeSeparators(dir));
+  updating_ = true;
+  datasetKind_->setCurrentIndex(kind);
+  datasetPath_->setText(dir);
+  updating_ = false;
+  onEdited();
+  return {};
+}
+
 void ConfigPanel::dragEnterEvent(QDragEnterEvent* event) {
   const auto urls = event->mimeData()->urls();
   if (urls.size() == 1 && QFileInfo(urls.first().toLocalFile()).isDir()) event->acceptProposedAction();
@@ -586,5 +623,9 @@ void ConfigPanel::dragEnterEvent(QDragEnterEvent* event) {
 
 void ConfigPanel::dropEvent(QDropEvent* event) {
   const auto urls = event->mimeData()->urls();
-  if (urls.size() == 1) setImageFolder(urls.first().toLocalFile());
+  if (urls.size() != 1) return;
+  // Not a data set: the data set stays as it was, and the window says why.
+  if (const QString why = setDatasetFolder(urls.first().toLocalFile()); !why.isEmpty()) emit dropRefused(why);
 }
+
+QString ConfigPanel::inputDescription() const { return dataShape_->text(); }

@@ -36,8 +36,12 @@ class ConfigPanel : public QWidget {
 
   // Data set spec as load_dataset() takes it: "fashion-mnist", "cifar10:DIR", "folder:DIR", ...
   QString datasetSpec() const;
-  // Chooses an image folder (what dropping a folder on the window does).
+  // Chooses an image folder.
   void setImageFolder(const QString& dir);
+  // Chooses a dropped folder as the data set when it is one (CIFAR-10/100 batches, or an image
+  // folder with a sub-folder per class); otherwise changes nothing and returns why not.
+  QString setDatasetFolder(const QString& dir);
+  QString inputDescription() const;  // the "Input" line: channels, classes, size
 
   void setConfigs(const vit::ViTConfig& model, const vit::TrainConfig& train);
   // Fine-tuning: the architecture of the chosen pretrained weights (the window reads it from the
@@ -66,6 +70,7 @@ class ConfigPanel : public QWidget {
   void configChanged();             // any edit; the summary refreshes on it
   void validityChanged(bool valid);
   void initWeightsChanged(const QString& path);  // "" when cleared
+  void dropRefused(const QString& why);  // a dropped folder is not a data set
 
  protected:
   void dragEnterEvent(QDragEnterEvent* event) override;

@@ -12,7 +12,6 @@
 #include <QMessageBox>
 #include <QPdfWriter>
 #include <QPushButton>
-#include <QRegularExpression>
 #include <QSlider>
 #include <QTextStream>
 #include <QTimer>
@@ -67,9 +66,7 @@ CurvesView::CurvesView(QWidget* parent) : QWidget(parent) {
     const QString f = QFileDialog::getSaveFileName(this, tr("Save the per-step data; per-epoch data goes next to it"),
                                                    "steps.csv", "CSV (*.csv)");
     if (f.isEmpty()) return;
-    QString epochs = f;
-    epochs.replace(QRegularExpression("(\\.csv)?$"), "-epochs.csv");
-    if (const QString e = saveCsv(f, epochs); !e.isEmpty()) QMessageBox::warning(this, tr("Export"), e);
+    if (const QString e = saveCsv(f, epochsCsvPath(f)); !e.isEmpty()) QMessageBox::warning(this, tr("Export"), e);
   });
   exportButton->setMenu(menu);
   controls->addWidget(new QLabel(tr("Smoothing")));
@@ -242,6 +239,11 @@ void CurvesView::redraw() {
   graphs_["loss"]->setVisible(smoothing_ > 0);
   graphs_["loss_ema"]->setData(step, QVector<double>(ema.begin(), ema.end()), true);
   graphs_["lr"]->setData(step, lr, true);
+  // Lines need two points; a single one is drawn as a marker.
+  for (const char* name : {"loss", "loss_ema", "lr"}) {
+    QCPGraph* g = graphs_[name];
+    g->setScatterStyle(g->dataCount() < 2 ? QCPScatterStyle(QCPScatterStyle::ssDisc, 6) : QCPScatterStyle());
+  }
   QVector<double> epoch, trainLoss, valLoss, acc, valAcc, valTop5, top5;
   for (const auto& e : epochs_) {
     epoch << e.epoch + 1.0;
@@ -260,13 +262,29 @@ void CurvesView::redraw() {
   graphs_["top5_accuracy"]->setData(epoch, top5, true);
   if (followData_) {
     for (QCustomPlot* p : {stepLoss_, epochLoss_, accuracy_, lr_}) {
-      p->rescaleAxes();
-      QCPRange x = p->xAxis->range(), y = p->yAxis->range();
-      const bool empty = p->graph(0)->dataCount() == 0;
-      if (empty) x = QCPRange(0, 1), y = QCPRange(0, 1);
+      // The data's own extent (QCustomPlot's rescale keeps the old span around a constant).
+      const bool log = p->yAxis->scaleType() == QCPAxis::stLogarithmic;
+      bool found = false;
+      QCPRange x(0, 1), y(0, 1);
+      for (int i = 0; i < p->graphCount(); ++i) {
+        bool fx = false, fy = false;
+        const QCPRange kx = p->graph(i)->getKeyRange(fx, QCP::sdBoth);
+        const QCPRange vy = p->graph(i)->getValueRange(fy, log ? QCP::sdPositive : QCP::sdBoth);
+        if (!fx || !fy) continue;
+        x = found ? QCPRange(std::min(x.lower, kx.lower), std::max(x.upper, kx.upper)) : kx;
+        y = found ? QCPRange(std::min(y.lower, vy.lower), std::max(y.upper, vy.upper)) : vy;
+        found = true;
+      }
       if (x.size() <= 0) x = QCPRange(x.lower - 1, x.upper + 1);  // a single point
-      if (y.size() <= 0) y = QCPRange(y.lower - std::max(1e-6, std::abs(y.lower) * 0.1), y.upper + std::max(1e-6, std::abs(y.upper) * 0.1));
-      else if (p->yAxis->scaleType() == QCPAxis::stLinear) y = QCPRange(y.lower - 0.05 * y.size(), y.upper + 0.05 * y.size());
+      if (log) {
+        // A log axis is padded by a factor, so the extreme points (and their markers) stay inside.
+        y = found ? QCPRange(y.lower / 1.25, y.upper * 1.25) : QCPRange(0.01, 10);
+      } else if (y.size() <= 0) {  // a constant: centred in a band of +-10%
+        const double pad = std::max(1e-6, std::abs(y.lower) * 0.1);
+        y = QCPRange(y.lower - pad, y.upper + pad);
+      } else {
+        y = QCPRange(y.lower - 0.05 * y.size(), y.upper + 0.05 * y.size());
+      }
       p->xAxis->setRange(x);
       p->yAxis->setRange(y);
     }
@@ -275,11 +293,12 @@ void CurvesView::redraw() {
     if (lastEpoch > 0)
       for (QCustomPlot* p : {epochLoss_, accuracy_}) p->xAxis->setRange(0.5, lastEpoch + 0.5);
     if (epochs_.empty()) {
-      epochLoss_->yAxis->setRange(stepLoss_->graph(0)->dataCount() ? stepLoss_->yAxis->range() : QCPRange(0, 1));
+      if (stepLoss_->graph(0)->dataCount()) epochLoss_->yAxis->setRange(stepLoss_->yAxis->range());
       accuracy_->yAxis->setRange(0, 100);
     } else {
+      // Within 0..100%, with room for the markers of points at either end.
       const QCPRange a = accuracy_->yAxis->range();
-      accuracy_->yAxis->setRange(std::max(0.0, a.lower), std::min(100.0, a.upper));
+      accuracy_->yAxis->setRange(std::max(-2.0, a.lower), std::min(102.0, a.upper));
     }
     if (steps_.empty() && plannedEpochs_ == 0) {
       stepLoss_->xAxis->setRange(0, 100);
@@ -290,38 +309,117 @@ void CurvesView::redraw() {
   ++redraws_;
 }
 
+bool CurvesView::allPointsVisible(const QString& name) const {
+  const QCPGraph* g = graphs_.value(name);
+  if (!g) return false;
+  const QCPRange x = g->keyAxis()->range(), y = g->valueAxis()->range();
+  const bool log = g->valueAxis()->scaleType() == QCPAxis::stLogarithmic;
+  // A value is visible with its marker when it is inside the range by a margin.
+  for (auto it = g->data()->constBegin(); it != g->data()->constEnd(); ++it) {
+    if (!std::isfinite(it->value)) continue;
+    if (it->key < x.lower || it->key > x.upper) return false;
+    if (log) {
+      if (it->value <= 0 || it->value < y.lower * 1.02 || it->value > y.upper / 1.02) return false;
+    } else if (it->value < y.lower + 0.005 * y.size() || it->value > y.upper - 0.005 * y.size()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool CurvesView::drawsMarkers(const QString& name) const {
+  const QCPGraph* g = graphs_.value(name);
+  return g && !g->scatterStyle().isNone();
+}
+
+void CurvesView::setRunName(const QString& name) { runName_ = name; }
+
+QString CurvesView::exportTitle() const {
+  return runName_.isEmpty() ? tr("ViT Studio: training curves") : tr("%1: training curves").arg(runName_);
+}
+
+QString CurvesView::epochsCsvPath(const QString& stepsPath) {
+  QString base = stepsPath;
+  if (base.endsWith(".csv", Qt::CaseInsensitive)) base.chop(4);
+  return base + "-epochs.csv";
+}
+
 void CurvesView::fit() {
   followData_ = true;
   redraw();
 }
 
+QFont CurvesView::titleFont() const {
+  QFont f = font();
+  f.setPointSize(f.pointSize() + 3);
+  f.setBold(true);
+  return f;
+}
+
+QList<QPair<QCustomPlot*, QRect>> CurvesView::exportLayout(int titleHeight) const {
+  // The plots as large as on screen, and never smaller than a readable 480x320.
+  const int w = std::max(480, stepLoss_->width()), h = std::max(320, stepLoss_->height());
+  QList<QPair<QCustomPlot*, QRect>> out;
+  const QList<QCustomPlot*> plots{stepLoss_, epochLoss_, accuracy_, lr_};
+  for (int i = 0; i < plots.size(); ++i)
+    out.append({plots[i], QRect((i % 2) * w, titleHeight + (i / 2) * h, w, h)});
+  return out;
+}
+
 QString CurvesView::saveImage(const QString& path) {
   redraw();
-  const QPixmap pixmap = plotArea_->grab();
-  if (!pixmap.save(path, "PNG")) return tr("Cannot write %1: check the folder exists and is writable.").arg(path);
+  const int titleHeight = QFontMetrics(titleFont()).height() + 16;
+  const auto layout = exportLayout(titleHeight);
+  const QRect all = layout.front().second.united(layout.back().second).united(QRect(0, 0, 1, titleHeight));
+  const double scale = 2.0;  // sharp on high-density screens and in print
+  QPixmap image(all.size() * scale);
+  image.setDevicePixelRatio(scale);
+  image.fill(Qt::white);
+  QPainter painter(&image);
+  painter.setFont(titleFont());
+  painter.setPen(Qt::black);
+  painter.drawText(QRect(12, 0, all.width() - 24, titleHeight), Qt::AlignLeft | Qt::AlignVCenter, exportTitle());
+  for (const auto& [plot, rect] : layout) {
+    QPixmap p = plot->toPixmap(rect.width(), rect.height(), scale);
+    p.setDevicePixelRatio(scale);
+    painter.drawPixmap(rect.topLeft(), p);
+  }
+  painter.end();
+  if (!image.save(path, "PNG")) return tr("Cannot write %1: check the folder exists and is writable.").arg(path);
   return {};
 }
 
 QString CurvesView::savePdf(const QString& path) {
   redraw();
+  const int titleHeight = QFontMetrics(titleFont()).height() + 16;
+  const auto layout = exportLayout(titleHeight);
+  const QRect all = layout.front().second.united(layout.back().second).united(QRect(0, 0, 1, titleHeight));
+  // The page is the plots' size at the screen's resolution: one logical pixel is one device
+  // pixel, so a 9 pt label prints at 9 pt and sits where it sits on screen (QCustomPlot's own
+  // savePdf does the same for one plot).
+  const int dpi = std::max(72, logicalDpiY());
   QPdfWriter writer(path);
-  writer.setPageSize(QPageSize(QPageSize::A4));
-  writer.setPageOrientation(QPageLayout::Landscape);
-  writer.setTitle(tr("ViT Studio training curves"));
+  writer.setCreator(tr("ViT Studio"));
+  writer.setTitle(exportTitle());
+  writer.setResolution(dpi);
+  const QSizeF points = QSizeF(all.size()) * 72.0 / dpi;
+  if (!writer.setPageLayout(QPageLayout(QPageSize(points, QPageSize::Point, QString(), QPageSize::ExactMatch),
+                                        QPageLayout::Portrait, QMarginsF(0, 0, 0, 0))))
+    return tr("Cannot set up the PDF page for %1.").arg(path);
   QCPPainter painter;
   if (!painter.begin(&writer)) return tr("Cannot write %1: check the folder exists and is writable.").arg(path);
-  // Each plot is drawn as vectors into one quarter of the page.
-  const QRect page = writer.pageLayout().paintRectPixels(writer.resolution());
-  const int w = page.width() / 2, h = page.height() / 2;
-  const QList<QCustomPlot*> plots{stepLoss_, epochLoss_, accuracy_, lr_};
-  const double scale = double(w) / 600.0;
-  for (int i = 0; i < plots.size(); ++i) {
+  painter.setMode(QCPPainter::pmVectorized);
+  painter.setMode(QCPPainter::pmNoCaching);
+  painter.setFont(titleFont());
+  painter.setPen(Qt::black);
+  painter.drawText(QRect(12, 0, all.width() - 24, titleHeight), Qt::AlignLeft | Qt::AlignVCenter, exportTitle());
+  for (const auto& [plot, rect] : layout) {
     painter.save();
-    painter.translate((i % 2) * w, (i / 2) * h);
-    painter.scale(scale, scale);
-    plots[i]->toPainter(&painter, int(w / scale), int(h / scale));
+    painter.translate(rect.topLeft());
+    plot->toPainter(&painter, rect.width(), rect.height());
     painter.restore();
   }
+  painter.end();
   return {};
 }
 

@@ -7,6 +7,9 @@
 #pragma once
 
 #include <QHash>
+#include <QList>
+#include <QPair>
+#include <QRect>
 #include <QString>
 #include <QWidget>
 
@@ -48,10 +51,21 @@ class CurvesView : public QWidget {
   int drawnPoints(const QString& name) const;
   int redraws() const { return redraws_; }  // replots done so far (batching is testable)
 
+  // Whether every point of graph `name` lies inside its plot's visible ranges, markers included
+  // (for tests: log scale and Fit must not clip data).
+  bool allPointsVisible(const QString& name) const;
+  bool drawsMarkers(const QString& name) const;  // a single point needs a marker to be seen
+
+  // The run the curves belong to: its name heads the exports.
+  void setRunName(const QString& name);
+  QString exportTitle() const;
+
   // Exports; each returns an empty string or the reason it failed.
-  QString saveImage(const QString& path);  // PNG of the four plots
-  QString savePdf(const QString& path);    // vector PDF of the four plots
+  QString saveImage(const QString& path);  // PNG of the four plots at twice the screen resolution
+  QString savePdf(const QString& path);    // vector PDF of the four plots, text at its screen size
   QString saveCsv(const QString& stepsPath, const QString& epochsPath) const;
+  // Where the per-epoch CSV goes next to the per-step one: NAME.csv -> NAME-epochs.csv.
+  static QString epochsCsvPath(const QString& stepsPath);
 
   // TensorBoard's debiased exponential moving average (the same as its scalar dashboard).
   static std::vector<double> smooth(const std::vector<double>& values, double weight);
@@ -61,6 +75,9 @@ class CurvesView : public QWidget {
   void redraw();
   void fit();
   QCustomPlot* makePlot(const QString& title, const QString& xLabel, const QString& yLabel);
+  // The four plots laid out for export (logical pixels), under a title line of `titleHeight`.
+  QList<QPair<QCustomPlot*, QRect>> exportLayout(int titleHeight) const;
+  QFont titleFont() const;
 
   std::vector<vit::StepRow> steps_;
   std::vector<vit::EpochRow> epochs_;
@@ -75,4 +92,5 @@ class CurvesView : public QWidget {
   QSlider* smoothingSlider_;
   QLabel* smoothingLabel_;
   QCheckBox* logLoss_;
+  QString runName_;
 };

@@ -31,6 +31,7 @@ struct AttentionParams {
   int queryPatch = -1;
   double opacity = 0.5;  // heat over image
   bool allHeads = false; // also one overlay per head of `layer`
+  int targetClass = -1;  // gradient rollout: the class explained; -1 = the predicted one
 };
 
 struct PredictionItem {
@@ -39,8 +40,17 @@ struct PredictionItem {
   float probability = 0;
 };
 
+// Which weights a view shows. Every load gets a new generation; each result below carries the
+// generation and label of the weights it was computed with, so a view can name them and tell
+// when newer ones are loaded.
 struct ModelInfo {
   QString weights;     // file loaded
+  int generation = 0;
+  QString runDir;      // "" for a weights file outside a run directory
+  QString checkpoint;  // "best", "last", or the file's name
+  int epoch = -1;      // epochs trained into the weights (1-based); -1 unknown
+  qint64 stepInEpoch = 0;  // "last" weights saved inside an epoch: its steps so far
+  QString label;       // "fmnist-small-20261201-101500: best weights, epoch 12"
   QStringList classes;
   int depth = 0, heads = 0, grid = 0, patchSize = 0, imageSize = 0;
   bool classToken = true;
@@ -50,10 +60,18 @@ struct ModelInfo {
 
 struct Inspection {
   int request = 0;
+  int generation = 0;        // of the weights used (ModelInfo::generation)
+  QString weights;           // their label
   QString source;            // ImageSource::name()
+  QString path;              // the file classified, when it was one
   QString error;             // non-empty: nothing else is set
   QImage image;              // the image as the model sees it, enlarged for display
   QImage overlay;            // heatmap over `image`
+  QImage original;           // the image as given, for display beside the model's input
+  QString originalSize;      // "500x375 RGB"
+  QString inputSize;         // "28x28 grey": what the model reads
+  double mapMin = 0, mapMax = 0;  // the map's values at the colour bar's ends
+  int targetClass = -1;      // gradient rollout: the class explained
   QVector<QImage> heads;     // one overlay per head (AttentionParams::allHeads)
   int layer = 0;
   int trueLabel = -1;        // test-set images
@@ -62,6 +80,9 @@ struct Inspection {
 
 struct PatchInspection {
   int request = 0;
+  int generation = 0;  // of the weights (0: none; the grid needs no weights)
+  QString weights;     // their label, or what the grid was cut with
+  bool hasEmbedding = false;  // `similarity` and `values` are set (learned weights only)
   QString error;
   QImage image;        // model input (image_size square, not enlarged)
   int grid = 0, patchSize = 0;
@@ -79,6 +100,8 @@ struct WrongExample {
 };
 
 struct EvaluationReport {
+  int generation = 0;
+  QString weights;
   QString error;
   bool cancelled = false;  // stopped by Inspector::cancelEvaluation
   QString dataset;        // what was evaluated
@@ -94,6 +117,7 @@ struct EvaluationReport {
 struct CellImages {
   int trueLabel = 0, predicted = 0;
   QVector<WrongExample> images;  // at most 60, most confident first
+  qint64 total = 0;              // images in the cell
 };
 
 Q_DECLARE_METATYPE(ModelInfo)

@@ -35,12 +35,16 @@ PatchView::PatchView(QWidget* parent) : QWidget(parent) {
   auto* sequence = new Canvas;
   grid_ = grid, similarity_ = similarity, sequence_ = sequence;
   grid->setFixedSize(kSide, kSide);
+  empty_ = tr("Choose a data set in the settings (its first test image is shown), or open a run.");
   grid->setCursor(Qt::PointingHandCursor);
   grid->setToolTip(tr("Click a patch to see how similar its position embedding is to the others"));
   similarity->setFixedSize(kSide + 60, kSide);
   sequence->setMinimumHeight(120);
   caption_ = new QLabel;
   caption_->setWordWrap(true);
+  weights_ = new QLabel;
+  weights_->setWordWrap(true);
+  weights_->setStyleSheet("color: palette(mid);");
   auto* gridTitle = new QLabel(tr("<b>Patches</b> (the model's input, cut into a grid)"));
   auto* simTitle = new QLabel(tr("<b>Position embedding similarity</b> to the selected patch"));
   auto* seqTitle = new QLabel(tr("<b>Token sequence</b>: what the transformer reads, in order"));
@@ -49,14 +53,20 @@ PatchView::PatchView(QWidget* parent) : QWidget(parent) {
   layout->addWidget(grid, 1, 0);
   layout->addWidget(similarity, 1, 1);
   layout->addWidget(caption_, 2, 0, 1, 2);
-  layout->addWidget(seqTitle, 3, 0, 1, 2);
-  layout->addWidget(sequence, 4, 0, 1, 2);
-  layout->setRowStretch(4, 1);
+  layout->addWidget(weights_, 3, 0, 1, 2);
+  layout->addWidget(seqTitle, 4, 0, 1, 2);
+  layout->addWidget(sequence, 5, 0, 1, 2);
+  layout->setRowStretch(5, 1);
   layout->setColumnStretch(2, 1);
 
   grid->paint = [this](QPainter& p) {
     const auto& s = shown_;
-    if (s.image.isNull() || s.grid <= 0) return;
+    if (s.image.isNull() || s.grid <= 0) {
+      p.setPen(palette().color(QPalette::WindowText));
+      p.drawRect(QRect(0, 0, kSide - 1, kSide - 1));
+      p.drawText(QRect(12, 12, kSide - 24, kSide - 24), Qt::AlignCenter | Qt::TextWordWrap, empty_);
+      return;
+    }
     p.drawImage(QRect(0, 0, kSide, kSide), s.image);
     const double cell = double(kSide) / s.grid;
     p.setPen(QPen(QColor(255, 255, 255, 200), 1));
@@ -86,7 +96,16 @@ PatchView::PatchView(QWidget* parent) : QWidget(parent) {
 
   similarity->paint = [this](QPainter& p) {
     const auto& s = shown_;
-    if (s.similarity.isNull() || s.grid <= 0) return;
+    if (s.similarity.isNull() || s.grid <= 0) {
+      // Position embeddings are learned: before training there is nothing to compare.
+      p.setPen(palette().color(QPalette::Mid));
+      p.drawRect(QRect(0, 0, kSide - 1, kSide - 1));
+      p.setPen(palette().color(QPalette::WindowText));
+      p.drawText(QRect(12, 12, kSide - 24, kSide - 24), Qt::AlignCenter | Qt::TextWordWrap,
+                 tr("Position embeddings are learned: train a model (Start) or open a run to see "
+                    "how similar they are."));
+      return;
+    }
     p.drawImage(QRect(0, 0, kSide, kSide), s.similarity);
     const double cell = double(kSide) / s.grid;
     p.setPen(QPen(QColor(255, 60, 60), 3));
@@ -147,12 +166,28 @@ int PatchView::patchAt(const QPoint& pt) const {
   return row * s.grid + col;
 }
 
+void PatchView::setEmpty(const QString& message) {
+  empty_ = message;
+  shown_ = PatchInspection{};
+  caption_->clear();
+  weights_->clear();
+  update();
+  grid_->update();
+  similarity_->update();
+  sequence_->update();
+}
+
+QString PatchView::caption() const { return caption_->text(); }
+
 void PatchView::showPatches(const PatchInspection& r) {
   if (!r.error.isEmpty()) {
     caption_->setText("<span style='color:#c0392b'>" + r.error.toHtmlEscaped() + "</span>");
     return;
   }
   shown_ = r;
+  weights_->setText(r.weights.isEmpty()
+                        ? tr("Cut with the settings' model (patch size %1); no weights loaded yet.").arg(r.patchSize)
+                        : tr("Weights: %1").arg(r.weights));
   const int n = r.grid * r.grid;
   caption_->setText(tr("%1x%1 px input, %2x%2 patches of %3x%3 px = %4 patches; with the class token "
                        "the transformer reads %5 tokens. Selected: patch %6 (row %7, column %8).")

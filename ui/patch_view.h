@@ -16,7 +16,10 @@ class PatchView : public QWidget {
  public:
   explicit PatchView(QWidget* parent = nullptr);
   void showPatches(const PatchInspection& result);
+  // Nothing to cut yet (no data set image): what to do instead.
+  void setEmpty(const QString& message);
   const PatchInspection& shown() const { return shown_; }
+  QString caption() const;  // the caption or the error, for tests
   // The patch under a point of the grid image (widget coordinates of gridWidget()), or -1.
   int patchAt(const QPoint& point) const;
   QWidget* gridWidget() const { return grid_; }
@@ -29,5 +32,7 @@ class PatchView : public QWidget {
   QWidget* similarity_;
   QWidget* sequence_;
   QLabel* caption_;
+  QLabel* weights_;
+  QString empty_;
   PatchInspection shown_;
 };

@@ -1,11 +1,15 @@
 #include "training_status.h"
 
+#include <QClipboard>
+#include <QDesktopServices>
 #include <QDir>
+#include <QGuiApplication>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QProgressBar>
 #include <QUrl>
 
+#include <algorithm>
 #include <cmath>
 
 TrainingStatus::TrainingStatus(QWidget* parent) : QWidget(parent) {
@@ -18,8 +22,8 @@ TrainingStatus::TrainingStatus(QWidget* parent) : QWidget(parent) {
   bar_->setMaximumWidth(220);
   progress_ = new QLabel;
   runDir_ = new QLabel;
-  runDir_->setOpenExternalLinks(true);
   runDir_->setTextInteractionFlags(Qt::TextBrowserInteraction);
+  connect(runDir_, &QLabel::linkActivated, this, &TrainingStatus::openRunDir);
   layout->addWidget(state_);
   layout->addWidget(bar_);
   layout->addWidget(progress_);
@@ -50,9 +54,28 @@ void TrainingStatus::setProgress(qint64 step, qint64 totalSteps, int epoch, int 
                          .arg(formatDuration(etaSeconds)));
 }
 
+void TrainingStatus::setDone(qint64 step, qint64 totalSteps, int epochsDone, int epochs) {
+  const double frac = totalSteps > 0 ? double(step) / double(totalSteps)
+                      : epochs > 0   ? double(epochsDone) / epochs : 0.0;
+  bar_->setValue(int(std::lround(1000 * std::clamp(frac, 0.0, 1.0))));
+  bar_->setFormat(QString("%1%").arg(100.0 * std::clamp(frac, 0.0, 1.0), 0, 'f', frac >= 1.0 ? 0 : 1));
+  QString text = tr("%1 of %2 epoch(s)").arg(epochsDone).arg(epochs);
+  if (step > 0) text += tr(" · step %1").arg(step) + (totalSteps > 0 ? QString("/%1").arg(totalSteps) : QString());
+  progress_->setText(text);
+}
+
 void TrainingStatus::setState(const QString& text) { state_->setText(text); }
 
+void TrainingStatus::openRunDir() {
+  if (dir_.isEmpty()) return;
+  if (QDesktopServices::openUrl(QUrl::fromLocalFile(dir_))) return;
+  QGuiApplication::clipboard()->setText(dir_);
+  emit openFailed(tr("No file manager is set up to open folders here (xdg-open); the run's path is "
+                     "copied to the clipboard: %1").arg(QDir::toNativeSeparators(dir_)));
+}
+
 void TrainingStatus::setRunDir(const QString& dir) {
+  dir_ = dir;
   if (dir.isEmpty()) {
     runDir_->clear();
     return;

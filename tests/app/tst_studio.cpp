@@ -18,12 +18,21 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include <QClipboard>
+#include <QListWidget>
+#include <QProcess>
+#include <QScreen>
+#include <QTabWidget>
+
 #include "attention_view.h"
 #include "config_panel.h"
 #include "evaluation_view.h"
 #include "inspector.h"
 #include "patch_view.h"
 #include "predictions_view.h"
+#include "run_comparison.h"
+#include "run_dir.h"
+#include "training_status.h"
 #include "curves_view.h"
 #include "main_window.h"
 #include "run_log.h"
@@ -51,6 +60,19 @@ void writeImages(const QString& root, int perClass) {
     }
   }
 }
+
+// A copy of a run directory, links (checkpoints/current) kept as links.
+bool copyRun(const QString& from, const QString& to) {
+  return QProcess::execute("cp", {"-a", from, to}) == 0;
+}
+
+// The weights file the inspector loads for a run (its best).
+QString runWeightsOf(const QString& dir) {
+  return QString::fromStdString(vit::RunReader(dir.toStdString()).weights(vit::Weights::Best));
+}
+
+// The steps.csv rows of a run directory.
+std::vector<vit::StepRow> stepsOf(const QString& dir) { return vit::read_steps_csv((dir + "/steps.csv").toStdString()); }
 
 void setTiny(ConfigPanel* p, const QString& data, int epochs) {
   auto spin = [p](const char* name, int v) { qobject_cast<QSpinBox*>(p->field(name))->setValue(v); };
@@ -202,7 +224,7 @@ class TestStudio : public QObject {
 
     // Evaluation: the confusion matrix counts every image once.
     QSignalSpy evaluated(w.inspector(), &Inspector::evaluated);
-    w.evaluationView()->findChild<QPushButton*>()->click();
+    w.evaluationView()->evaluateButton()->click();
     WAIT_FOR_COUNT(evaluated, 1, 60000);
     const auto report = evaluated.at(0).at(0).value<EvaluationReport>();
     QVERIFY2(report.error.isEmpty(), qPrintable(report.error));
@@ -255,6 +277,295 @@ class TestStudio : public QObject {
     QVERIFY(!w.startAction()->isEnabled());
   }
 
+
+  // Defect 1: rollout with a discard ratio keeps the map and the per-head grid updating; gradient
+  // rollout explains the class the user picks.
+  void attentionRolloutWithDiscard() {
+    QVERIFY(!finishedRun_.isEmpty());
+    MainWindow w;
+    QSignalSpy loaded(w.inspector(), &Inspector::loaded);
+    QVERIFY(w.openRun(finishedRun_));
+    WAIT_FOR_COUNT(loaded, 1, 30000);
+    QTRY_VERIFY_WITH_TIMEOUT(!w.attentionView()->shown().overlay.isNull(), 30000);
+    QSignalSpy inspected(w.inspector(), &Inspector::inspected);
+    AttentionParams p = w.attentionView()->params();
+    p.rollout = true;
+    p.discard = 0.3;
+    w.attentionView()->setParams(p);
+    emit w.attentionView()->paramsChanged();
+    WAIT_FOR_COUNT(inspected, 1, 30000);
+    auto r = inspected.last().at(0).value<Inspection>();
+    QVERIFY2(r.error.isEmpty(), qPrintable(r.error));
+    QCOMPARE(r.heads.size(), 2);
+    QVERIFY(r.mapMax >= r.mapMin);
+    QVERIFY(r.weights.contains(QDir(finishedRun_).dirName()));
+    QVERIFY(r.weights.contains("best weights, epoch"));
+    QCOMPARE(r.inputSize, QString("8x8 RGB"));
+    QTRY_VERIFY_WITH_TIMEOUT(!w.attentionView()->caption().contains("discard"), 5000);
+    QVERIFY(w.attentionView()->caption().startsWith("Rollout"));
+    // Gradient rollout for the second class, whatever is predicted.
+    p.gradient = true;
+    p.targetClass = 1;
+    w.attentionView()->setParams(p);
+    emit w.attentionView()->paramsChanged();
+    WAIT_FOR_COUNT(inspected, 2, 30000);
+    r = inspected.last().at(0).value<Inspection>();
+    QVERIFY2(r.error.isEmpty(), qPrintable(r.error));
+    QCOMPARE(r.targetClass, 1);
+    QTRY_VERIFY_WITH_TIMEOUT(w.attentionView()->caption().contains("dark"), 5000);  // classes: bright, dark
+  }
+
+  // Defect 3 and "opening or following another run switches every view": a run without weights
+  // empties the views (predictions of the previous weights are marked), and its first checkpoint,
+  // written by someone else, is picked up while following it.
+  void openingAnotherRunSwitchesEveryView() {
+    QVERIFY(!finishedRun_.isEmpty());
+    MainWindow w;
+    QSignalSpy loaded(w.inspector(), &Inspector::loaded);
+    QSignalSpy unloaded(w.inspector(), &Inspector::unloaded);
+    QVERIFY(w.openRun(finishedRun_));
+    WAIT_FOR_COUNT(loaded, 1, 30000);
+    QTRY_VERIFY_WITH_TIMEOUT(w.shownWeights().label.startsWith(QDir(finishedRun_).dirName()), 5000);
+    w.classifyFiles({data_ + "/dark/0.png"});
+    QTRY_COMPARE_WITH_TIMEOUT(w.predictionsView()->cards(), 1, 30000);
+    QVERIFY(w.predictionsView()->cardWeights().at(0).contains(QDir(finishedRun_).dirName()));
+
+    const QString fresh = tmp_.filePath("fresh");  // a run `vit train` has just begun
+    QDir().mkpath(fresh);
+    QVERIFY(QFile::copy(finishedRun_ + "/config.json", fresh + "/config.json"));
+    QVERIFY(w.openRun(fresh));
+    WAIT_FOR_COUNT(unloaded, 1, 30000);
+    QTRY_VERIFY_WITH_TIMEOUT(w.attentionView()->shown().overlay.isNull(), 5000);  // the window heard
+    QVERIFY(!w.inspector()->hasModel());
+    QVERIFY(w.shownWeights().label.isEmpty());
+    QVERIFY(!w.evaluationView()->evaluateButton()->isEnabled());
+    QCOMPARE(w.predictionsView()->staleCards(), 1);
+    w.classifyFiles({data_ + "/dark/1.png"});  // no weights: refused, not classified by the old run
+    QCOMPARE(w.predictionsView()->cards(), 1);
+
+    // Its first checkpoint arrives: the followed run's weights reach the views.
+    QVERIFY(copyRun(finishedRun_ + "/checkpoints", fresh + "/checkpoints"));
+    WAIT_FOR_COUNT(loaded, 2, 10000);
+    const auto info = loaded.last().at(0).value<ModelInfo>();
+    QCOMPARE(QFileInfo(info.runDir).canonicalFilePath(), QFileInfo(fresh).canonicalFilePath());
+    QVERIFY(info.label.startsWith("fresh: best weights"));
+    QTRY_VERIFY_WITH_TIMEOUT(w.attentionView()->weightsText().contains("fresh:"), 30000);
+  }
+
+  // Defect 4: new weights (the next epoch) leave the shown confusion matrix readable: its cells
+  // still open, and the view says the report is of older weights.
+  void evaluationSurvivesNewWeights() {
+    QVERIFY(!finishedRun_.isEmpty());
+    MainWindow w;
+    QSignalSpy loaded(w.inspector(), &Inspector::loaded);
+    QVERIFY(w.openRun(finishedRun_));
+    WAIT_FOR_COUNT(loaded, 1, 30000);
+    QSignalSpy evaluated(w.inspector(), &Inspector::evaluated);
+    QTRY_VERIFY_WITH_TIMEOUT(w.evaluationView()->evaluateButton()->isEnabled(), 5000);  // the window heard of the weights
+    w.evaluationView()->evaluateButton()->click();
+    WAIT_FOR_COUNT(evaluated, 1, 60000);
+    const auto report = evaluated.at(0).at(0).value<EvaluationReport>();
+    QVERIFY2(report.error.isEmpty(), qPrintable(report.error));
+    QVERIFY(report.weights.contains("best weights"));
+    w.inspector()->load(runWeightsOf(finishedRun_));  // what the next epoch does
+    WAIT_FOR_COUNT(loaded, 2, 30000);
+    QTRY_VERIFY_WITH_TIMEOUT(w.evaluationView()->isStale(), 5000);
+    QSignalSpy cell(w.inspector(), &Inspector::cellReady);
+    int t = 0, p = 0;  // the fullest cell
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 2; ++j)
+        if (report.confusion[i][j] > report.confusion[t][p]) t = i, p = j;
+    w.evaluationView()->matrix()->cellClicked(t, p + 1);
+    WAIT_FOR_COUNT(cell, 1, 30000);
+    const auto images = cell.at(0).at(0).value<CellImages>();
+    QCOMPARE(qint64(images.images.size()), std::min<qint64>(60, report.confusion[t][p]));
+    QCOMPARE(images.total, report.confusion[t][p]);
+    if (images.total > 60)
+      QTRY_VERIFY_WITH_TIMEOUT(w.evaluationView()->galleryTitle().contains(QString("60 of %1").arg(images.total)), 5000);
+    // A double-click in the gallery opens the image in Attention.
+    QTRY_VERIFY_WITH_TIMEOUT(w.evaluationView()->gallery()->count() > 0, 5000);
+    emit w.evaluationView()->gallery()->itemDoubleClicked(w.evaluationView()->gallery()->item(0));
+    QCOMPARE(w.findChild<QTabWidget*>("mainTabs")->currentWidget(), static_cast<QWidget*>(w.attentionView()));
+    QTRY_VERIFY_WITH_TIMEOUT(w.attentionView()->shown().source.startsWith("test image"), 30000);
+    // Cancel: an evaluation ended early says so, and the earlier report stays.
+    QSignalSpy again(w.inspector(), &Inspector::evaluated);
+    w.evaluationView()->evaluateButton()->click();
+    w.evaluationView()->cancelButton()->click();
+    WAIT_FOR_COUNT(again, 1, 60000);
+    const auto cancelled = again.at(0).at(0).value<EvaluationReport>();
+    if (cancelled.cancelled) QTRY_VERIFY_WITH_TIMEOUT(w.evaluationView()->summaryText().contains("cancelled"), 5000);
+    QCOMPARE(w.evaluationView()->matrix()->rowCount(), 2);
+  }
+
+  // Patches works before any training: the panel's model cuts the data set's image.
+  void patchesBeforeTraining() {
+    MainWindow w;
+    setTiny(w.panel(), data_, 1);
+    QVERIFY(!w.inspector()->hasModel());
+    ImageSource s;
+    s.path = data_ + "/dark/0.png";
+    w.setProbe(s);
+    w.showTab("patches");
+    QTRY_COMPARE_WITH_TIMEOUT(w.patchView()->shown().grid, 2, 30000);
+    QVERIFY(!w.patchView()->shown().hasEmbedding);
+    QCOMPARE(w.patchView()->shown().image.width(), 8);
+    QVERIFY(w.patchView()->caption().contains("4 patches"));
+    // The panel's edits recut it.
+    qobject_cast<QSpinBox*>(w.panel()->field("patch_size"))->setValue(2);
+    QTRY_COMPARE_WITH_TIMEOUT(w.patchView()->shown().grid, 4, 30000);
+  }
+
+  // Defect 6: on a 1280x720 screen (this suite's offscreen screen) the window fits, with every
+  // tab visited, and a geometry saved on a bigger screen is brought within this one.
+  void windowFitsA1280x720Screen() {
+    QVERIFY(!finishedRun_.isEmpty());
+    const QRect screen = QGuiApplication::primaryScreen()->availableGeometry();
+    QCOMPARE(screen.size(), QSize(1280, 720));
+    {
+      MainWindow big;
+      big.show();
+      big.setGeometry(50, 50, 2400, 1500);
+      QSettings().setValue("window/geometry", big.saveGeometry());
+    }
+    MainWindow w;
+    QSignalSpy loaded(w.inspector(), &Inspector::loaded);
+    QVERIFY(w.openRun(finishedRun_));
+    WAIT_FOR_COUNT(loaded, 1, 30000);
+    QTRY_VERIFY_WITH_TIMEOUT(!w.attentionView()->shown().overlay.isNull(), 30000);
+    w.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&w));
+    for (const char* tab : {"curves", "compare", "summary", "patches", "attention", "predict", "evaluation", "log"}) {
+      w.showTab(tab);
+      QApplication::processEvents();
+    }
+    const QRect frame = w.frameGeometry();
+    const QSize least = w.minimumSizeHint().expandedTo(w.minimumSize());
+    QVERIFY2(screen.contains(frame), qPrintable(QString("frame %1x%2+%3+%4, least %5x%6").arg(frame.width()).arg(frame.height())
+                                                  .arg(frame.x()).arg(frame.y()).arg(least.width()).arg(least.height())));
+    QVERIFY2(least.width() + frame.width() - w.width() <= 1280, qPrintable(QString::number(least.width())));
+    QVERIFY2(least.height() + frame.height() - w.height() <= 720, qPrintable(QString::number(least.height())));
+    QSettings().remove("window/geometry");
+  }
+
+  // Defect 9: a start that fails before the run directory exists leaves no directory, no entry
+  // in Open recent, and the shown run as it was.
+  void failedStartKeepsTheShownRun() {
+    QVERIFY(!finishedRun_.isEmpty());
+    const QString broken = tmp_.filePath("broken-data");
+    for (const char* cls : {"a", "b"}) {
+      QDir().mkpath(broken + "/" + cls);
+      QFile f(broken + "/" + cls + "/0.png");
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write("not a png");
+    }
+    const QString root = tmp_.filePath("failed-runs");
+    MainWindow w;
+    w.setRunsRoot(root);
+    QVERIFY(w.openRun(finishedRun_));
+    const QStringList recent = w.recentRuns();
+    setTiny(w.panel(), broken, 1);
+    QVERIFY2(w.panel()->isValid(), qPrintable(w.panel()->errors().join("; ")));
+    QSignalSpy finished(&w, &MainWindow::runFinished);
+    w.startTraining();
+    QVERIFY(finished.wait(60000));
+    QCOMPARE(finished.at(0).at(0).value<TrainingOutcome>().stopReason, QString("error"));
+    QCOMPARE(w.shownRun(), finishedRun_);
+    QCOMPARE(w.recentRuns(), recent);
+    QCOMPARE(w.curves()->epochs().size(), size_t(3));
+    QVERIFY(QDir(root).entryList(QDir::Dirs | QDir::NoDotAndDotDot).isEmpty());
+    QVERIFY(w.lastMessage().contains("Training failed"));
+  }
+
+  // Defect 7: Continue takes the edited resumable settings, is off while the panel has errors,
+  // and is off while another writer holds the run.
+  void continueTakesEditsAndRespectsTheLock() {
+    MainWindow w;
+    w.setRunsRoot(runs_);
+    setTiny(w.panel(), data_, 30);
+    QSignalSpy progress(w.session(), &TrainingSession::progress);
+    QSignalSpy finished(&w, &MainWindow::runFinished);
+    w.startTraining();
+    WAIT_FOR_COUNT(progress, 1, 60000);
+    w.stopAction()->trigger();
+    QVERIFY(finished.wait(30000));
+    const QString dir = finished.at(0).at(0).value<TrainingOutcome>().runDir;
+    QVERIFY(w.continueAction()->isEnabled());
+    qobject_cast<QSpinBox*>(w.panel()->field("heads"))->setValue(3);  // dim 16 % 3: an error
+    QVERIFY(!w.continueAction()->isEnabled());
+    qobject_cast<QSpinBox*>(w.panel()->field("heads"))->setValue(2);
+    QVERIFY(w.continueAction()->isEnabled());
+    {
+      vit::RunLock other(dir.toStdString(), "vit train");  // a second writer
+      QTRY_VERIFY_WITH_TIMEOUT(!w.continueAction()->isEnabled(), 3000);
+      QVERIFY(w.continueAction()->toolTip().contains("vit train"));
+    }
+    QTRY_VERIFY_WITH_TIMEOUT(w.continueAction()->isEnabled(), 3000);
+    // Stopped inside epoch `e` (0-based): finish that epoch and no more (the panel said 30).
+    const int epochs = vit::RunReader(dir.toStdString()).state()->epoch + 1;
+    qobject_cast<QSpinBox*>(w.panel()->field("epochs"))->setValue(epochs);
+    finished.clear();
+    w.continueAction()->trigger();
+    QVERIFY(finished.wait(120000));
+    const auto outcome = finished.at(0).at(0).value<TrainingOutcome>();
+    QCOMPARE(outcome.stopReason, QString("completed"));
+    QCOMPARE(outcome.epochs, epochs);
+    QVERIFY(vit::RunReader(dir.toStdString()).state()->finished);
+  }
+
+  // Defect 12: dropping a folder that is neither a run, images nor a data set changes nothing.
+  void droppingAnEmptyFolderSaysWhy() {
+    MainWindow w;
+    const QString before = w.panel()->datasetSpec();
+    QTemporaryDir empty;
+    QMimeData mime;
+    mime.setUrls({QUrl::fromLocalFile(empty.path())});
+    QDragEnterEvent enter(QPoint(10, 10), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(&w, &enter);
+    QDropEvent drop(QPointF(10, 10), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(&w, &drop);
+    QCOMPARE(w.panel()->datasetSpec(), before);
+    QVERIFY2(w.lastMessage().contains("not a data set"), qPrintable(w.lastMessage()));
+  }
+
+  // Defect 12: a file that is no weights at all gets a readable message.
+  void badFineTuningFileIsNamed() {
+    MainWindow w;
+    QSignalSpy described(w.inspector(), &Inspector::weightsDescribed);
+    auto* init = qobject_cast<QLineEdit*>(w.panel()->field("init_weights"));
+    init->setText(data_ + "/dark/0.png");
+    emit init->editingFinished();
+    WAIT_FOR_COUNT(described, 1, 30000);
+    const QString error = described.at(0).at(3).toString();
+    QVERIFY2(error.contains("is a PNG image, not a weights file"), qPrintable(error));
+    QVERIFY(!error.contains("header length"));
+    QTRY_VERIFY_WITH_TIMEOUT(w.panel()->errorFor("init_weights") == error, 5000);
+  }
+
+  // The status line of an opened finished run: 100%, no ETA.
+  void openedRunShowsHowFarItGot() {
+    QVERIFY(!finishedRun_.isEmpty());
+    MainWindow w;
+    QVERIFY(w.openRun(finishedRun_));
+    QCOMPARE(w.status()->percent(), 100);
+    QVERIFY(!w.status()->progressText().contains("ETA"));
+    QVERIFY(w.status()->progressText().contains("3 of 3 epoch(s)"));
+  }
+
+  // Compare runs from the window: the finished runs of the runs folder side by side.
+  void compareRunsFromTheWindow() {
+    MainWindow w;
+    w.setRunsRoot(runs_);
+    const QStringList dirs = RunComparison::runsIn(runs_);
+    QVERIFY(dirs.size() >= 2);
+    for (const QString& d : dirs) QCOMPARE(w.comparison()->addRun(d), QString());
+    w.showTab("compare");
+    QCOMPARE(w.comparison()->table()->rowCount(), int(dirs.size()));
+    QVERIFY(w.comparison()->visibleGraphs() >= 1);
+    QSignalSpy opened(w.comparison(), &RunComparison::openRunRequested);
+    emit w.comparison()->table()->cellDoubleClicked(0, 0);
+    QCOMPARE(w.shownRun(), w.comparison()->table()->item(0, 0)->data(Qt::UserRole).toString());
+  }
+
   void droppingWithoutAModelSaysSo() {
     MainWindow w;
     w.classifyFiles({data_ + "/dark/0.png"});
@@ -298,8 +609,11 @@ class TestStudio : public QObject {
     QVERIFY(QFile::exists(outcome.runDir + "/state.json"));
     QVERIFY(w.lastMessage().contains("Stopped"));
     QVERIFY(w.startAction()->isEnabled());
+    QVERIFY(!w.status()->progressText().contains("ETA"));  // defect 12: no ETA once stopped
+    const double elapsedAtStop = stepsOf(outcome.runDir).back().elapsed_seconds;
+    QTest::qWait(1500);  // time between the stop and Continue is not training time
 
-    // Continue picks up after the stop, not from step 0.
+    // Continue picks up after the stop, not from step 0, and its clock goes on (defect 10).
     progress.clear();
     finished.clear();
     w.continueRun();
@@ -307,8 +621,23 @@ class TestStudio : public QObject {
     WAIT_FOR_COUNT(progress, 1, 60000);
     const auto first = progress.at(0).at(0).value<TrainingProgress>();
     QVERIFY2(first.row.step > outcome.steps, qPrintable(QString::number(first.row.step)));
+    QVERIFY2(first.row.elapsed_seconds >= elapsedAtStop && first.row.elapsed_seconds < elapsedAtStop + 1.4,
+             qPrintable(QString("%1 after %2").arg(first.row.elapsed_seconds).arg(elapsedAtStop)));
+    // A pause is not training time either.
+    w.pauseAction()->trigger();
+    QTest::qWait(1500);
+    const int before = progress.count();
+    w.pauseAction()->trigger();
+    WAIT_FOR_COUNT(progress, before + 2, 30000);
     w.session()->stop();
     QVERIFY(finished.wait(30000));
+    const auto rows = stepsOf(outcome.runDir);
+    for (size_t i = 1; i < rows.size(); ++i) {
+      QVERIFY(rows[i].elapsed_seconds >= rows[i - 1].elapsed_seconds);
+      QVERIFY2(rows[i].elapsed_seconds - rows[i - 1].elapsed_seconds < 1.2,
+               qPrintable(QString("step %1: %2 s after step %3").arg(rows[i].step)
+                              .arg(rows[i].elapsed_seconds - rows[i - 1].elapsed_seconds).arg(rows[i - 1].step)));
+    }
   }
 
   void pauseHoldsTheTrainer() {
@@ -358,6 +687,25 @@ class TestStudio : public QObject {
     QVERIFY(QFile::exists(dir + "/checkpoints/last.safetensors"));
     const auto leftovers = QDir(dir + "/checkpoints").entryList({"*.tmp*"}, QDir::Files);
     QVERIFY2(leftovers.isEmpty(), qPrintable(leftovers.join(", ")));
+
+    // Reopened, the window offers to continue the interrupted run, and does.
+    MainWindow again;
+    QCOMPARE(again.interruptedRun(), dir);
+    QVERIFY2(again.lastMessage().contains("interrupted") && again.lastMessage().contains("Continue it"),
+             qPrintable(again.lastMessage()));
+    const qint64 stoppedAt = finished.at(0).at(0).value<TrainingOutcome>().steps;
+    QSignalSpy resumed(again.session(), &TrainingSession::progress);
+    QSignalSpy done(&again, &MainWindow::runFinished);
+    again.continueInterrupted();
+    QVERIFY(again.session()->isRunning());
+    QCOMPARE(again.shownRun(), dir);
+    WAIT_FOR_COUNT(resumed, 1, 60000);
+    QVERIFY(resumed.at(0).at(0).value<TrainingProgress>().row.step > stoppedAt);
+    again.session()->stop();
+    QVERIFY(done.wait(30000));
+    QVERIFY(again.interruptedRun().isEmpty());
+    MainWindow third;  // continued and stopped by the user: no offer any more
+    QVERIFY(third.interruptedRun().isEmpty());
   }
 
   void settingsPersist() {
@@ -373,5 +721,20 @@ class TestStudio : public QObject {
   }
 };
 
-QTEST_MAIN(TestStudio)
+// The suite's offscreen screen is 1280x720, the smallest the window must fit (defect 6).
+int main(int argc, char** argv) {
+  QTemporaryDir config;
+  if (qgetenv("QT_QPA_PLATFORM") == "offscreen") {
+    QFile f(config.filePath("screens.json"));
+    if (f.open(QIODevice::WriteOnly))
+      f.write(R"({"screens": [{"name": "small", "x": 0, "y": 0, "width": 1280, "height": 720,
+                  "logicalDpi": 96, "logicalBaseDpi": 96, "dpr": 1}]})");
+    f.close();
+    qputenv("QT_QPA_PLATFORM", "offscreen:configfile=" + f.fileName().toLocal8Bit());
+  }
+  QApplication app(argc, argv);
+  TestStudio test;
+  QTEST_SET_MAIN_SOURCE_PATH
+  return QTest::qExec(&test, argc, argv);
+}
 #include "tst_studio.moc"

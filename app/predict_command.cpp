@@ -27,6 +27,7 @@ namespace fs = std::filesystem;
 struct Source {
   std::string run, weights;
   int threads = 0;
+  std::string device = "auto";
 };
 
 void add_source_flags(CLI::App& cmd, Source& s) {
@@ -34,6 +35,10 @@ void add_source_flags(CLI::App& cmd, Source& s) {
   auto* weights = cmd.add_option("--weights", s.weights, "Weights file (.safetensors)");
   run->excludes(weights);
   cmd.add_option("--threads", s.threads, "Intra-op threads (default: one per core)");
+  cmd.add_option("--device", s.device,
+                 "Where the model runs: auto (a GPU when this LibTorch has CUDA and sees one), cpu, "
+                 "cuda or cuda:N")
+      ->capture_default_str();
 }
 
 void check_source(const Source& s) {
@@ -42,7 +47,7 @@ void check_source(const Source& s) {
 
 Predictor load(const Source& s) {
   configure_runtime(s.threads);
-  Predictor p = Predictor::load(s.run.empty() ? s.weights : s.run);
+  Predictor p = Predictor::load(s.run.empty() ? s.weights : s.run, s.device);
   if (!p.note().empty()) std::cerr << "vit: note: " << p.note() << "\n";
   return p;
 }

@@ -330,6 +330,7 @@ struct EvalOptions {
 };
 
 int run_eval(const EvalOptions& o) {
+  resolve_device(o.device);  // a bad --device before the data set loads
   configure_runtime(o.threads);
   const RunInfo info = read_run(o.run);
   const std::string spec = o.dataset.empty() ? info.train.dataset : o.dataset;

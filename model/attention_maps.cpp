@@ -99,7 +99,7 @@ AttentionGradients attention_gradients(VisionTransformerImpl& model, const at::T
     }
     // Each image's score depends only on its own activations, so one backward of the sum gives
     // every image its own gradient.
-    auto index = torch::tensor(out.targets, torch::kInt64).unsqueeze(1);  // (B, 1)
+    auto index = torch::tensor(out.targets, torch::kInt64).unsqueeze(1).to(o.logits.device());  // (B, 1)
     auto score = o.logits.gather(1, index).sum();
     for (auto& a : o.attentions)
       if (!a.requires_grad())

@@ -2,6 +2,8 @@
 
 #include "inference.h"
 
+#include "device.h"
+
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -59,8 +61,8 @@ cv::Mat to_bgr8(const cv::Mat& image) {
   return img;
 }
 
-cv::Mat to_mat(const torch::Tensor& t) {  // 2-D float tensor -> CV_32F copy
-  auto c = t.detach().to(torch::kFloat32).contiguous();
+cv::Mat to_mat(const torch::Tensor& t) {  // 2-D float tensor (any device) -> CV_32F copy
+  auto c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
   return cv::Mat(int(c.size(0)), int(c.size(1)), CV_32F, c.data_ptr<float>()).clone();
 }
 
@@ -189,6 +191,7 @@ struct Predictor::Impl {
   std::vector<std::string> classes;
   Normalization norm;
   std::string weights, note;
+  c10::Device device{torch::kCPU};
 
   // The image as uint8 planes (C, S, S), RGB order, converted as for training.
   std::vector<uint8_t> planes(const cv::Mat& image) const {
@@ -210,12 +213,12 @@ struct Predictor::Impl {
       const auto u8 = planes(images[i]);
       prepare_image(u8.data(), C, S, S, S, norm, AugmentConfig{}, 0, dst + i * size_t(C) * S * S);
     }
-    return batch;
+    return batch.to(device);
   }
 
   PredictResult result(const torch::Tensor& logits, int topk) const {  // logits (classes)
     PredictResult r;
-    auto l = logits.detach().to(torch::kFloat32).contiguous();
+    auto l = logits.detach().to(torch::kCPU, torch::kFloat32).contiguous();
     auto p = l.softmax(0).contiguous();
     r.logits.assign(l.data_ptr<float>(), l.data_ptr<float>() + l.numel());
     r.probabilities.assign(p.data_ptr<float>(), p.data_ptr<float>() + p.numel());
@@ -264,7 +267,10 @@ Predictor::Predictor(Predictor&&) noexcept = default;
 Predictor& Predictor::operator=(Predictor&&) noexcept = default;
 Predictor::~Predictor() = default;
 
-Predictor Predictor::load(const std::string& path) {
+std::string Predictor::device() const { return describe_device(impl_->device); }
+
+Predictor Predictor::load(const std::string& path, const std::string& device) {
+  const c10::Device where = resolve_device(device);  // a bad spec fails before any loading
   std::error_code ec;
   const fs::path p(path);
   if (!fs::exists(p, ec))
@@ -309,6 +315,8 @@ Predictor Predictor::load(const std::string& path) {
     impl->note = "imported " + w.naming + " weights; preprocessing from " + w.normalization_source;
   }
   impl->model->eval();
+  impl->device = where;
+  impl->model->to(where);
   impl->config = info.config;
   impl->weights = weights.string();
   const int K = impl->config.num_classes, C = impl->config.in_channels;
@@ -485,7 +493,7 @@ Evaluation Predictor::evaluate(const Dataset& data, const EvalOptions& options) 
     }
     auto batch = loader.next();
     if (!batch) break;
-    const auto logits = impl_->model->forward(batch->images);  // (B, K)
+    const auto logits = impl_->model->forward(batch->images.to(impl_->device)).to(torch::kCPU);  // (B, K)
     loss_sum += torch::nn::functional::cross_entropy(
                     logits, batch->labels,
                     torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))

@@ -130,7 +130,11 @@ class Predictor {
   // (timm, Hugging Face, Google .npz, .pth) go through import_weights (weights_io.h). The
   // preprocessing comes from the weights' metadata; weights without it get mean = std = 0.5
   // (timm's ViT default), and note() says so. Throws std::runtime_error naming the file.
-  static Predictor load(const std::string& path);
+  // `device` as model/device.h reads it (cpu, auto, cuda[:N]): where the model runs; images are
+  // prepared on the host and results come back to it.
+  static Predictor load(const std::string& path, const std::string& device = "cpu");
+  // Where the model runs, e.g. "cpu" or "cuda:0 (NVIDIA H200)".
+  std::string device() const;
 
   Predictor(Predictor&&) noexcept;
   Predictor& operator=(Predictor&&) noexcept;

@@ -9,8 +9,8 @@
 # Dependencies are Debian's: on a Debian/Ubuntu GPU box, `scripts/setup.sh --headless` first. On a
 # machine without apt, put the .deb files of the header-only and small libraries in .deps/ of
 # this checkout (`scripts/cuda_check.sh --fetch-deps`, run where apt works, downloads them); they
-# are unpacked into a private prefix. Without OpenCV's headers the core is built without image
-# files (-DVIT_WITH_OPENCV=OFF): Fashion-MNIST needs none.
+# are unpacked into a private prefix. OpenCV must be installed (libopencv-dev): its runtime
+# libraries pull in too much to carry as .deb files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,7 +46,10 @@ if [ -d .deps ]; then
   [ -d "$deps$data" ] && data="$deps$data"
 fi
 if ! ls /usr/include/opencv4/opencv2/core.hpp >/dev/null 2>&1; then
-  extra+=(-DVIT_WITH_OPENCV=OFF)
+  # The core reads image files and augments with OpenCV; a build without it does not exist yet.
+  echo "cuda_check: OpenCV's headers are missing (/usr/include/opencv4): install libopencv-dev" \
+       "(scripts/setup.sh --headless); the core cannot be built without them" >&2
+  exit 1
 fi
 if ! ls /usr/lib/x86_64-linux-gnu/libjemalloc.so >/dev/null 2>&1; then
   extra+=(-DVIT_USE_JEMALLOC=OFF)

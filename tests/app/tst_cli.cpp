@@ -227,6 +227,15 @@ INSTANTIATE_TEST_SUITE_P(Cli, TrainBadUsageExitsWithTwo,
     {{"erase above 1"}, {"train", "--erase", "1.5"}, "--erase"},
     {{"resume and out"}, {"train", "--resume", "a", "--out", "b"}, "--resume"},
     {{"eval without run"}, {"eval"}, "--run"},
+    // --device is checked before anything loads, the same way by every command that runs a model.
+    {{"train device"}, {"train", "--device", "gpu"}, "must be auto, cpu, cuda or cuda:N"},
+    {{"eval device"}, {"eval", "--run", "/nonexistent", "--dataset", "fmnist:/x", "--device", "cuda:x"},
+     "--device must be"},
+    {{"predict device"}, {"predict", "--run", "/nonexistent", "--image", "x.png", "--device", "gpu"},
+     "--device must be"},
+    {{"attention device"},
+     {"attention", "--run", "/nonexistent", "--image", "x.png", "--out", "y.png", "--device", "gpu"},
+     "--device must be"},
 }), vit_test::RowName());
 
 TEST(Cli, missingDataDirectoryIsARuntimeError) {

@@ -426,6 +426,31 @@ INSTANTIATE_TEST_SUITE_P(Inference, BadImageFilesGetAClearMessage,
     {{"sun raster (size unchecked)"}, "raster.png", "PNG, JPEG"},
 }), vit_test::RowName());
 
+// The model runs where --device says; results come back to the host. Debian's LibTorch has no
+// CUDA: asking for it is a usage error that says how to get a build that has it.
+TEST_F(Inference, runsOnTheDeviceItIsGiven) {
+  const auto on_cpu = vit::Predictor::load(run_.string(), "cpu");
+  EXPECT_EQ(on_cpu.device(), "cpu");
+  const auto automatic = vit::Predictor::load(run_.string(), "auto");
+  EXPECT_EQ(automatic.device(), torch::cuda::is_available() ? "cuda:0" : "cpu");
+  const cv::Mat img = bar_image(6);
+  const auto a = on_cpu.predict(img), b = automatic.predict(img);
+  for (size_t k = 0; k < a.logits.size(); ++k) EXPECT_NEAR(a.logits[k], b.logits[k], 1e-4);
+  vit::AttentionRequest r;
+  r.gradient = true;
+  EXPECT_LT(cv::norm(on_cpu.attention(img, r).map, automatic.attention(img, r).map, cv::NORM_INF), 1e-4);
+  EXPECT_THROW(vit::Predictor::load(run_.string(), "gpu"), std::invalid_argument);
+  if (!torch::cuda::is_available()) {
+    try {
+      vit::Predictor::load(run_.string(), "cuda");
+      FAIL() << "a CPU-only LibTorch accepted --device cuda";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_TRUE(contains(e.what(), "this LibTorch has no CUDA")) << e.what();
+      EXPECT_TRUE(contains(e.what(), "cmake_prefix_path")) << e.what();
+    }
+  }
+}
+
 TEST_F(Inference, attentionMapsAndOverlays) {
   const auto p = vit::Predictor::load(run_.string());
   cv::theRNG().state = 3;

@@ -18,6 +18,7 @@ struct SummaryOptions {
   bool json = false;
   bool benchmark = false;
   int threads = 0;
+  std::string precision = "fp32";
 };
 
 int run_summary(const SummaryOptions& o) {
@@ -30,7 +31,9 @@ int run_summary(const SummaryOptions& o) {
   if (o.benchmark) {
     const RuntimeInfo runtime = configure_runtime(o.threads);
     if (!runtime.warning.empty()) std::cerr << "vit: warning: " << runtime.warning << "\n";
-    const auto timings = benchmark_forward(config, {1, 8});
+    if (o.precision != "fp32" && o.precision != "bf16")
+      throw UsageError("--precision must be fp32 or bf16 (got '" + o.precision + "')");
+    const auto timings = benchmark_forward(config, {1, 8}, 2.0, o.precision == "bf16");
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& t : timings) {
       rows.push_back({{"batch", t.batch},
@@ -45,9 +48,10 @@ int run_summary(const SummaryOptions& o) {
                         {"blas_core", runtime.blas_core},
                         {"blas_core_source", runtime.blas_core_source},
                         {"onednn_isa", runtime.onednn_isa},
+                        {"precision", o.precision},
                         {"forward", rows}};
     if (!o.json) {
-      std::cout << "\nForward benchmark (" << describe(runtime) << ")\n";
+      std::cout << "\nForward benchmark, " << o.precision << " (" << describe(runtime) << ")\n";
       for (const auto& t : timings) {
         std::printf("  batch %2d: %9.2f ms  %8.1f images/s  %7.1f GFLOP/s  (median of %d)\n",
                     t.batch, t.latency_ms, t.images_per_second, t.gflops, t.runs);
@@ -68,6 +72,9 @@ void add_summary_command(CLI::App& app, SetAction set_action) {
   cmd->add_flag("--benchmark", options->benchmark,
                 "Also time forward passes at batch 1 and 8 and report GFLOP/s");
   cmd->add_option("--threads", options->threads, "Intra-op threads (default: one per core)");
+  cmd->add_option("--precision", options->precision,
+                  "--benchmark in fp32, or bf16 (weights and input converted to bfloat16 once)")
+      ->capture_default_str();
   cmd->callback([options, set_action] { set_action([options] { return run_summary(*options); }); });
 }
 

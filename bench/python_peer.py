@@ -91,6 +91,26 @@ class ViT(nn.Module):
         return self.head(self.norm(x)[:, 0])
 
 
+def infer(p, args):
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    model = ViT(p).eval().to(dtype)
+    x = torch.randn(args.batch_size, p["ch"], p["image"], p["image"]).to(dtype)
+    times = []
+    with torch.inference_mode():
+        for step in range(args.warmup + args.steps):
+            t0 = time.perf_counter()
+            model(x).float()
+            if step >= args.warmup:
+                times.append(time.perf_counter() - t0)
+    times.sort()
+    median = times[len(times) // 2]
+    print(json.dumps({"peer": "python3-torch " + torch.__version__, "preset": args.preset,
+                      "mode": "inference", "precision": "bf16" if args.bf16 else "fp32",
+                      "threads": torch.get_num_threads(), "batch_size": args.batch_size,
+                      "runs": len(times), "latency_ms": median * 1e3,
+                      "images_per_second": args.batch_size / median}))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="keras-cifar", choices=sorted(PRESETS))
@@ -99,10 +119,16 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--infer", action="store_true",
+                    help="time inference forward passes (eval mode, no autograd) instead of training; "
+                         "with --bf16 the weights and input are converted to bfloat16 once, as "
+                         "`vit summary --benchmark --precision bf16` does")
     args = ap.parse_args()
     torch.set_num_threads(args.threads or len(__import__("os").sched_getaffinity(0)))
     torch.manual_seed(0)
     p = PRESETS[args.preset]
+    if args.infer:
+        return infer(p, args)
     model = ViT(p).train()
     decay = [t for n, t in model.named_parameters() if t.dim() >= 2 and n not in ("pos_embed", "cls_token")]
     no_decay = [t for n, t in model.named_parameters() if not (t.dim() >= 2 and n not in ("pos_embed", "cls_token"))]

@@ -17,7 +17,9 @@ struct ForwardTiming {
 };
 
 // Times forward passes at each batch size for at least `min_seconds` (and at least 3 runs) each.
+// `bf16`: the weights are converted to bfloat16 once and the input too (how a deployed model
+// runs: no per-call casts), the logits come back as float.
 std::vector<ForwardTiming> benchmark_forward(const ViTConfig& config, const std::vector<int>& batches,
-                                             double min_seconds = 2.0);
+                                             double min_seconds = 2.0, bool bf16 = false);
 
 }  // namespace vit

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The speed report of issue 16, side by side on this machine, in one command:
+#
+#   bench/report.sh [steps=15] [batch=256]        (BUILD_DIR, default build/)
+#
+# 1. Training, `vit train` against Debian's python3-torch on keras-cifar (bench/train_vs_python.sh),
+#    fp32 and bf16.
+# 2. ViT-B/16 inference at batch 1 (the drag-and-drop case): `vit summary --benchmark` against the
+#    same model in python3-torch (bench/python_peer.py --infer), fp32 and bf16 (weights in bf16).
+# 3. What it ran on: the CPU, OpenBLAS's kernel set and who chose it, oneDNN's ISA.
+# Figures only; nothing here fails on a time. The default `vit train` wall time is measured
+# separately (README, "Speed"), since it takes minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+steps=${1:-15}
+batch=${2:-256}
+vit=${BUILD_DIR:-build}/app/vit
+export VIT="$vit"
+
+summary=$("$vit" summary --preset vit-b16 --benchmark --json 2>/dev/null | tail -n 1)
+/usr/bin/python3 - "$summary" <<'PY'
+import json, sys
+b = json.loads(sys.argv[1])["benchmark"]
+print(f"CPU: {b['cpu']}; {b['threads']} threads")
+print(f"OpenBLAS core: {b['blas_core']} ({b['blas_core_source']}); oneDNN ISA: {b['onednn_isa']}")
+PY
+
+echo
+echo "== training: vit train vs python3-torch, keras-cifar, $steps steps of $batch"
+for precision in fp32 bf16; do
+  bench/train_vs_python.sh keras-cifar "$steps" "$batch" "$precision" | sed 's/^/  /'
+done
+
+echo
+echo "== ViT-B/16 inference, batch 1 (median latency)"
+declare -A ours
+for precision in fp32 bf16; do
+  ours[$precision]=$("$vit" summary --preset vit-b16 --benchmark --precision "$precision" --json 2>/dev/null | tail -n 1)
+done
+peer_fp32=$(GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736 \
+  /usr/bin/python3 bench/python_peer.py --preset vit-b16 --infer --batch-size 1 --steps 8 --warmup 2)
+peer_bf16=$(GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736 \
+  /usr/bin/python3 bench/python_peer.py --preset vit-b16 --infer --batch-size 1 --steps 8 --warmup 2 --bf16)
+/usr/bin/python3 - "${ours[fp32]}" "${ours[bf16]}" "$peer_fp32" "$peer_bf16" <<'PY'
+import json, sys
+o32, o16 = (json.loads(a)["benchmark"]["forward"][0] for a in sys.argv[1:3])
+p32, p16 = (json.loads(a) for a in sys.argv[3:5])
+print(f"  vit fp32      : {o32['latency_ms']:8.1f} ms  ({o32['gflops']:.0f} GFLOP/s)")
+print(f"  vit bf16      : {o16['latency_ms']:8.1f} ms  ({o16['gflops']:.0f} GFLOP/s)")
+print(f"  python3 fp32  : {p32['latency_ms']:8.1f} ms  ({p32['peer']})")
+print(f"  python3 bf16  : {p16['latency_ms']:8.1f} ms")
+print(f"  vit fp32 / python3 fp32 speed : {p32['latency_ms'] / o32['latency_ms']:5.2f}x")
+print(f"  vit bf16 / python3 bf16 speed : {p16['latency_ms'] / o16['latency_ms']:5.2f}x")
+print(f"  vit bf16 / vit fp32 speed     : {o32['latency_ms'] / o16['latency_ms']:5.2f}x")
+PY

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/pickle.h"
 #include "checkpoint.h"
 #include "config_json.h"
 #include "npz.h"
@@ -33,6 +34,16 @@
 #include "fuzz_common.h"
 
 namespace fs = std::filesystem;
+using vit_test::floats_bytes;
+using vit_test::le;
+using vit_test::pk_file;
+using vit_test::pk_global;
+using vit_test::pk_int;
+using vit_test::pk_ordered_dict;
+using vit_test::pk_str;
+using vit_test::pk_tensor;
+using vit_test::pk_tuple;
+
 
 namespace {
 
@@ -64,11 +75,6 @@ std::string lit(const char (&s)[N]) {
   return std::string(s, N - 1);
 }
 
-std::string le(uint64_t v, int bytes) {
-  std::string out;
-  for (int i = 0; i < bytes; ++i) out.push_back(char((v >> (8 * i)) & 0xff));
-  return out;
-}
 std::string be32(uint32_t v) {
   return {char(v >> 24), char((v >> 16) & 0xff), char((v >> 8) & 0xff), char(v & 0xff)};
 }
@@ -117,36 +123,7 @@ vit::NamedTensors tiny_state(const vit::ViTConfig& c) {
 
 // --- pickles as torch.save writes them (protocol 2), as in tests/model/tst_weights_io.cpp ------
 
-std::string pk_global(const std::string& module, const std::string& name) {
-  return "c" + module + "\n" + name + "\n";
-}
-std::string pk_str(const std::string& s) { return "X" + le(s.size(), 4) + s; }
-std::string pk_int(int64_t n) {
-  if (n >= 0 && n < 256) return "K" + le(uint64_t(n), 1);
-  if (n >= 0 && n < (int64_t(1) << 31)) return "J" + le(uint64_t(n), 4);
-  return "\x8a\x08" + le(uint64_t(n), 8);  // LONG1, 8 bytes
-}
-std::string pk_tuple(const std::vector<int64_t>& v) {
-  std::string out = "(";
-  for (int64_t x : v) out += pk_int(x);
-  return out + "t";
-}
-std::string pk_tensor(const std::string& key, int64_t numel, int64_t offset,
-                      const std::vector<int64_t>& size, const std::vector<int64_t>& stride,
-                      const std::string& storage = "FloatStorage") {
-  return pk_global("torch._utils", "_rebuild_tensor_v2") + "((" + pk_str("storage") +
-         pk_global("torch", storage) + pk_str(key) + pk_str("cpu") + pk_int(numel) + "tQ" +
-         pk_int(offset) + pk_tuple(size) + pk_tuple(stride) + "\x89" +
-         pk_global("collections", "OrderedDict") + ")Rt" + "R";
-}
-std::string pk_ordered_dict(const std::string& items) {
-  return pk_global("collections", "OrderedDict") + ")R(" + items + "u";
-}
-std::string pk_file(const std::string& body) { return std::string("\x80\x02", 2) + body + "."; }
-
-std::string floats(const std::vector<float>& v) {
-  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
-}
+std::string floats(const std::vector<float>& v) { return floats_bytes(v); }
 
 // A .pth zip around `pickle` with storage 0 (`storage`), as torch.save lays it out.
 std::string pth(const std::string& pickle, const std::string& storage, bool deflate = false) {

@@ -34,6 +34,7 @@
 #include "zip_archive.h"
 
 #include "support/fatal.h"
+#include "support/pickle.h"
 #include "support/process.h"
 #include "support/rows.h"
 #include "support/temp_dir.h"
@@ -42,6 +43,16 @@
 
 namespace fs = std::filesystem;
 using vit_test::contains;
+using vit_test::floats_bytes;
+using vit_test::le;
+using vit_test::pk_file;
+using vit_test::pk_global;
+using vit_test::pk_int;
+using vit_test::pk_ordered_dict;
+using vit_test::pk_str;
+using vit_test::pk_tensor;
+using vit_test::pk_tuple;
+
 
 namespace {
 
@@ -106,12 +117,6 @@ void write_file(const std::string& path, const std::string& bytes) {
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-std::string le(uint64_t n, int bytes) {
-  std::string out;
-  for (int i = 0; i < bytes; ++i) out.push_back(char((n >> (8 * i)) & 0xff));
-  return out;
 }
 
 // timm -> Google's original ViT .npz names, written here independently of the importer (the
@@ -198,36 +203,6 @@ vit::NamedTensors hugging_face(const vit::NamedTensors& timm) {
 }
 
 // --- hand-made pickles, as torch.save (protocol 2) writes them ----------------------------------
-
-std::string pk_global(const std::string& module, const std::string& name) {
-  return "c" + module + "\n" + name + "\n";
-}
-std::string pk_str(const std::string& s) { return "X" + le(s.size(), 4) + s; }
-std::string pk_int(int64_t n) {
-  if (n >= 0 && n < 256) return "K" + le(uint64_t(n), 1);
-  return "J" + le(uint64_t(n), 4);
-}
-std::string pk_tuple(const std::vector<int64_t>& v) {
-  std::string out = "(";
-  for (int64_t x : v) out += pk_int(x);
-  return out + "t";
-}
-std::string pk_tensor(const std::string& key, int64_t numel, int64_t offset,
-                      const std::vector<int64_t>& size, const std::vector<int64_t>& stride,
-                      const std::string& storage = "FloatStorage") {
-  return pk_global("torch._utils", "_rebuild_tensor_v2") + "((" + pk_str("storage") +
-         pk_global("torch", storage) + pk_str(key) + pk_str("cpu") + pk_int(numel) + "tQ" +
-         pk_int(offset) + pk_tuple(size) + pk_tuple(stride) + "\x89" +
-         pk_global("collections", "OrderedDict") + ")Rt" + "R";
-}
-std::string pk_ordered_dict(const std::string& items) {
-  return pk_global("collections", "OrderedDict") + ")R(" + items + "u";
-}
-std::string pk_file(const std::string& body) { return std::string("\x80\x02", 2) + body + "."; }
-
-std::string floats_bytes(const std::vector<float>& v) {
-  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
-}
 
 // A zip archive's bytes.
 std::string zip_bytes(const std::string& dir, const std::vector<std::pair<std::string, std::string>>& entries,

@@ -18,7 +18,9 @@ if [ "${1:-}" = "--headless" ]; then
   mode=headless
   shift
 fi
-root=${1:-/var/tmp/vit-trixie$([ $mode = headless ] && echo -headless)}
+suffix=""
+[ $mode = headless ] && suffix=-headless
+root=${1:-/var/tmp/vit-trixie$suffix}
 src=$(cd "$(dirname "$0")/.." && pwd)
 log="$root.log"
 

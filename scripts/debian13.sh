@@ -34,7 +34,8 @@ if ! command -v debootstrap >/dev/null; then
 fi
 
 # The mirror apt already uses here (the first deb.debian.org-like URI in its sources).
-mirror=$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d 2>/dev/null | head -n 1)
+mirror=$(grep -rhE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d 2>/dev/null |
+  grep -oE 'https?://[^ ]+/debian/?$|https?://[^ ]+/debian/? ' | head -n 1 | tr -d ' ' || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 
 exec > >(tee "$log") 2>&1

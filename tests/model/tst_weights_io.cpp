@@ -43,15 +43,7 @@
 
 namespace fs = std::filesystem;
 using vit_test::contains;
-using vit_test::floats_bytes;
-using vit_test::le;
-using vit_test::pk_file;
-using vit_test::pk_global;
-using vit_test::pk_int;
-using vit_test::pk_ordered_dict;
-using vit_test::pk_str;
-using vit_test::pk_tensor;
-using vit_test::pk_tuple;
+using namespace vit_test::pickle;  // le, floats_bytes, pk_*
 
 
 namespace {

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace vit_test {
+namespace vit_test::pickle {
 
 // `n` as `bytes` little-endian bytes.
 inline std::string le(uint64_t n, int bytes) {
@@ -47,4 +47,4 @@ inline std::string pk_ordered_dict(const std::string& items) {
 }
 inline std::string pk_file(const std::string& body) { return std::string("\x80\x02", 2) + body + "."; }
 
-}  // namespace vit_test
+}  // namespace vit_test::pickle

@@ -250,6 +250,24 @@ torch::optim::AdamWParamState* adamw_state(torch::optim::AdamW& optimizer, const
 
 }  // namespace
 
+bool adamw_states_fit(torch::optim::AdamW& optimizer) {
+  const auto& states = optimizer.state();
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params()) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
+      const auto it = states.find(static_cast<void*>(p.unsafeGetTensorImpl()));
+#else
+      const auto it = states.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+#endif
+      if (it == states.end()) continue;
+      const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+      if ((s.exp_avg().defined() && s.exp_avg().sizes() != p.sizes()) ||
+          (s.exp_avg_sq().defined() && s.exp_avg_sq().sizes() != p.sizes()))
+        return false;
+    }
+  return true;
+}
+
 std::vector<torch::optim::AdamWParamState*> adamw_states(torch::optim::AdamW& optimizer) {
   std::vector<torch::optim::AdamWParamState*> out;
   for (auto& group : optimizer.param_groups())

@@ -86,6 +86,10 @@ void adamw_step(torch::optim::AdamW& optimizer, int threads);
 // Every parameter's AdamW state in group order, created (zero, step 0) where missing: what a
 // distributed run broadcasts from rank 0 so that every rank continues with the same state.
 std::vector<torch::optim::AdamWParamState*> adamw_states(torch::optim::AdamW& optimizer);
+// Whether every loaded state has its parameter's shape. LibTorch 2.x maps an optimizer file that
+// 1.13 wrote (state keyed by pointer strings) onto the parameters by position, which can pair a
+// state with the wrong parameter; callers then start the moments afresh.
+bool adamw_states_fit(torch::optim::AdamW& optimizer);
 
 // While alive, LibTorch's autocast to bfloat16 for `device` (CPU or CUDA) is on for the calling
 // thread (autocast state is thread-local); when `on` is false it does nothing. Clears autocast's

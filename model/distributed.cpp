@@ -5,6 +5,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <c10/util/Exception.h>
+#include <torch/version.h>
 
 #include <cstdlib>
 #include <sstream>
@@ -102,6 +103,11 @@ ProcessGroup::ProcessGroup(const DistEnv& env, std::chrono::milliseconds timeout
     o.numWorkers = env.agent_store ? c10::nullopt : c10::optional<std::size_t>(env.world_size);
     o.waitWorkers = false;  // the group's own rendezvous below waits, under the same timeout
     o.timeout = timeout;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    // 2.4 made libuv the TCPStore's default; Debian 13's LibTorch 2.6 is built without it
+    // ("use_libuv was requested but PyTorch was build without libuv support").
+    o.useLibUV = false;
+#endif
     d.base = c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
     d.base->setTimeout(timeout);
     // torchrun's workers keep their keys under /worker/attempt_<restart count> of the agent's

@@ -332,6 +332,12 @@ class Training {
           throw std::runtime_error(run_.dir + " has no optimizer state (checkpoints/last.optim.pt) "
                                    "to continue from");
         load_optimizer(*optimizer_, optim, device_);
+        if (!adamw_states_fit(*optimizer_)) {
+          optimizer_->state().clear();
+          say("note: " + optim + " was written by another LibTorch release whose optimizer state "
+              "this one maps onto the wrong parameters; Adam's moments start afresh (the weights, "
+              "step and schedule continue)");
+        }
         opened.has_optimizer_state = true;
         writer_.reopen(state_);
       } else {

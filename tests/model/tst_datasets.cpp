@@ -207,11 +207,18 @@ class SuiteSetup : public testing::Environment {
 
 }  // namespace
 
-// libstdc++'s file streams open files with fopen64; this definition in the test executable takes
-// precedence over glibc's, so a test can act at the exact moment the loader opens a file.
+// libstdc++'s file streams open files with fopen64 (GCC 12, Debian 12) or fopen (GCC 14, Debian
+// 13); these definitions in the test executable take precedence over glibc's, so a test can act
+// at the exact moment the loader opens a file.
 extern "C" FILE* fopen64(const char* path, const char* mode) {
   using Fopen = FILE* (*)(const char*, const char*);
   static const auto real = reinterpret_cast<Fopen>(dlsym(RTLD_NEXT, "fopen64"));
+  if (g_before_fopen) g_before_fopen(path);
+  return real(path, mode);
+}
+extern "C" FILE* fopen(const char* path, const char* mode) {
+  using Fopen = FILE* (*)(const char*, const char*);
+  static const auto real = reinterpret_cast<Fopen>(dlsym(RTLD_NEXT, "fopen"));
   if (g_before_fopen) g_before_fopen(path);
   return real(path, mode);
 }
@@ -460,7 +467,7 @@ TEST(Datasets, nonUtf8ClassFolderIsNamedEarly) {
 // The loader sizes the CIFAR files, then reads them. A file that grows in between (a copy still
 // running) must not make it write past the images it allocated: here data_batch_5.bin grows by
 // 20,000 records at the moment the loader opens data_batch_1.bin, after every size was taken
-// (through the fopen64 above, which std::ifstream uses).
+// (through the fopen/fopen64 above, which std::ifstream uses).
 TEST(Datasets, cifarFileGrowingWhileReadStaysInBounds) {
   const std::string dir = fresh_dir();
   write_cifar10(dir);

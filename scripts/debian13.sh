@@ -38,6 +38,12 @@ mirror=$(grep -rhE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d
   grep -oE 'https?://[^ ]+/debian/?$|https?://[^ ]+/debian/? ' | head -n 1 | tr -d ' ' || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 
+# One run per root: a second one would delete the source tree under the first one's build.
+exec 9>"$root.lock"
+if ! flock -n 9; then
+  echo "debian13: another run is using $root (lock $root.lock); wait for it or kill it" >&2
+  exit 1
+fi
 exec > >(tee "$log") 2>&1
 echo "debian13: $mode check of $src in $root (mirror $mirror), $(date -u +%FT%TZ)"
 if [ ! -x "$root/usr/bin/apt-get" ]; then

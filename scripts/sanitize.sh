@@ -4,7 +4,7 @@
 #   scripts/sanitize.sh [ctest arguments...]      e.g. scripts/sanitize.sh -L model
 #
 # Configures (once) build-asan/ (ASAN_BUILD_DIR) with gcc -fsanitize=address,undefined at -O1,
-# without jemalloc (ASan must own malloc), builds every target (JOBS jobs, default all cores), and
+# without jemalloc (ASan must own malloc) and without bench/ (figures, not tests), builds every target (JOBS jobs, default all cores), and
 # runs CTest there with every report fatal: one heap error, leak or UB anywhere fails the test
 # that hit it. CI runs this after scripts/test.sh.
 #
@@ -25,7 +25,7 @@ if [ ! -f "$BUILD_DIR/build.ninja" ]; then
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
     -DCMAKE_CXX_FLAGS="$san" \
     -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
-    -DVIT_USE_JEMALLOC=OFF
+    -DVIT_USE_JEMALLOC=OFF -DVIT_BUILD_BENCHES=OFF
 fi
 cmake --build "$BUILD_DIR" --parallel "${JOBS:-$(nproc)}"
 

@@ -205,9 +205,11 @@ void EvaluationView::showReport(const EvaluationReport& r) {
   matrix_->clear();
   matrix_->setRowCount(n);
   matrix_->setColumnCount(n + 1);
-  QStringList columns{tr("accuracy")};
+  // "top-1", not "accuracy": the matrix shares its pane's width, and the longer word was clipped.
+  QStringList columns{tr("top-1")};
   for (const QString& c : r.classes) columns << wrapped(c);
   matrix_->setHorizontalHeaderLabels(columns);
+  matrix_->horizontalHeaderItem(0)->setToolTip(tr("accuracy of each true class (its row)"));
   for (int p = 0; p < n; ++p) matrix_->horizontalHeaderItem(p + 1)->setToolTip(tr("predicted %1").arg(r.classes[p]));
   matrix_->setVerticalHeaderLabels(r.classes);
   for (int t = 0; t < n; ++t) {

@@ -230,13 +230,17 @@ namespace {
 
 // The state of `p` in the optimizer's map, created (zero, step 0) when missing. The map is keyed
 // by the parameter's TensorImpl: as a string in LibTorch 1.13, as the pointer since 2.2.
+auto state_key(const torch::Tensor& p) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
+  return static_cast<void*>(p.unsafeGetTensorImpl());
+#else
+  return c10::guts::to_string(p.unsafeGetTensorImpl());
+#endif
+}
+
 torch::optim::AdamWParamState* adamw_state(torch::optim::AdamW& optimizer, const torch::Tensor& p) {
   auto& states = optimizer.state();
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
-  const auto key = static_cast<void*>(p.unsafeGetTensorImpl());
-#else
-  const auto key = c10::guts::to_string(p.unsafeGetTensorImpl());
-#endif
+  const auto key = state_key(p);
   auto it = states.find(key);
   if (it == states.end()) {
     auto state = std::make_unique<torch::optim::AdamWParamState>();
@@ -254,11 +258,7 @@ bool adamw_states_fit(torch::optim::AdamW& optimizer) {
   const auto& states = optimizer.state();
   for (auto& group : optimizer.param_groups())
     for (auto& p : group.params()) {
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
-      const auto it = states.find(static_cast<void*>(p.unsafeGetTensorImpl()));
-#else
-      const auto it = states.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
-#endif
+      const auto it = states.find(state_key(p));
       if (it == states.end()) continue;
       const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
       if ((s.exp_avg().defined() && s.exp_avg().sizes() != p.sizes()) ||

@@ -1,5 +1,6 @@
 #include "vit.h"
 
+#include "fused_attention.h"
 #include "patchify.h"
 
 #include <torch/nn/functional/activation.h>
@@ -81,16 +82,24 @@ AttentionImpl::AttentionImpl(const ViTConfig& c)
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, torch::Tensor* probs) {
-  const int64_t B = x.size(0), T = x.size(1), D = x.size(2), H = heads;
+  auto qkv_out = qkv(x);  // (B, T, 3D)
+  std::optional<torch::Tensor> out;
+  // One fused CPU operation (fused_attention.h) unless the probabilities are wanted or dropped out.
+  if (!probs && !(is_training() && attn_dropout > 0.0)) out = fused_attention(qkv_out, heads, scale);
+  if (!out) out = composite(qkv_out, probs);
+  return maybe_dropout(proj(*out), proj_dropout, is_training());
+}
+
+torch::Tensor AttentionImpl::composite(const torch::Tensor& qkv_out, torch::Tensor* probs) {
+  const int64_t B = qkv_out.size(0), T = qkv_out.size(1), D = qkv_out.size(2) / 3, H = heads;
   // unbind, not qkv[0..2]: indexing makes backward zero-fill a full-size gradient per slice.
-  auto parts = qkv(x).view({B, T, 3, H, D / H}).permute({2, 0, 3, 1, 4}).unbind(0);  // 3 x (B, H, T, hd)
+  auto parts = qkv_out.view({B, T, 3, H, D / H}).permute({2, 0, 3, 1, 4}).unbind(0);  // 3 x (B, H, T, hd)
   auto attn = torch::matmul(parts[0] * scale, parts[1].transpose(-2, -1));  // (B, H, T, T)
   attn = attn.softmax(-1);
   if (probs) *probs = attn;
   attn = maybe_dropout(attn, attn_dropout, is_training());
-  auto out = torch::matmul(attn, parts[2]);     // (B, H, T, hd)
-  out = out.transpose(1, 2).reshape({B, T, D});  // (B, T, D)
-  return maybe_dropout(proj(out), proj_dropout, is_training());
+  auto out = torch::matmul(attn, parts[2]);  // (B, H, T, hd)
+  return out.transpose(1, 2).reshape({B, T, D});  // (B, T, D)
 }
 
 MlpImpl::MlpImpl(const ViTConfig& c) : dropout(c.dropout), act_after_fc2(c.mlp_act_after_fc2) {

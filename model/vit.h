@@ -35,6 +35,10 @@ struct AttentionImpl : torch::nn::Module {
   // (B, T, D) -> (B, T, D). When `probs` is not null it receives the attention probabilities
   // (B, H, T, T) before attention dropout; the ordinary path passes null and keeps nothing.
   torch::Tensor forward(const torch::Tensor& x, torch::Tensor* probs = nullptr);
+  // The attention of the qkv projection's output (B, T, 3D) as ATen ops, heads concatenated
+  // (B, T, D): the path for probabilities, attention dropout and devices the fused kernel
+  // (fused_attention.h) does not cover.
+  torch::Tensor composite(const torch::Tensor& qkv_out, torch::Tensor* probs = nullptr);
   int heads;
   double scale;
   double attn_dropout, proj_dropout;

@@ -25,6 +25,9 @@ PACKAGES=(
   libgtest-dev
   # distributed training: the headers ProcessGroupGloo.hpp includes (libtorch-dev lacks them)
   libgloo-dev
+  # oneDNN's headers: attention runs as one fused oneDNN operation (model/fused_attention.h); the
+  # library itself is already there, LibTorch links it
+  libdnnl-dev
   # fast BLAS for LibTorch (Debian's default reference BLAS is ~30x slower)
   libopenblas0-openmp
   # the default data set, shipped by Debian

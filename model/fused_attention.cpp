@@ -1,0 +1,335 @@
+#include "fused_attention.h"
+
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <unordered_map>
+#include <tuple>
+
+#ifdef VIT_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+
+namespace vit {
+
+bool fused_attention_enabled() {
+#ifdef VIT_HAVE_ONEDNN
+  static const bool on = [] {
+    const char* v = std::getenv("VIT_FUSED_ATTENTION");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
+#else
+  return false;
+#endif
+}
+
+#ifndef VIT_HAVE_ONEDNN
+
+std::optional<at::Tensor> fused_attention(const at::Tensor&, int64_t, double) { return std::nullopt; }
+
+#else
+
+namespace {
+
+using dnnl::memory;
+using dt = memory::data_type;
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// One call's shape: n images of T tokens, H heads of hd features (D = H * hd), in dtype `type`.
+struct Shape {
+  int64_t n, H, T, hd;
+  dt type;
+  int64_t D() const { return H * hd; }
+  bool operator<(const Shape& o) const {
+    return std::tie(n, H, T, hd, type) < std::tie(o.n, o.H, o.T, o.hd, o.type);
+  }
+};
+
+// (n, H, T, hd): head h of each token of a row-major (n, T, row) matrix, starting at column h*hd.
+memory::desc heads_of(const Shape& s, int64_t row) {
+  return memory::desc({s.n, s.H, s.T, s.hd}, s.type, {s.T * row, s.hd, row, 1});
+}
+// (n, H, hd, T): the same, transposed.
+memory::desc heads_of_t(const Shape& s, int64_t row) {
+  return memory::desc({s.n, s.H, s.hd, s.T}, s.type, {s.T * row, s.hd, 1, row});
+}
+// (n, H, T, T) scores or probabilities, contiguous; _t: read transposed.
+memory::desc scores(const Shape& s, dt type) {
+  return memory::desc({s.n, s.H, s.T, s.T}, type, {s.H * s.T * s.T, s.T * s.T, s.T, 1});
+}
+memory::desc scores_t(const Shape& s, dt type) {
+  return memory::desc({s.n, s.H, s.T, s.T}, type, {s.H * s.T * s.T, s.T * s.T, 1, s.T});
+}
+
+// oneDNN 2.x (Debian 12) and 3.x (Debian 13) spell primitive creation differently; the kernels
+// are the same.
+dnnl::primitive_attr scaled_by(float scale) {
+  dnnl::primitive_attr attr;
+  if (scale != 1.0f) {
+    dnnl::post_ops ops;
+#if DNNL_VERSION_MAJOR >= 3
+    ops.append_eltwise(dnnl::algorithm::eltwise_linear, scale, 0.0f);
+#else
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, scale, 0.0f);
+#endif
+    attr.set_post_ops(ops);
+  }
+  return attr;
+}
+
+dnnl::matmul make_matmul(const memory::desc& a, const memory::desc& b, const memory::desc& c,
+                         float scale = 1.0f) {
+#if DNNL_VERSION_MAJOR >= 3
+  return dnnl::matmul(dnnl::matmul::primitive_desc(cpu_engine(), a, b, c, scaled_by(scale)));
+#else
+  return dnnl::matmul(
+      dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), scaled_by(scale), cpu_engine()));
+#endif
+}
+
+#if DNNL_VERSION_MAJOR >= 3
+using SoftmaxFwd = dnnl::softmax_forward;
+using SoftmaxBwd = dnnl::softmax_backward;
+#else
+using SoftmaxFwd = dnnl::softmax_v2_forward;
+using SoftmaxBwd = dnnl::softmax_v2_backward;
+#endif
+
+SoftmaxFwd::primitive_desc softmax_fwd_pd(const memory::desc& src, const memory::desc& dst) {
+  const auto prop = dnnl::prop_kind::forward_training;
+  const auto alg = dnnl::algorithm::softmax_accurate;
+#if DNNL_VERSION_MAJOR >= 3
+  return SoftmaxFwd::primitive_desc(cpu_engine(), prop, alg, src, dst, 3);
+#else
+  return SoftmaxFwd::primitive_desc(SoftmaxFwd::desc(prop, alg, src, dst, 3), cpu_engine());
+#endif
+}
+
+SoftmaxBwd::primitive_desc softmax_bwd_pd(const memory::desc& diff_src, const memory::desc& diff_dst,
+                                          const memory::desc& dst,
+                                          const SoftmaxFwd::primitive_desc& hint) {
+  const auto alg = dnnl::algorithm::softmax_accurate;
+#if DNNL_VERSION_MAJOR >= 3
+  return SoftmaxBwd::primitive_desc(cpu_engine(), alg, diff_src, diff_dst, dst, 3, hint);
+#else
+  return SoftmaxBwd::primitive_desc(SoftmaxBwd::desc(alg, diff_src, diff_dst, dst, 3),
+                                    cpu_engine(), hint);
+#endif
+}
+
+// The primitives for one shape. Forward: S = scale * Q K^T (float scores), P = softmax(S) in the
+// input's type, O = P V. Backward (made only when needed): dV = P^T dO, dP = dO V^T,
+// dS = softmax'(P, dP), dQ = scale * dS K, dK = scale * dS^T Q.
+struct Kernels {
+  dnnl::matmul qk, pv;
+  dnnl::primitive softmax;
+  bool has_backward = false;
+  dnnl::matmul dv, dp, dq, dk;
+  dnnl::primitive softmax_bwd;
+};
+
+Kernels make_kernels(const Shape& s, float scale, bool backward) {
+  const int64_t D = s.D();
+  Kernels k;
+  k.qk = make_matmul(heads_of(s, 3 * D), heads_of_t(s, 3 * D), scores(s, dt::f32), scale);
+  const auto fwd = softmax_fwd_pd(scores(s, dt::f32), scores(s, s.type));
+  k.softmax = SoftmaxFwd(fwd);
+  k.pv = make_matmul(scores(s, s.type), heads_of(s, 3 * D), heads_of(s, D));
+  if (backward) {
+    k.dv = make_matmul(scores_t(s, s.type), heads_of(s, D), heads_of(s, 3 * D));
+    k.dp = make_matmul(heads_of(s, D), heads_of_t(s, 3 * D), scores(s, s.type));
+    k.softmax_bwd = SoftmaxBwd(softmax_bwd_pd(scores(s, s.type), scores(s, s.type), scores(s, s.type), fwd));
+    k.dq = make_matmul(scores(s, s.type), heads_of(s, 3 * D), heads_of(s, 3 * D), scale);
+    k.dk = make_matmul(scores_t(s, s.type), heads_of(s, 3 * D), heads_of(s, 3 * D), scale);
+    k.has_backward = true;
+  }
+  return k;
+}
+
+// Per thread (data-parallel shards each run their own): the primitives by shape and scale, and a
+// stream. nullptr when oneDNN cannot make them here (e.g. bfloat16 without AVX-512).
+struct ThreadState {
+  dnnl::stream stream{cpu_engine()};
+  std::map<std::pair<Shape, float>, Kernels> kernels;
+  std::map<std::pair<Shape, float>, bool> unsupported;
+};
+
+ThreadState& thread_state() {
+  thread_local ThreadState state;
+  return state;
+}
+
+const Kernels* kernels_for(const Shape& s, float scale, bool backward) {
+  auto& st = thread_state();
+  const auto key = std::make_pair(s, scale);
+  if (st.unsupported.count(key)) return nullptr;
+  auto it = st.kernels.find(key);
+  if (it != st.kernels.end() && (it->second.has_backward || !backward)) return &it->second;
+  try {
+    auto made = make_kernels(s, scale, backward);
+    return &(st.kernels[key] = std::move(made));
+  } catch (const dnnl::error&) {
+    st.unsupported[key] = true;
+    return nullptr;
+  }
+}
+
+// How many images one call covers: the float scores of a chunk stay in a core's cache (~512 KiB).
+int64_t chunk_images(int64_t B, int64_t H, int64_t T) {
+  const int64_t per_image = H * T * T * int64_t(sizeof(float));
+  return std::max<int64_t>(1, std::min<int64_t>(B, (512 << 10) / per_image));
+}
+
+bool kernels_ready(int64_t B, int64_t H, int64_t T, int64_t hd, dt type, float scale, bool backward) {
+  const int64_t chunk = chunk_images(B, H, T);
+  return kernels_for({chunk, H, T, hd, type}, scale, backward) &&
+         (B % chunk == 0 || kernels_for({B % chunk, H, T, hd, type}, scale, backward));
+}
+
+template <class F>
+void for_each_chunk(int64_t B, int64_t H, int64_t T, int64_t hd, dt type, float scale,
+                    bool backward, F&& body) {
+  const int64_t chunk = chunk_images(B, H, T);
+  const Kernels* full = kernels_for({chunk, H, T, hd, type}, scale, backward);
+  const Kernels* rest = B % chunk ? kernels_for({B % chunk, H, T, hd, type}, scale, backward) : full;
+  if (!full || !rest)  // made on another thread than the one that checked, and failed here
+    throw std::runtime_error("fused attention: oneDNN could not make its kernels on this thread; "
+                             "run with VIT_FUSED_ATTENTION=0");
+  for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+    const int64_t n = std::min(chunk, B - b0);
+    body(b0, n, n == chunk ? *full : *rest);
+  }
+}
+
+dt dnnl_type(const at::Tensor& t) { return t.scalar_type() == at::kBFloat16 ? dt::bf16 : dt::f32; }
+
+void run(const dnnl::primitive& p, std::unordered_map<int, memory> args) {
+  p.execute(thread_state().stream, args);
+}
+
+memory mem(const memory::desc& md, const void* ptr) {
+  return memory(md, cpu_engine(), const_cast<void*>(ptr));
+}
+
+// Forward over all chunks; probabilities into `probs` (B, H, T, T) when it is defined (kept for
+// backward), else into a chunk-sized scratch.
+at::Tensor attention_forward(const at::Tensor& qkv, int64_t H, float scale, const at::Tensor& probs) {
+  const int64_t B = qkv.size(0), T = qkv.size(1), D = qkv.size(2) / 3, hd = D / H;
+  const dt type = dnnl_type(qkv);
+  const int64_t esize = qkv.element_size();
+  auto out = at::empty({B, T, D}, qkv.options());
+  const int64_t chunk = chunk_images(B, H, T);
+  auto s_scratch = at::empty({chunk, H, T, T}, qkv.options().dtype(at::kFloat));
+  auto p_scratch = probs.defined() ? at::Tensor() : at::empty({chunk, H, T, T}, qkv.options());
+  const auto* base = static_cast<const char*>(qkv.data_ptr());
+  auto* o = static_cast<char*>(out.data_ptr());
+  for_each_chunk(B, H, T, hd, type, scale, probs.defined(), [&](int64_t b0, int64_t n, const Kernels& k) {
+    const Shape s{n, H, T, hd, type};
+    const char* q = base + b0 * T * 3 * D * esize;
+    const char* kk = q + D * esize;
+    const char* v = q + 2 * D * esize;
+    char* p = probs.defined() ? static_cast<char*>(probs.data_ptr()) + b0 * H * T * T * esize
+                              : static_cast<char*>(p_scratch.data_ptr());
+    const auto s_md = scores(s, dt::f32), p_md = scores(s, type);
+    const auto S = mem(s_md, s_scratch.data_ptr()), P = mem(p_md, p);
+    run(k.qk, {{DNNL_ARG_SRC, mem(heads_of(s, 3 * D), q)},
+               {DNNL_ARG_WEIGHTS, mem(heads_of_t(s, 3 * D), kk)},
+               {DNNL_ARG_DST, S}});
+    run(k.softmax, {{DNNL_ARG_SRC, S}, {DNNL_ARG_DST, P}});
+    run(k.pv, {{DNNL_ARG_SRC, P},
+               {DNNL_ARG_WEIGHTS, mem(heads_of(s, 3 * D), v)},
+               {DNNL_ARG_DST, mem(heads_of(s, D), o + b0 * T * D * esize)}});
+  });
+  thread_state().stream.wait();
+  return out;
+}
+
+at::Tensor attention_backward(const at::Tensor& qkv, const at::Tensor& probs, const at::Tensor& grad_out,
+                              int64_t H, float scale) {
+  const int64_t B = qkv.size(0), T = qkv.size(1), D = qkv.size(2) / 3, hd = D / H;
+  const dt type = dnnl_type(qkv);
+  const int64_t esize = qkv.element_size();
+  auto grad = at::empty_like(qkv);
+  const int64_t chunk = chunk_images(B, H, T);
+  auto dp_scratch = at::empty({chunk, H, T, T}, qkv.options());
+  auto ds_scratch = at::empty({chunk, H, T, T}, qkv.options());
+  const auto* base = static_cast<const char*>(qkv.data_ptr());
+  const auto* dout = static_cast<const char*>(grad_out.data_ptr());
+  auto* g = static_cast<char*>(grad.data_ptr());
+  for_each_chunk(B, H, T, hd, type, scale, true, [&](int64_t b0, int64_t n, const Kernels& k) {
+    const Shape s{n, H, T, hd, type};
+    const int64_t row3 = b0 * T * 3 * D * esize;
+    const char *q = base + row3, *kk = q + D * esize, *v = q + 2 * D * esize;
+    char *gq = g + row3, *gk = gq + D * esize, *gv = gq + 2 * D * esize;
+    const char* p = static_cast<const char*>(probs.data_ptr()) + b0 * H * T * T * esize;
+    const auto dO = mem(heads_of(s, D), dout + b0 * T * D * esize);
+    const auto dP = mem(scores(s, type), dp_scratch.data_ptr());
+    const auto dS = mem(scores(s, type), ds_scratch.data_ptr());
+    run(k.dv, {{DNNL_ARG_SRC, mem(scores_t(s, type), p)}, {DNNL_ARG_WEIGHTS, dO},
+               {DNNL_ARG_DST, mem(heads_of(s, 3 * D), gv)}});
+    run(k.dp, {{DNNL_ARG_SRC, dO}, {DNNL_ARG_WEIGHTS, mem(heads_of_t(s, 3 * D), v)}, {DNNL_ARG_DST, dP}});
+    run(k.softmax_bwd, {{DNNL_ARG_DST, mem(scores(s, type), p)}, {DNNL_ARG_DIFF_DST, dP},
+                        {DNNL_ARG_DIFF_SRC, dS}});
+    run(k.dq, {{DNNL_ARG_SRC, dS}, {DNNL_ARG_WEIGHTS, mem(heads_of(s, 3 * D), kk)},
+               {DNNL_ARG_DST, mem(heads_of(s, 3 * D), gq)}});
+    run(k.dk, {{DNNL_ARG_SRC, mem(scores_t(s, type), ds_scratch.data_ptr())},
+               {DNNL_ARG_WEIGHTS, mem(heads_of(s, 3 * D), q)},
+               {DNNL_ARG_DST, mem(heads_of(s, 3 * D), gk)}});
+  });
+  thread_state().stream.wait();
+  return grad;
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+struct FusedAttentionFunction : torch::autograd::Function<FusedAttentionFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& qkv, int64_t heads, double scale) {
+    const int64_t B = qkv.size(0), T = qkv.size(1);
+    auto probs = at::empty({B, heads, T, T}, qkv.options());
+    auto out = attention_forward(qkv, heads, float(scale), probs);
+    ctx->save_for_backward({qkv, probs});
+    ctx->saved_data["heads"] = heads;
+    ctx->saved_data["scale"] = scale;
+    return out;
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& qkv = saved[0];
+    const int64_t heads = ctx->saved_data["heads"].toInt();
+    const float scale = float(ctx->saved_data["scale"].toDouble());
+    auto grad_out = grads[0].to(qkv.scalar_type()).contiguous();
+    return {attention_backward(qkv, saved[1], grad_out, heads, scale), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+std::optional<at::Tensor> fused_attention(const at::Tensor& qkv_in, int64_t heads, double scale) {
+  if (!fused_attention_enabled() || !qkv_in.device().is_cpu() || qkv_in.dim() != 3) return std::nullopt;
+  const auto type = qkv_in.scalar_type();
+  if (type != at::kFloat && type != at::kBFloat16) return std::nullopt;
+  const int64_t B = qkv_in.size(0), T = qkv_in.size(1), D3 = qkv_in.size(2);
+  if (B == 0 || T == 0 || heads <= 0 || D3 % (3 * heads) != 0) return std::nullopt;
+  const bool backward = at::GradMode::is_enabled() && qkv_in.requires_grad();
+  const int64_t hd = D3 / 3 / heads;
+  if (!kernels_ready(B, heads, T, hd, dnnl_type(qkv_in), float(scale), backward)) return std::nullopt;
+  const auto qkv = qkv_in.contiguous();
+  if (backward) return FusedAttentionFunction::apply(qkv, heads, scale);
+  return attention_forward(qkv, heads, float(scale), at::Tensor());
+}
+
+#endif  // VIT_HAVE_ONEDNN
+
+}  // namespace vit

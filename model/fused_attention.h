@@ -1,0 +1,35 @@
+#pragma once
+// Multi-head self-attention as one operation on the CPU, forward and backward, through oneDNN.
+//
+// LibTorch 1.13 without MKL runs a float batched matmul as one GEMM per (image, head), each behind
+// a select and a tensor of its own (~150,000 ATen calls per keras-cifar step), and materialises
+// the whole (batch, heads, T, T) score tensor between passes: softmax and its backward stream
+// ~86 MB per layer through memory four times. Here, a few images at a time, the scores of all
+// heads are made by one oneDNN matmul straight from the strided q/k/v columns of the qkv
+// projection, softmaxed while they are in cache, and multiplied with v into the (B, T, D) layout
+// the output projection reads: no transposes, no copies, no per-head calls. Backward is the same
+// five products and softmax's backward, chunk by chunk.
+//
+// Numbers: float in, float math; bfloat16 in (under autocast), bfloat16 GEMMs with float
+// accumulation and float scores into the softmax, probabilities and gradients in bfloat16 as
+// ATen's bf16 path keeps them. Tests: tests/model/test_fused_attention.cpp compares against the
+// composite ATen expression, forward and gradients.
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+
+namespace vit {
+
+// softmax(q k^T * scale) v for every head, q/k/v the three D-wide column blocks of `qkv`
+// (B, T, 3 * D, as the qkv projection writes them, D = heads * head_dim), heads side by side in
+// the result (B, T, D). Differentiable with respect to qkv.
+//
+// nullopt when this case is not handled, and the caller uses the composite expression: not a
+// CPU tensor, not float/bfloat16, the build has no oneDNN (VIT_HAVE_ONEDNN), oneDNN cannot make
+// the kernels on this CPU (bfloat16 needs AVX-512), or VIT_FUSED_ATTENTION=0 in the environment.
+std::optional<at::Tensor> fused_attention(const at::Tensor& qkv, int64_t heads, double scale);
+
+// Whether this build can fuse attention at all (compiled with oneDNN and not switched off).
+bool fused_attention_enabled();
+
+}  // namespace vit

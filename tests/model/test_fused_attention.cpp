@@ -1,0 +1,183 @@
+// The fused attention kernel (model/fused_attention.h) against attention written out in float64
+// here: forward values and gradients, float and bfloat16, chunked batches with a remainder, calls
+// from several threads at once, and the model using it against the model's composite path.
+#include <torch/torch.h>
+
+#include <gtest/gtest.h>
+
+#include <thread>
+#include <vector>
+
+#include "fused_attention.h"
+#include "vit.h"
+
+namespace {
+
+// softmax(q k^T * scale) v per head, computed in float64 from the qkv projection's layout
+// (B, T, 3D): the definition the kernel must match (timm's Attention.forward).
+torch::Tensor reference(const torch::Tensor& qkv, int64_t heads, double scale) {
+  const auto x = qkv.to(torch::kDouble);
+  const int64_t B = x.size(0), T = x.size(1), D = x.size(2) / 3;
+  auto parts = x.view({B, T, 3, heads, D / heads}).permute({2, 0, 3, 1, 4});
+  auto attn = torch::softmax(torch::matmul(parts[0], parts[1].transpose(-2, -1)) * scale, -1);
+  return torch::matmul(attn, parts[2]).transpose(1, 2).reshape({B, T, D});
+}
+
+struct Case {
+  int64_t B, T, heads, head_dim;
+};
+
+// Shapes: tiny; a batch that splits into several chunks plus a remainder (the kernel covers as
+// many images per call as fit ~512 KiB of float scores: 15 here, so 17 = 15 + 2); keras-cifar's
+// attention (145 tokens, 4 heads of 16); one image of ViT-B/16's (197 tokens, 12 heads of 64).
+const std::vector<Case> kCases = {{2, 5, 2, 8}, {17, 65, 2, 16}, {3, 145, 4, 16}, {1, 197, 12, 64}};
+
+double max_rel_err(const torch::Tensor& got, const torch::Tensor& want) {
+  const auto w = want.to(torch::kDouble);
+  return ((got.to(torch::kDouble) - w).abs().max() / w.abs().max()).item<double>();
+}
+
+// Output and d(sum(out * g))/dqkv through the fused kernel.
+std::pair<torch::Tensor, torch::Tensor> fused_with_grad(const torch::Tensor& qkv0, int64_t heads,
+                                                        double scale, const torch::Tensor& g) {
+  auto qkv = qkv0.detach().clone().requires_grad_(true);
+  auto out = vit::fused_attention(qkv, heads, scale);
+  if (!out) return {};
+  (*out * g.to(out->scalar_type())).sum().backward();
+  return {out->detach(), qkv.grad()};
+}
+
+std::pair<torch::Tensor, torch::Tensor> reference_with_grad(const torch::Tensor& qkv0, int64_t heads,
+                                                            double scale, const torch::Tensor& g) {
+  auto qkv = qkv0.detach().to(torch::kDouble).requires_grad_(true);
+  auto out = reference(qkv, heads, scale);
+  (out * g.to(torch::kDouble)).sum().backward();
+  return {out.detach(), qkv.grad()};
+}
+
+}  // namespace
+
+TEST(FusedAttention, IsBuiltHere) {
+  // The default build has oneDNN (libdnnl-dev, scripts/setup.sh); without it every other test
+  // here would only see the fallback.
+  ASSERT_TRUE(vit::fused_attention_enabled())
+      << "built without libdnnl-dev or run with VIT_FUSED_ATTENTION=0";
+}
+
+TEST(FusedAttention, FloatMatchesTheDefinitionForwardAndBackward) {
+  torch::manual_seed(1);
+  for (const auto& c : kCases) {
+    SCOPED_TRACE("B=" + std::to_string(c.B) + " T=" + std::to_string(c.T) + " heads=" +
+                 std::to_string(c.heads) + " head_dim=" + std::to_string(c.head_dim));
+    const int64_t D = c.heads * c.head_dim;
+    const double scale = 1.0 / std::sqrt(double(c.head_dim));
+    const auto qkv = torch::randn({c.B, c.T, 3 * D}) * 2.0;  // scores spread enough to be peaked
+    const auto g = torch::randn({c.B, c.T, D});
+    const auto [out, grad] = fused_with_grad(qkv, c.heads, scale, g);
+    ASSERT_TRUE(out.defined()) << "fused attention declined a float CPU tensor";
+    EXPECT_EQ(out.scalar_type(), torch::kFloat);
+    EXPECT_EQ(out.sizes(), torch::IntArrayRef({c.B, c.T, D}));
+    const auto [want, want_grad] = reference_with_grad(qkv, c.heads, scale, g);
+    EXPECT_LT(max_rel_err(out, want), 1e-5);
+    EXPECT_LT(max_rel_err(grad, want_grad), 1e-5);
+    // Without autograd (inference) the same numbers, through the path that keeps no probabilities.
+    torch::NoGradGuard no_grad;
+    const auto plain = vit::fused_attention(qkv, c.heads, scale);
+    ASSERT_TRUE(plain.has_value());
+    EXPECT_TRUE(torch::equal(*plain, out));
+  }
+}
+
+TEST(FusedAttention, Bfloat16IsAsCloseAsATensBfloat16Path) {
+  torch::manual_seed(2);
+  for (const auto& c : kCases) {
+    SCOPED_TRACE("T=" + std::to_string(c.T) + " heads=" + std::to_string(c.heads));
+    const int64_t D = c.heads * c.head_dim;
+    const double scale = 1.0 / std::sqrt(double(c.head_dim));
+    const auto qkv = (torch::randn({c.B, c.T, 3 * D}) * 2.0).to(torch::kBFloat16);
+    const auto g = torch::randn({c.B, c.T, D}).to(torch::kBFloat16);
+    const auto [out, grad] = fused_with_grad(qkv, c.heads, scale, g);
+    if (!out.defined()) GTEST_SKIP() << "oneDNN has no bfloat16 matmul on this CPU (needs AVX-512)";
+    EXPECT_EQ(out.scalar_type(), torch::kBFloat16);
+    EXPECT_EQ(grad.scalar_type(), torch::kBFloat16);
+    const auto [want, want_grad] = reference_with_grad(qkv, c.heads, scale, g);
+    // What LibTorch's own bfloat16 ops give for the same inputs (the composite path under
+    // autocast): the fused kernel is allowed its error, plus a little.
+    vit::ViTConfig cfg;
+    cfg.dim = int(D), cfg.heads = int(c.heads), cfg.depth = 1, cfg.mlp_hidden = 4;
+    vit::Attention composite(cfg);
+    auto qkv_b = qkv.detach().clone().requires_grad_(true);
+    auto aten = composite->composite(qkv_b);
+    (aten * g).sum().backward();
+    const double fused_err = max_rel_err(out, want), aten_err = max_rel_err(aten, want);
+    const double fused_gerr = max_rel_err(grad, want_grad), aten_gerr = max_rel_err(qkv_b.grad(), want_grad);
+    EXPECT_LT(fused_err, 1.5 * aten_err + 2e-3) << "ATen's bf16 error " << aten_err;
+    EXPECT_LT(fused_gerr, 1.5 * aten_gerr + 2e-3) << "ATen's bf16 gradient error " << aten_gerr;
+    EXPECT_LT(fused_err, 0.03);
+    EXPECT_LT(fused_gerr, 0.05);
+  }
+}
+
+TEST(FusedAttention, ThreadsRuningAtOnceGetTheirOwnResults) {
+  // Data-parallel shards call the kernel from several threads at once, each with its own cache
+  // of kernels and its own stream.
+  torch::manual_seed(3);
+  const int64_t D = 64, heads = 4;
+  std::vector<torch::Tensor> inputs, outputs(4), grads(4);
+  for (int i = 0; i < 4; ++i) inputs.push_back(torch::randn({6 + i, 33, 3 * D}));
+  const auto g = torch::ones({1});
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i)
+    threads.emplace_back([&, i] {
+      for (int repeat = 0; repeat < 3; ++repeat) {
+        auto qkv = inputs[i].clone().requires_grad_(true);
+        auto out = vit::fused_attention(qkv, heads, 0.25);
+        if (!out) return;
+        out->pow(2).sum().backward();
+        outputs[i] = out->detach(), grads[i] = qkv.grad();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(outputs[i].defined());
+    auto qkv = inputs[i].to(torch::kDouble).requires_grad_(true);
+    auto want = reference(qkv, heads, 0.25);
+    want.pow(2).sum().backward();
+    EXPECT_LT(max_rel_err(outputs[i], want), 1e-5) << "thread " << i;
+    EXPECT_LT(max_rel_err(grads[i], qkv.grad()), 1e-5) << "thread " << i;
+  }
+}
+
+TEST(FusedAttention, DeclinesWhatItDoesNotCover) {
+  EXPECT_FALSE(vit::fused_attention(torch::randn({2, 5, 3 * 10}), 4, 0.5))
+      << "3*D not a multiple of 3*heads";
+  EXPECT_FALSE(vit::fused_attention(torch::randn({2, 5, 24}).to(torch::kDouble), 2, 0.5));
+  EXPECT_FALSE(vit::fused_attention(torch::randn({5, 24}), 2, 0.5)) << "no batch dimension";
+  EXPECT_FALSE(vit::fused_attention(torch::randn({0, 5, 24}), 2, 0.5)) << "empty batch";
+}
+
+TEST(FusedAttention, ModelGivesTheSameLogitsAndGradientsAsItsCompositePath) {
+  // forward() runs the fused kernel; forward_with_attention() needs the probabilities and runs
+  // the composite ATen path: the same model must give the same logits and gradients both ways.
+  torch::manual_seed(4);
+  vit::ViTConfig c;
+  c.image_size = 24, c.patch_size = 4, c.in_channels = 3, c.num_classes = 7;
+  c.dim = 32, c.depth = 2, c.heads = 4, c.mlp_hidden = 64;
+  vit::VisionTransformer model(c);
+  model->eval();  // no dropout, so both passes see identical networks
+  const auto images = torch::randn({5, 3, 24, 24});
+  auto grads_of = [&](bool fused) {
+    model->zero_grad();
+    auto logits = fused ? model->forward(images) : model->forward_with_attention(images).logits;
+    logits.logsumexp(1).sum().backward();
+    std::vector<torch::Tensor> g;
+    for (const auto& p : model->parameters()) g.push_back(p.grad().clone());
+    return std::make_pair(logits.detach(), g);
+  };
+  const auto [fused_logits, fused_grads] = grads_of(true);
+  const auto [composite_logits, composite_grads] = grads_of(false);
+  EXPECT_LT(max_rel_err(fused_logits, composite_logits), 1e-5);
+  ASSERT_EQ(fused_grads.size(), composite_grads.size());
+  for (size_t i = 0; i < fused_grads.size(); ++i)
+    EXPECT_LT(max_rel_err(fused_grads[i], composite_grads[i]), 1e-4) << "parameter " << i;
+}

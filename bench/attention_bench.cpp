@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
       };
     };
     if (!vit::fused_attention(input, H, scale)) {
-      std::printf("  %-9s declined on this CPU\n", c10::toString(type));
+      std::printf("  %-9s declined: %s\n", c10::toString(type), vit::fused_attention_declined().c_str());
       continue;
     }
     double f_fwd, a_fwd;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <map>
 #include <stdexcept>
+#include <string>
 #include <unordered_map>
 #include <tuple>
 
@@ -32,6 +33,7 @@ bool fused_attention_enabled() {
 #ifndef VIT_HAVE_ONEDNN
 
 std::optional<at::Tensor> fused_attention(const at::Tensor&, int64_t, double) { return std::nullopt; }
+std::string fused_attention_declined() { return "built without oneDNN (libdnnl-dev)"; }
 
 #else
 
@@ -55,20 +57,30 @@ struct Shape {
   }
 };
 
-// (n, H, T, hd): head h of each token of a row-major (n, T, row) matrix, starting at column h*hd.
+// (n, H, T, hd): head h of each token of a row-major (n, T, row) matrix, starting at column h*hd:
+// q, k, v inside the qkv projection's output (row 3D), the output and its gradient (row D).
 memory::desc heads_of(const Shape& s, int64_t row) {
   return memory::desc({s.n, s.H, s.T, s.hd}, s.type, {s.T * row, s.hd, row, 1});
 }
-// (n, H, hd, T): the same, transposed.
-memory::desc heads_of_t(const Shape& s, int64_t row) {
-  return memory::desc({s.n, s.H, s.hd, s.T}, s.type, {s.T * row, s.hd, 1, row});
+// The same heads gathered into dense (n*H, T, hd) matrices, one per (image, head): the layout
+// oneDNN's batched brgemm kernels take (on the strided layout it chose a generic GEMM loop that
+// was slower than LibTorch's bf16 bmm for short sequences). As a 4-d reorder target ...
+memory::desc dense4(const Shape& s) {
+  return memory::desc({s.n, s.H, s.T, s.hd}, s.type, {s.H * s.T * s.hd, s.T * s.hd, s.hd, 1});
 }
-// (n, H, T, T) scores or probabilities, contiguous; _t: read transposed.
+// ... and as the matmuls see it, or transposed (n*H, hd, T).
+memory::desc dense(const Shape& s) {
+  return memory::desc({s.n * s.H, s.T, s.hd}, s.type, {s.T * s.hd, s.hd, 1});
+}
+memory::desc dense_t(const Shape& s) {
+  return memory::desc({s.n * s.H, s.hd, s.T}, s.type, {s.T * s.hd, 1, s.hd});
+}
+// (n*H, T, T) scores or probabilities, contiguous; _t: read transposed.
 memory::desc scores(const Shape& s, dt type) {
-  return memory::desc({s.n, s.H, s.T, s.T}, type, {s.H * s.T * s.T, s.T * s.T, s.T, 1});
+  return memory::desc({s.n * s.H, s.T, s.T}, type, {s.T * s.T, s.T, 1});
 }
 memory::desc scores_t(const Shape& s, dt type) {
-  return memory::desc({s.n, s.H, s.T, s.T}, type, {s.H * s.T * s.T, s.T * s.T, 1, s.T});
+  return memory::desc({s.n * s.H, s.T, s.T}, type, {s.T * s.T, 1, s.T});
 }
 
 // oneDNN 2.x (Debian 12) and 3.x (Debian 13) spell primitive creation differently; the kernels
@@ -109,9 +121,9 @@ SoftmaxFwd::primitive_desc softmax_fwd_pd(const memory::desc& src, const memory:
   const auto prop = dnnl::prop_kind::forward_training;
   const auto alg = dnnl::algorithm::softmax_accurate;
 #if DNNL_VERSION_MAJOR >= 3
-  return SoftmaxFwd::primitive_desc(cpu_engine(), prop, alg, src, dst, 3);
+  return SoftmaxFwd::primitive_desc(cpu_engine(), prop, alg, src, dst, 2);
 #else
-  return SoftmaxFwd::primitive_desc(SoftmaxFwd::desc(prop, alg, src, dst, 3), cpu_engine());
+  return SoftmaxFwd::primitive_desc(SoftmaxFwd::desc(prop, alg, src, dst, 2), cpu_engine());
 #endif
 }
 
@@ -120,20 +132,28 @@ SoftmaxBwd::primitive_desc softmax_bwd_pd(const memory::desc& diff_src, const me
                                           const SoftmaxFwd::primitive_desc& hint) {
   const auto alg = dnnl::algorithm::softmax_accurate;
 #if DNNL_VERSION_MAJOR >= 3
-  return SoftmaxBwd::primitive_desc(cpu_engine(), alg, diff_src, diff_dst, dst, 3, hint);
+  return SoftmaxBwd::primitive_desc(cpu_engine(), alg, diff_src, diff_dst, dst, 2, hint);
 #else
-  return SoftmaxBwd::primitive_desc(SoftmaxBwd::desc(alg, diff_src, diff_dst, dst, 3),
+  return SoftmaxBwd::primitive_desc(SoftmaxBwd::desc(alg, diff_src, diff_dst, dst, 2),
                                     cpu_engine(), hint);
 #endif
 }
 
-// The primitives for one shape. Forward: S = scale * Q K^T (float scores), P = softmax(S) in the
-// input's type, O = P V. Backward (made only when needed): dV = P^T dO, dP = dO V^T,
-// dS = softmax'(P, dP), dQ = scale * dS K, dK = scale * dS^T Q.
+dnnl::reorder make_reorder(const memory::desc& from, const memory::desc& to) {
+  return dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), from, cpu_engine(), to));
+}
+
+// The primitives for one shape. Forward: q, k, v gathered into dense per-head matrices,
+// S = scale * Q K^T (float scores), P = softmax(S) in the input's type, O = P V scattered into
+// the (n, T, D) output. Backward (made only when needed): dO gathered, dV = P^T dO,
+// dP = dO V^T, dS = softmax'(P, dP), dQ = scale * dS K, dK = scale * dS^T Q, each scattered into
+// its D columns of the qkv gradient.
 struct Kernels {
+  dnnl::reorder gather_qkv, scatter_out;
   dnnl::matmul qk, pv;
   dnnl::primitive softmax;
   bool has_backward = false;
+  dnnl::reorder gather_grad, scatter_grad;
   dnnl::matmul dv, dp, dq, dk;
   dnnl::primitive softmax_bwd;
 };
@@ -141,16 +161,20 @@ struct Kernels {
 Kernels make_kernels(const Shape& s, float scale, bool backward) {
   const int64_t D = s.D();
   Kernels k;
-  k.qk = make_matmul(heads_of(s, 3 * D), heads_of_t(s, 3 * D), scores(s, dt::f32), scale);
+  k.gather_qkv = make_reorder(heads_of(s, 3 * D), dense4(s));
+  k.scatter_out = make_reorder(dense4(s), heads_of(s, D));
+  k.qk = make_matmul(dense(s), dense_t(s), scores(s, dt::f32), scale);
   const auto fwd = softmax_fwd_pd(scores(s, dt::f32), scores(s, s.type));
   k.softmax = SoftmaxFwd(fwd);
-  k.pv = make_matmul(scores(s, s.type), heads_of(s, 3 * D), heads_of(s, D));
+  k.pv = make_matmul(scores(s, s.type), dense(s), dense(s));
   if (backward) {
-    k.dv = make_matmul(scores_t(s, s.type), heads_of(s, D), heads_of(s, 3 * D));
-    k.dp = make_matmul(heads_of(s, D), heads_of_t(s, 3 * D), scores(s, s.type));
+    k.gather_grad = make_reorder(heads_of(s, D), dense4(s));
+    k.scatter_grad = make_reorder(dense4(s), heads_of(s, 3 * D));
+    k.dv = make_matmul(scores_t(s, s.type), dense(s), dense(s));
+    k.dp = make_matmul(dense(s), dense_t(s), scores(s, s.type));
     k.softmax_bwd = SoftmaxBwd(softmax_bwd_pd(scores(s, s.type), scores(s, s.type), scores(s, s.type), fwd));
-    k.dq = make_matmul(scores(s, s.type), heads_of(s, 3 * D), heads_of(s, 3 * D), scale);
-    k.dk = make_matmul(scores_t(s, s.type), heads_of(s, 3 * D), heads_of(s, 3 * D), scale);
+    k.dq = make_matmul(scores(s, s.type), dense(s), dense(s), scale);
+    k.dk = make_matmul(scores_t(s, s.type), dense(s), dense(s), scale);
     k.has_backward = true;
   }
   return k;
@@ -162,6 +186,7 @@ struct ThreadState {
   dnnl::stream stream{cpu_engine()};
   std::map<std::pair<Shape, float>, Kernels> kernels;
   std::map<std::pair<Shape, float>, bool> unsupported;
+  std::string declined;  // oneDNN's message for the last shape it could not make kernels for
 };
 
 ThreadState& thread_state() {
@@ -178,8 +203,9 @@ const Kernels* kernels_for(const Shape& s, float scale, bool backward) {
   try {
     auto made = make_kernels(s, scale, backward);
     return &(st.kernels[key] = std::move(made));
-  } catch (const dnnl::error&) {
+  } catch (const dnnl::error& e) {
     st.unsupported[key] = true;
+    st.declined = e.what();
     return nullptr;
   }
 }
@@ -221,6 +247,15 @@ memory mem(const memory::desc& md, const void* ptr) {
   return memory(md, cpu_engine(), const_cast<void*>(ptr));
 }
 
+// Scratch of one chunk, in the input's options: `count` buffers of (chunk, H, T, hd) elements.
+at::Tensor head_buffers(const at::Tensor& like, int64_t count, int64_t chunk, int64_t H, int64_t T, int64_t hd) {
+  return at::empty({count, chunk * H * T * hd}, like.options());
+}
+
+char* row_of(const at::Tensor& buffers, int64_t i) {
+  return static_cast<char*>(buffers.data_ptr()) + i * buffers.size(1) * buffers.element_size();
+}
+
 // Forward over all chunks; probabilities into `probs` (B, H, T, T) when it is defined (kept for
 // backward), else into a chunk-sized scratch.
 at::Tensor attention_forward(const at::Tensor& qkv, int64_t H, float scale, const at::Tensor& probs) {
@@ -231,24 +266,25 @@ at::Tensor attention_forward(const at::Tensor& qkv, int64_t H, float scale, cons
   const int64_t chunk = chunk_images(B, H, T);
   auto s_scratch = at::empty({chunk, H, T, T}, qkv.options().dtype(at::kFloat));
   auto p_scratch = probs.defined() ? at::Tensor() : at::empty({chunk, H, T, T}, qkv.options());
+  auto heads = head_buffers(qkv, 4, chunk, H, T, hd);  // q, k, v, o
   const auto* base = static_cast<const char*>(qkv.data_ptr());
   auto* o = static_cast<char*>(out.data_ptr());
   for_each_chunk(B, H, T, hd, type, scale, probs.defined(), [&](int64_t b0, int64_t n, const Kernels& k) {
     const Shape s{n, H, T, hd, type};
-    const char* q = base + b0 * T * 3 * D * esize;
-    const char* kk = q + D * esize;
-    const char* v = q + 2 * D * esize;
+    const char* in = base + b0 * T * 3 * D * esize;
     char* p = probs.defined() ? static_cast<char*>(probs.data_ptr()) + b0 * H * T * T * esize
                               : static_cast<char*>(p_scratch.data_ptr());
-    const auto s_md = scores(s, dt::f32), p_md = scores(s, type);
-    const auto S = mem(s_md, s_scratch.data_ptr()), P = mem(p_md, p);
-    run(k.qk, {{DNNL_ARG_SRC, mem(heads_of(s, 3 * D), q)},
-               {DNNL_ARG_WEIGHTS, mem(heads_of_t(s, 3 * D), kk)},
-               {DNNL_ARG_DST, S}});
+    memory q = mem(dense(s), row_of(heads, 0)), kk = mem(dense(s), row_of(heads, 1)),
+           v = mem(dense(s), row_of(heads, 2)), od = mem(dense(s), row_of(heads, 3));
+    for (int i = 0; i < 3; ++i)
+      run(k.gather_qkv, {{DNNL_ARG_FROM, mem(heads_of(s, 3 * D), in + i * D * esize)},
+                         {DNNL_ARG_TO, mem(dense4(s), row_of(heads, i))}});
+    const auto S = mem(scores(s, dt::f32), s_scratch.data_ptr()), P = mem(scores(s, type), p);
+    run(k.qk, {{DNNL_ARG_SRC, q}, {DNNL_ARG_WEIGHTS, mem(dense_t(s), row_of(heads, 1))}, {DNNL_ARG_DST, S}});
     run(k.softmax, {{DNNL_ARG_SRC, S}, {DNNL_ARG_DST, P}});
-    run(k.pv, {{DNNL_ARG_SRC, P},
-               {DNNL_ARG_WEIGHTS, mem(heads_of(s, 3 * D), v)},
-               {DNNL_ARG_DST, mem(heads_of(s, D), o + b0 * T * D * esize)}});
+    run(k.pv, {{DNNL_ARG_SRC, P}, {DNNL_ARG_WEIGHTS, v}, {DNNL_ARG_DST, od}});
+    run(k.scatter_out, {{DNNL_ARG_FROM, mem(dense4(s), row_of(heads, 3))},
+                        {DNNL_ARG_TO, mem(heads_of(s, D), o + b0 * T * D * esize)}});
   });
   thread_state().stream.wait();
   return out;
@@ -263,28 +299,38 @@ at::Tensor attention_backward(const at::Tensor& qkv, const at::Tensor& probs, co
   const int64_t chunk = chunk_images(B, H, T);
   auto dp_scratch = at::empty({chunk, H, T, T}, qkv.options());
   auto ds_scratch = at::empty({chunk, H, T, T}, qkv.options());
+  auto heads = head_buffers(qkv, 5, chunk, H, T, hd);  // q, k, v, dO, one gradient at a time
   const auto* base = static_cast<const char*>(qkv.data_ptr());
   const auto* dout = static_cast<const char*>(grad_out.data_ptr());
   auto* g = static_cast<char*>(grad.data_ptr());
   for_each_chunk(B, H, T, hd, type, scale, true, [&](int64_t b0, int64_t n, const Kernels& k) {
     const Shape s{n, H, T, hd, type};
     const int64_t row3 = b0 * T * 3 * D * esize;
-    const char *q = base + row3, *kk = q + D * esize, *v = q + 2 * D * esize;
-    char *gq = g + row3, *gk = gq + D * esize, *gv = gq + 2 * D * esize;
+    for (int i = 0; i < 3; ++i)
+      run(k.gather_qkv, {{DNNL_ARG_FROM, mem(heads_of(s, 3 * D), base + row3 + i * D * esize)},
+                         {DNNL_ARG_TO, mem(dense4(s), row_of(heads, i))}});
+    run(k.gather_grad, {{DNNL_ARG_FROM, mem(heads_of(s, D), dout + b0 * T * D * esize)},
+                        {DNNL_ARG_TO, mem(dense4(s), row_of(heads, 3))}});
     const char* p = static_cast<const char*>(probs.data_ptr()) + b0 * H * T * T * esize;
-    const auto dO = mem(heads_of(s, D), dout + b0 * T * D * esize);
+    const auto q = mem(dense(s), row_of(heads, 0)), kk = mem(dense(s), row_of(heads, 1));
+    const auto dO = mem(dense(s), row_of(heads, 3)), gd = mem(dense(s), row_of(heads, 4));
     const auto dP = mem(scores(s, type), dp_scratch.data_ptr());
     const auto dS = mem(scores(s, type), ds_scratch.data_ptr());
-    run(k.dv, {{DNNL_ARG_SRC, mem(scores_t(s, type), p)}, {DNNL_ARG_WEIGHTS, dO},
-               {DNNL_ARG_DST, mem(heads_of(s, 3 * D), gv)}});
-    run(k.dp, {{DNNL_ARG_SRC, dO}, {DNNL_ARG_WEIGHTS, mem(heads_of_t(s, 3 * D), v)}, {DNNL_ARG_DST, dP}});
+    // One gradient of q, k, v at a time into the dense buffer, then into its columns of `grad`.
+    auto scatter = [&](int which) {
+      run(k.scatter_grad, {{DNNL_ARG_FROM, mem(dense4(s), row_of(heads, 4))},
+                           {DNNL_ARG_TO, mem(heads_of(s, 3 * D), g + row3 + which * D * esize)}});
+    };
+    run(k.dv, {{DNNL_ARG_SRC, mem(scores_t(s, type), p)}, {DNNL_ARG_WEIGHTS, dO}, {DNNL_ARG_DST, gd}});
+    scatter(2);
+    run(k.dp, {{DNNL_ARG_SRC, dO}, {DNNL_ARG_WEIGHTS, mem(dense_t(s), row_of(heads, 2))}, {DNNL_ARG_DST, dP}});
     run(k.softmax_bwd, {{DNNL_ARG_DST, mem(scores(s, type), p)}, {DNNL_ARG_DIFF_DST, dP},
                         {DNNL_ARG_DIFF_SRC, dS}});
-    run(k.dq, {{DNNL_ARG_SRC, dS}, {DNNL_ARG_WEIGHTS, mem(heads_of(s, 3 * D), kk)},
-               {DNNL_ARG_DST, mem(heads_of(s, 3 * D), gq)}});
-    run(k.dk, {{DNNL_ARG_SRC, mem(scores_t(s, type), ds_scratch.data_ptr())},
-               {DNNL_ARG_WEIGHTS, mem(heads_of(s, 3 * D), q)},
-               {DNNL_ARG_DST, mem(heads_of(s, 3 * D), gk)}});
+    run(k.dq, {{DNNL_ARG_SRC, dS}, {DNNL_ARG_WEIGHTS, kk}, {DNNL_ARG_DST, gd}});
+    scatter(0);
+    run(k.dk, {{DNNL_ARG_SRC, mem(scores_t(s, type), ds_scratch.data_ptr())}, {DNNL_ARG_WEIGHTS, q},
+               {DNNL_ARG_DST, gd}});
+    scatter(1);
   });
   thread_state().stream.wait();
   return grad;
@@ -315,6 +361,8 @@ struct FusedAttentionFunction : torch::autograd::Function<FusedAttentionFunction
 };
 
 }  // namespace
+
+std::string fused_attention_declined() { return thread_state().declined; }
 
 std::optional<at::Tensor> fused_attention(const at::Tensor& qkv_in, int64_t heads, double scale) {
   if (!fused_attention_enabled() || !qkv_in.device().is_cpu() || qkv_in.dim() != 3) return std::nullopt;

@@ -4,11 +4,14 @@
 // LibTorch 1.13 without MKL runs a float batched matmul as one GEMM per (image, head), each behind
 // a select and a tensor of its own (~150,000 ATen calls per keras-cifar step), and materialises
 // the whole (batch, heads, T, T) score tensor between passes: softmax and its backward stream
-// ~86 MB per layer through memory four times. Here, a few images at a time, the scores of all
-// heads are made by one oneDNN matmul straight from the strided q/k/v columns of the qkv
-// projection, softmaxed while they are in cache, and multiplied with v into the (B, T, D) layout
-// the output projection reads: no transposes, no copies, no per-head calls. Backward is the same
-// five products and softmax's backward, chunk by chunk.
+// ~86 MB per layer through memory four times. Here, a few images at a time (as many as keep their
+// float scores within ~512 KiB of cache), oneDNN reorders gather q/k/v from the qkv projection's
+// columns into dense per-head matrices, one batched matmul makes the scores of all heads, they
+// are softmaxed while in cache, multiplied with v, and the result is scattered into the (B, T, D)
+// layout the output projection reads: no per-head calls, no full-size transposes. Backward is the
+// same: five batched products and softmax's backward, chunk by chunk. (The dense gather costs a
+// copy of q/k/v and buys oneDNN's brgemm kernels: on the strided layout oneDNN chose a generic
+// GEMM loop, slower than LibTorch's bf16 bmm for fmnist-small's 17 tokens.)
 //
 // Numbers: float in, float math; bfloat16 in (under autocast), bfloat16 GEMMs with float
 // accumulation and float scores into the softmax, probabilities and gradients in bfloat16 as
@@ -17,6 +20,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <optional>
+#include <string>
 
 namespace vit {
 
@@ -28,6 +32,10 @@ namespace vit {
 // CPU tensor, not float/bfloat16, the build has no oneDNN (VIT_HAVE_ONEDNN), oneDNN cannot make
 // the kernels on this CPU (bfloat16 needs AVX-512), or VIT_FUSED_ATTENTION=0 in the environment.
 std::optional<at::Tensor> fused_attention(const at::Tensor& qkv, int64_t heads, double scale);
+
+// Why oneDNN could not make the kernels for the last shape this thread asked for ("" when it
+// never failed), for benches and tests to say why fused_attention declined.
+std::string fused_attention_declined();
 
 // Whether this build can fuse attention at all (compiled with oneDNN and not switched off).
 bool fused_attention_enabled();

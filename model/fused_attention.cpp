@@ -13,7 +13,7 @@
 #include <tuple>
 
 #ifdef VIT_HAVE_ONEDNN
-#include <oneapi/dnnl/dnnl.hpp>
+#include "onednn_common.h"
 #endif
 
 namespace vit {
@@ -39,13 +39,7 @@ std::string fused_attention_declined() { return "built without oneDNN (libdnnl-d
 
 namespace {
 
-using dnnl::memory;
-using dt = memory::data_type;
-
-const dnnl::engine& cpu_engine() {
-  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
+using namespace vit::onednn;
 
 // One call's shape: n images of T tokens, H heads of hd features (D = H * hd), in dtype `type`.
 struct Shape {
@@ -83,32 +77,7 @@ memory::desc scores_t(const Shape& s, dt type) {
   return memory::desc({s.n * s.H, s.T, s.T}, type, {s.T * s.T, 1, s.T});
 }
 
-// oneDNN 2.x (Debian 12) and 3.x (Debian 13) spell primitive creation differently; the kernels
-// are the same.
-dnnl::primitive_attr scaled_by(float scale) {
-  dnnl::primitive_attr attr;
-  if (scale != 1.0f) {
-    dnnl::post_ops ops;
-#if DNNL_VERSION_MAJOR >= 3
-    ops.append_eltwise(dnnl::algorithm::eltwise_linear, scale, 0.0f);
-#else
-    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, scale, 0.0f);
-#endif
-    attr.set_post_ops(ops);
-  }
-  return attr;
-}
-
-dnnl::matmul make_matmul(const memory::desc& a, const memory::desc& b, const memory::desc& c,
-                         float scale = 1.0f) {
-#if DNNL_VERSION_MAJOR >= 3
-  return dnnl::matmul(dnnl::matmul::primitive_desc(cpu_engine(), a, b, c, scaled_by(scale)));
-#else
-  return dnnl::matmul(
-      dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), scaled_by(scale), cpu_engine()));
-#endif
-}
-
+// Softmax is spelled differently by oneDNN 2.x (softmax_v2, Debian 12) and 3.x (Debian 13).
 #if DNNL_VERSION_MAJOR >= 3
 using SoftmaxFwd = dnnl::softmax_forward;
 using SoftmaxBwd = dnnl::softmax_backward;
@@ -180,10 +149,9 @@ Kernels make_kernels(const Shape& s, float scale, bool backward) {
   return k;
 }
 
-// Per thread (data-parallel shards each run their own): the primitives by shape and scale, and a
-// stream. nullptr when oneDNN cannot make them here (e.g. bfloat16 without AVX-512).
+// Per thread (data-parallel shards each run their own): the primitives by shape and scale;
+// kernels_for() gives nullptr when oneDNN cannot make them here (e.g. bfloat16 without AVX-512).
 struct ThreadState {
-  dnnl::stream stream{cpu_engine()};
   std::map<std::pair<Shape, float>, Kernels> kernels;
   std::map<std::pair<Shape, float>, bool> unsupported;
   std::string declined;  // oneDNN's message for the last shape it could not make kernels for
@@ -237,16 +205,6 @@ void for_each_chunk(int64_t B, int64_t H, int64_t T, int64_t hd, dt type, float 
   }
 }
 
-dt dnnl_type(const at::Tensor& t) { return t.scalar_type() == at::kBFloat16 ? dt::bf16 : dt::f32; }
-
-void run(const dnnl::primitive& p, std::unordered_map<int, memory> args) {
-  p.execute(thread_state().stream, args);
-}
-
-memory mem(const memory::desc& md, const void* ptr) {
-  return memory(md, cpu_engine(), const_cast<void*>(ptr));
-}
-
 // Scratch of one chunk, in the input's options: `count` buffers of (chunk, H, T, hd) elements.
 at::Tensor head_buffers(const at::Tensor& like, int64_t count, int64_t chunk, int64_t H, int64_t T, int64_t hd) {
   return at::empty({count, chunk * H * T * hd}, like.options());
@@ -260,7 +218,7 @@ char* row_of(const at::Tensor& buffers, int64_t i) {
 // backward), else into a chunk-sized scratch.
 at::Tensor attention_forward(const at::Tensor& qkv, int64_t H, float scale, const at::Tensor& probs) {
   const int64_t B = qkv.size(0), T = qkv.size(1), D = qkv.size(2) / 3, hd = D / H;
-  const dt type = dnnl_type(qkv);
+  const dt type = type_of(qkv);
   const int64_t esize = qkv.element_size();
   auto out = at::empty({B, T, D}, qkv.options());
   const int64_t chunk = chunk_images(B, H, T);
@@ -286,14 +244,14 @@ at::Tensor attention_forward(const at::Tensor& qkv, int64_t H, float scale, cons
     run(k.scatter_out, {{DNNL_ARG_FROM, mem(dense4(s), row_of(heads, 3))},
                         {DNNL_ARG_TO, mem(heads_of(s, D), o + b0 * T * D * esize)}});
   });
-  thread_state().stream.wait();
+  thread_stream().wait();
   return out;
 }
 
 at::Tensor attention_backward(const at::Tensor& qkv, const at::Tensor& probs, const at::Tensor& grad_out,
                               int64_t H, float scale) {
   const int64_t B = qkv.size(0), T = qkv.size(1), D = qkv.size(2) / 3, hd = D / H;
-  const dt type = dnnl_type(qkv);
+  const dt type = type_of(qkv);
   const int64_t esize = qkv.element_size();
   auto grad = at::empty_like(qkv);
   const int64_t chunk = chunk_images(B, H, T);
@@ -332,7 +290,7 @@ at::Tensor attention_backward(const at::Tensor& qkv, const at::Tensor& probs, co
                {DNNL_ARG_DST, gd}});
     scatter(1);
   });
-  thread_state().stream.wait();
+  thread_stream().wait();
   return grad;
 }
 
@@ -372,7 +330,7 @@ std::optional<at::Tensor> fused_attention(const at::Tensor& qkv_in, int64_t head
   if (B == 0 || T == 0 || heads <= 0 || D3 % (3 * heads) != 0) return std::nullopt;
   const bool backward = at::GradMode::is_enabled() && qkv_in.requires_grad();
   const int64_t hd = D3 / 3 / heads;
-  if (!kernels_ready(B, heads, T, hd, dnnl_type(qkv_in), float(scale), backward)) return std::nullopt;
+  if (!kernels_ready(B, heads, T, hd, type_of(qkv_in), float(scale), backward)) return std::nullopt;
   const auto qkv = qkv_in.contiguous();
   if (backward) return FusedAttentionFunction::apply(qkv, heads, scale);
   return attention_forward(qkv, heads, float(scale), at::Tensor());

@@ -15,7 +15,7 @@
 //
 // Numbers: float in, float math; bfloat16 in (under autocast), bfloat16 GEMMs with float
 // accumulation and float scores into the softmax, probabilities and gradients in bfloat16 as
-// ATen's bf16 path keeps them. Tests: tests/model/test_fused_attention.cpp compares against the
+// ATen's bf16 path keeps them. Tests: tests/model/test_onednn_kernels.cpp compares against the
 // composite ATen expression, forward and gradients.
 #include <ATen/core/Tensor.h>
 

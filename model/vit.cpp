@@ -1,6 +1,7 @@
 #include "vit.h"
 
 #include "fused_attention.h"
+#include "onednn_linear.h"
 #include "patchify.h"
 
 #include <torch/nn/functional/activation.h>
@@ -49,6 +50,16 @@ void init_linear(torch::nn::Linear& linear) {
   if (linear->bias.defined()) linear->bias.zero_();
 }
 
+// A linear layer's output: through oneDNN where it covers the case (float, no autocast:
+// onednn_linear.h), else LibTorch's own.
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (auto y = onednn_linear(x, weight, bias)) return *y;
+  return F::linear(x, weight, bias);
+}
+torch::Tensor linear(torch::nn::LinearImpl& layer, const torch::Tensor& x) {
+  return linear(x, layer.weight, layer.bias);
+}
+
 torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias = true) {
   torch::nn::Linear linear(torch::nn::LinearOptions(in, out).bias(bias));
   init_linear(linear);
@@ -69,7 +80,7 @@ torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& x) {
   // convolution (which deadlocked inside data-parallel shards, model/data_parallel.h).
   const auto& w = proj->weight;  // (D, C, P, P)
   auto patches = patchify(x, int(w.size(2)));                                          // (B, N, C*P*P)
-  return torch::nn::functional::linear(patches, w.flatten(1), proj->bias);  // (B, N, D)
+  return linear(patches, w.flatten(1), proj->bias);  // (B, N, D)
 }
 
 AttentionImpl::AttentionImpl(const ViTConfig& c)
@@ -82,12 +93,12 @@ AttentionImpl::AttentionImpl(const ViTConfig& c)
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, torch::Tensor* probs) {
-  auto qkv_out = qkv(x);  // (B, T, 3D)
+  auto qkv_out = linear(*qkv, x);  // (B, T, 3D)
   std::optional<torch::Tensor> out;
   // One fused CPU operation (fused_attention.h) unless the probabilities are wanted or dropped out.
   if (!probs && !(is_training() && attn_dropout > 0.0)) out = fused_attention(qkv_out, heads, scale);
   if (!out) out = composite(qkv_out, probs);
-  return maybe_dropout(proj(*out), proj_dropout, is_training());
+  return maybe_dropout(linear(*proj, *out), proj_dropout, is_training());
 }
 
 torch::Tensor AttentionImpl::composite(const torch::Tensor& qkv_out, torch::Tensor* probs) {
@@ -108,8 +119,8 @@ MlpImpl::MlpImpl(const ViTConfig& c) : dropout(c.dropout), act_after_fc2(c.mlp_a
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  auto h = maybe_dropout(F::gelu(fc1(x)), dropout, is_training());  // (B, T, hidden)
-  h = fc2(h);                                                       // (B, T, D)
+  auto h = maybe_dropout(F::gelu(linear(*fc1, x)), dropout, is_training());  // (B, T, hidden)
+  h = linear(*fc2, h);                                                       // (B, T, D)
   if (act_after_fc2) h = F::gelu(h);
   return maybe_dropout(h, dropout, is_training());
 }
@@ -201,11 +212,11 @@ torch::Tensor VisionTransformerImpl::forward_head(const torch::Tensor& tokens) {
   if (head_mlp) {
     for (const auto& module : *head_mlp) {
       x = maybe_dropout(x, config_.head_dropout, is_training());
-      x = F::gelu(module->as<torch::nn::LinearImpl>()->forward(x));
+      x = F::gelu(linear(*module->as<torch::nn::LinearImpl>(), x));
     }
     x = maybe_dropout(x, config_.head_dropout, is_training());
   }
-  return head(x);  // (B, classes)
+  return linear(*head, x);  // (B, classes)
 }
 
 torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& images) {

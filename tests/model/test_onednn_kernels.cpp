@@ -1,6 +1,7 @@
-// The fused attention kernel (model/fused_attention.h) against attention written out in float64
-// here: forward values and gradients, float and bfloat16, chunked batches with a remainder, calls
-// from several threads at once, and the model using it against the model's composite path.
+// The oneDNN kernels of vit_core. Fused attention (model/fused_attention.h) against attention
+// written out in float64 here: forward values and gradients, float and bfloat16, chunked batches
+// with a remainder, calls from several threads at once, and the model using it against the
+// model's composite path. Float linear layers (model/onednn_linear.h) against at::linear.
 #include <torch/torch.h>
 
 #include <gtest/gtest.h>
@@ -8,7 +9,9 @@
 #include <thread>
 #include <vector>
 
+#include "data_parallel.h"
 #include "fused_attention.h"
+#include "onednn_linear.h"
 #include "vit.h"
 
 namespace {
@@ -182,4 +185,54 @@ TEST(FusedAttention, ModelGivesTheSameLogitsAndGradientsAsItsCompositePath) {
   ASSERT_EQ(fused_grads.size(), composite_grads.size());
   for (size_t i = 0; i < fused_grads.size(); ++i)
     EXPECT_LT(max_rel_err(fused_grads[i], composite_grads[i]), 1e-4) << "parameter " << i;
+}
+
+TEST(OneDnnLinear, MatchesLibTorchsLinearValuesAndGradients) {
+  torch::manual_seed(5);
+  struct Shape { std::vector<int64_t> x; int64_t out; bool bias; };
+  // (tokens of a batch, features): ViT-B/16's qkv at batch 1, a 3-d activation, a 2-d head
+  // without bias, a single row.
+  const std::vector<Shape> shapes = {{{1, 197, 768}, 2304, true}, {{3, 17, 128}, 256, true},
+                                     {{5, 64}, 10, false}, {{1, 7}, 3, true}};
+  for (const auto& sh : shapes) {
+    SCOPED_TRACE("x " + std::to_string(sh.x.size()) + "-d, out " + std::to_string(sh.out));
+    const int64_t in = sh.x.back();
+    const auto x0 = torch::randn(sh.x), w0 = torch::randn({sh.out, in}) * 0.05;
+    const auto b0 = sh.bias ? torch::randn({sh.out}) : torch::Tensor();
+    auto run = [&](bool ours) {
+      auto x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true);
+      auto b = sh.bias ? b0.clone().requires_grad_(true) : torch::Tensor();
+      torch::Tensor y;
+      if (ours) {
+        auto got = vit::onednn_linear(x, w, b);
+        if (!got) return std::vector<torch::Tensor>{};
+        y = *got;
+      } else {
+        y = torch::nn::functional::linear(x, w, b);
+      }
+      (y * y.detach().sin()).sum().backward();  // a gradient that differs per element
+      return std::vector<torch::Tensor>{y.detach(), x.grad(), w.grad(), sh.bias ? b.grad() : torch::Tensor()};
+    };
+    const auto ours = run(true), want = run(false);
+    ASSERT_EQ(ours.size(), 4u) << "declined a float CPU linear layer";
+    EXPECT_EQ(ours[0].sizes(), want[0].sizes());
+    const char* names[] = {"output", "input gradient", "weight gradient", "bias gradient"};
+    for (int i = 0; i < (sh.bias ? 4 : 3); ++i) EXPECT_LT(max_rel_err(ours[i], want[i]), 1e-5) << names[i];
+    torch::NoGradGuard no_grad;  // inference: the path that saves nothing, same numbers
+    EXPECT_TRUE(torch::allclose(*vit::onednn_linear(x0, w0, b0), ours[0], 1e-6, 1e-6));
+  }
+}
+
+TEST(OneDnnLinear, LeavesAutocastAndOtherTypesToLibTorch) {
+  const auto x = torch::randn({4, 8}), w = torch::randn({3, 8}), b = torch::randn({3});
+  EXPECT_FALSE(vit::onednn_linear(x.to(torch::kDouble), w.to(torch::kDouble), b.to(torch::kDouble)));
+  EXPECT_FALSE(vit::onednn_linear(x, torch::randn({3, 9}), b)) << "inner sizes differ";
+  EXPECT_FALSE(vit::onednn_linear(x, w, torch::randn({4}))) << "bias of the wrong length";
+  {
+    // Under bf16 autocast at::linear casts to bf16 (and runs on oneDNN itself); ours must not
+    // bypass that.
+    vit::Bf16AutocastScope autocast(true);
+    EXPECT_FALSE(vit::onednn_linear(x, w, b));
+  }
+  EXPECT_TRUE(vit::onednn_linear(x, w, b));
 }

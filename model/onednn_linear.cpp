@@ -1,0 +1,161 @@
+#include "onednn_linear.h"
+
+#include <ATen/ops/empty.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <tuple>
+
+#include "data_parallel.h"  // bf16_autocast_enabled
+
+#ifdef VIT_HAVE_ONEDNN
+#include "onednn_common.h"
+#endif
+
+namespace vit {
+
+#ifndef VIT_HAVE_ONEDNN
+
+std::optional<at::Tensor> onednn_linear(const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+  return std::nullopt;
+}
+
+#else
+
+namespace {
+
+using namespace vit::onednn;
+
+bool enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("VIT_ONEDNN_LINEAR");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
+}
+
+enum class Kind { Forward, Forward_bias, GradInput, GradWeight };
+
+// (rows, cols) float matrix, row-major, or read transposed.
+memory::desc matrix(int64_t rows, int64_t cols) { return memory::desc({rows, cols}, dt::f32, {cols, 1}); }
+memory::desc transposed(int64_t rows, int64_t cols) { return memory::desc({rows, cols}, dt::f32, {1, rows}); }
+
+// The matmul for (M rows of x, K inputs, N outputs), per thread; nullptr when oneDNN cannot.
+const dnnl::matmul* kernel(Kind kind, int64_t M, int64_t K, int64_t N) {
+  thread_local std::map<std::tuple<Kind, int64_t, int64_t, int64_t>, std::optional<dnnl::matmul>> cache;
+  const auto key = std::make_tuple(kind, M, K, N);
+  auto it = cache.find(key);
+  if (it == cache.end()) {
+    std::optional<dnnl::matmul> made;
+    try {
+      switch (kind) {
+        case Kind::Forward:       // y (M, N) = x (M, K) W^T (K, N)
+          made = make_matmul(matrix(M, K), transposed(K, N), matrix(M, N));
+          break;
+        case Kind::Forward_bias: {
+          const auto bias = matrix(1, N);
+          made = make_matmul(matrix(M, K), transposed(K, N), matrix(M, N), 1.0f, &bias);
+          break;
+        }
+        case Kind::GradInput:     // dx (M, K) = dy (M, N) W (N, K)
+          made = make_matmul(matrix(M, N), matrix(N, K), matrix(M, K));
+          break;
+        case Kind::GradWeight:    // dW (N, K) = dy^T (N, M) x (M, K)
+          made = make_matmul(transposed(N, M), matrix(M, K), matrix(N, K));
+          break;
+      }
+    } catch (const dnnl::error&) {
+    }
+    it = cache.emplace(key, std::move(made)).first;
+  }
+  return it->second ? &*it->second : nullptr;
+}
+
+at::Tensor forward_2d(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                      const dnnl::matmul& mm) {
+  const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
+  auto y = at::empty({M, N}, x.options());
+  std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, mem(matrix(M, K), x.data_ptr())},
+                                          {DNNL_ARG_WEIGHTS, mem(transposed(K, N), w.data_ptr())},
+                                          {DNNL_ARG_DST, mem(matrix(M, N), y.data_ptr())}};
+  if (b.defined()) args.emplace(DNNL_ARG_BIAS, mem(matrix(1, N), b.data_ptr()));
+  run(mm, args);
+  thread_stream().wait();
+  return y;
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+struct LinearFunction : torch::autograd::Function<LinearFunction> {
+  // x2: (M, K) contiguous; b: the bias, or an empty tensor for none (LibTorch 1.13's apply()
+  // cannot take an undefined tensor); the kernels were checked to exist before apply().
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x2, const at::Tensor& w,
+                            const at::Tensor& b) {
+    const bool has_bias = b.numel() > 0;
+    ctx->save_for_backward({x2, w});
+    ctx->saved_data["bias"] = has_bias;
+    const auto kind = has_bias ? Kind::Forward_bias : Kind::Forward;
+    return forward_2d(x2, w, has_bias ? b : at::Tensor(), *kernel(kind, x2.size(0), x2.size(1), w.size(0)));
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &w = saved[1];
+    const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
+    const auto dy = grads[0].to(at::kFloat).contiguous();
+    at::Tensor dx, dw, db;
+    const auto* gi = kernel(Kind::GradInput, M, K, N);
+    const auto* gw = kernel(Kind::GradWeight, M, K, N);
+    if (!gi || !gw) throw std::runtime_error("oneDNN linear: no backward kernel on this thread; run with VIT_ONEDNN_LINEAR=0");
+    if (ctx->needs_input_grad(0)) {
+      dx = at::empty({M, K}, x.options());
+      run(*gi, {{DNNL_ARG_SRC, mem(matrix(M, N), dy.data_ptr())},
+                {DNNL_ARG_WEIGHTS, mem(matrix(N, K), w.data_ptr())},
+                {DNNL_ARG_DST, mem(matrix(M, K), dx.data_ptr())}});
+    }
+    if (ctx->needs_input_grad(1)) {
+      dw = at::empty({N, K}, w.options());
+      run(*gw, {{DNNL_ARG_SRC, mem(transposed(N, M), dy.data_ptr())},
+                {DNNL_ARG_WEIGHTS, mem(matrix(M, K), x.data_ptr())},
+                {DNNL_ARG_DST, mem(matrix(N, K), dw.data_ptr())}});
+    }
+    thread_stream().wait();
+    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) db = dy.sum(0);
+    return {dx, dw, db};
+  }
+};
+
+}  // namespace
+
+std::optional<at::Tensor> onednn_linear(const at::Tensor& x, const at::Tensor& weight,
+                                        const at::Tensor& bias) {
+  if (!enabled() || x.dim() < 2 || weight.dim() != 2 || !x.device().is_cpu() ||
+      !weight.device().is_cpu() || x.scalar_type() != at::kFloat ||
+      weight.scalar_type() != at::kFloat || bf16_autocast_enabled(at::kCPU))
+    return std::nullopt;
+  if (bias.defined() && (bias.scalar_type() != at::kFloat || !bias.device().is_cpu() ||
+                         bias.dim() != 1 || bias.size(0) != weight.size(0)))
+    return std::nullopt;
+  const int64_t K = x.size(-1), N = weight.size(0), M = x.numel() / std::max<int64_t>(K, 1);
+  if (weight.size(1) != K || M == 0 || K == 0 || N == 0) return std::nullopt;
+  const bool grad = at::GradMode::is_enabled() &&
+                    (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
+  const auto kind = bias.defined() ? Kind::Forward_bias : Kind::Forward;
+  if (!kernel(kind, M, K, N)) return std::nullopt;
+  if (grad && (!kernel(Kind::GradInput, M, K, N) || !kernel(Kind::GradWeight, M, K, N))) return std::nullopt;
+  auto out_sizes = x.sizes().vec();
+  out_sizes.back() = N;
+  const auto x2 = x.reshape({M, K}).contiguous();
+  const auto w = weight.contiguous();
+  const auto b = bias.defined() ? bias.contiguous() : at::Tensor();
+  at::Tensor y = grad ? LinearFunction::apply(x2, w, b.defined() ? b : at::empty({0}, x.options()))
+                      : forward_2d(x2, w, b, *kernel(kind, M, K, N));
+  return y.view(out_sizes);
+}
+
+#endif  // VIT_HAVE_ONEDNN
+
+}  // namespace vit

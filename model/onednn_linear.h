@@ -2,9 +2,9 @@
 // Float linear layers (y = x W^T + b) through oneDNN's matmul on the CPU, forward and backward.
 //
 // LibTorch's float GEMMs go to the system BLAS (Debian's OpenBLAS); oneDNN's AVX-512 brgemm
-// kernels ran ViT-B/16's four linear shapes at batch 1 2.1x faster than OpenBLAS's Haswell kernels
-// and 1.25x faster than its AVX-512 (Cooperlake) ones on an AMD EPYC (Zen 5): bench/README
-// "Speed on any x86 CPU". Under bf16 autocast LibTorch already runs linear layers on oneDNN, so
+// kernels ran ViT-B/16's and keras-cifar's linear shapes 2.1-2.2x faster than OpenBLAS's Haswell
+// kernels and 1.15-1.24x faster than its AVX-512 (Cooperlake) ones on an AMD EPYC (Zen 5)
+// (bench/linear_bench.cpp; README "Speed on any x86 CPU"). Under bf16 autocast LibTorch already runs linear layers on oneDNN, so
 // this covers float tensors with autocast off.
 //
 // Tests: tests/model/test_onednn_kernels.cpp (OneDnnLinear*) against at::linear, values and

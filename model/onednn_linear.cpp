@@ -28,6 +28,10 @@ namespace {
 
 using namespace vit::onednn;
 
+// (rows, cols) matrix of `type`, row-major, or read transposed.
+memory::desc matrix_of(int64_t rows, int64_t cols, dt type) { return memory::desc({rows, cols}, type, {cols, 1}); }
+memory::desc transposed_of(int64_t rows, int64_t cols, dt type) { return memory::desc({rows, cols}, type, {1, rows}); }
+
 bool enabled() {
   static const bool on = [] {
     const char* v = std::getenv("VIT_ONEDNN_LINEAR");
@@ -38,14 +42,13 @@ bool enabled() {
 
 enum class Kind { Forward, Forward_bias, GradInput, GradWeight };
 
-// (rows, cols) float matrix, row-major, or read transposed.
-memory::desc matrix(int64_t rows, int64_t cols) { return memory::desc({rows, cols}, dt::f32, {cols, 1}); }
-memory::desc transposed(int64_t rows, int64_t cols) { return memory::desc({rows, cols}, dt::f32, {1, rows}); }
-
-// The matmul for (M rows of x, K inputs, N outputs), per thread; nullptr when oneDNN cannot.
-const dnnl::matmul* kernel(Kind kind, int64_t M, int64_t K, int64_t N) {
-  thread_local std::map<std::tuple<Kind, int64_t, int64_t, int64_t>, std::optional<dnnl::matmul>> cache;
-  const auto key = std::make_tuple(kind, M, K, N);
+// The matmul for (M rows of x, K inputs, N outputs) in `type`, per thread; nullptr when oneDNN
+// cannot make it (bf16 without AVX-512).
+const dnnl::matmul* kernel(Kind kind, int64_t M, int64_t K, int64_t N, dt type) {
+  thread_local std::map<std::tuple<Kind, int64_t, int64_t, int64_t, dt>, std::optional<dnnl::matmul>> cache;
+  const auto key = std::make_tuple(kind, M, K, N, type);
+  auto matrix = [type](int64_t r, int64_t c) { return matrix_of(r, c, type); };
+  auto transposed = [type](int64_t r, int64_t c) { return transposed_of(r, c, type); };
   auto it = cache.find(key);
   if (it == cache.end()) {
     std::optional<dnnl::matmul> made;
@@ -76,6 +79,9 @@ const dnnl::matmul* kernel(Kind kind, int64_t M, int64_t K, int64_t N) {
 at::Tensor forward_2d(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                       const dnnl::matmul& mm) {
   const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
+  const dt type = type_of(x);
+  auto matrix = [type](int64_t r, int64_t c) { return matrix_of(r, c, type); };
+  auto transposed = [type](int64_t r, int64_t c) { return transposed_of(r, c, type); };
   auto y = at::empty({M, N}, x.options());
   std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, mem(matrix(M, K), x.data_ptr())},
                                           {DNNL_ARG_WEIGHTS, mem(transposed(K, N), w.data_ptr())},
@@ -98,17 +104,21 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
     ctx->save_for_backward({x2, w});
     ctx->saved_data["bias"] = has_bias;
     const auto kind = has_bias ? Kind::Forward_bias : Kind::Forward;
-    return forward_2d(x2, w, has_bias ? b : at::Tensor(), *kernel(kind, x2.size(0), x2.size(1), w.size(0)));
+    return forward_2d(x2, w, has_bias ? b : at::Tensor(),
+                      *kernel(kind, x2.size(0), x2.size(1), w.size(0), type_of(x2)));
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &w = saved[1];
     const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
-    const auto dy = grads[0].to(at::kFloat).contiguous();
+    const dt type = type_of(x);
+    auto matrix = [type](int64_t r, int64_t c) { return matrix_of(r, c, type); };
+    auto transposed = [type](int64_t r, int64_t c) { return transposed_of(r, c, type); };
+    const auto dy = grads[0].to(x.scalar_type()).contiguous();
     at::Tensor dx, dw, db;
-    const auto* gi = kernel(Kind::GradInput, M, K, N);
-    const auto* gw = kernel(Kind::GradWeight, M, K, N);
+    const auto* gi = kernel(Kind::GradInput, M, K, N, type);
+    const auto* gw = kernel(Kind::GradWeight, M, K, N, type);
     if (!gi || !gw) throw std::runtime_error("oneDNN linear: no backward kernel on this thread; run with VIT_ONEDNN_LINEAR=0");
     if (ctx->needs_input_grad(0)) {
       dx = at::empty({M, K}, x.options());
@@ -132,27 +142,30 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
 
 std::optional<at::Tensor> onednn_linear(const at::Tensor& x, const at::Tensor& weight,
                                         const at::Tensor& bias) {
+  const auto st = x.scalar_type();
   if (!enabled() || x.dim() < 2 || weight.dim() != 2 || !x.device().is_cpu() ||
-      !weight.device().is_cpu() || x.scalar_type() != at::kFloat ||
-      weight.scalar_type() != at::kFloat || bf16_autocast_enabled(at::kCPU))
+      !weight.device().is_cpu() || (st != at::kFloat && st != at::kBFloat16) ||
+      weight.scalar_type() != st || bf16_autocast_enabled(at::kCPU))
     return std::nullopt;
-  if (bias.defined() && (bias.scalar_type() != at::kFloat || !bias.device().is_cpu() ||
+  if (bias.defined() && (bias.scalar_type() != st || !bias.device().is_cpu() ||
                          bias.dim() != 1 || bias.size(0) != weight.size(0)))
     return std::nullopt;
+  const dt type = type_of(x);
   const int64_t K = x.size(-1), N = weight.size(0), M = x.numel() / std::max<int64_t>(K, 1);
   if (weight.size(1) != K || M == 0 || K == 0 || N == 0) return std::nullopt;
   const bool grad = at::GradMode::is_enabled() &&
                     (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
   const auto kind = bias.defined() ? Kind::Forward_bias : Kind::Forward;
-  if (!kernel(kind, M, K, N)) return std::nullopt;
-  if (grad && (!kernel(Kind::GradInput, M, K, N) || !kernel(Kind::GradWeight, M, K, N))) return std::nullopt;
+  if (!kernel(kind, M, K, N, type)) return std::nullopt;
+  if (grad && (!kernel(Kind::GradInput, M, K, N, type) || !kernel(Kind::GradWeight, M, K, N, type)))
+    return std::nullopt;
   auto out_sizes = x.sizes().vec();
   out_sizes.back() = N;
   const auto x2 = x.reshape({M, K}).contiguous();
   const auto w = weight.contiguous();
   const auto b = bias.defined() ? bias.contiguous() : at::Tensor();
   at::Tensor y = grad ? LinearFunction::apply(x2, w, b.defined() ? b : at::empty({0}, x.options()))
-                      : forward_2d(x2, w, b, *kernel(kind, M, K, N));
+                      : forward_2d(x2, w, b, *kernel(kind, M, K, N, type));
   return y.view(out_sizes);
 }
 

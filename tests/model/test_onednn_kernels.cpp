@@ -236,3 +236,26 @@ TEST(OneDnnLinear, LeavesAutocastAndOtherTypesToLibTorch) {
   }
   EXPECT_TRUE(vit::onednn_linear(x, w, b));
 }
+
+TEST(OneDnnLinear, Bfloat16WeightsMatchLibTorchsBfloat16Linear) {
+  // A model converted to bf16 (vit summary --benchmark --precision bf16, inference with bf16
+  // weights): x, W and b all bf16, no autocast. Both sides round to bf16; compare against float64.
+  torch::manual_seed(6);
+  const auto x0 = torch::randn({2, 33, 96}).to(torch::kBFloat16);
+  const auto w0 = (torch::randn({80, 96}) * 0.1).to(torch::kBFloat16);
+  const auto b0 = torch::randn({80}).to(torch::kBFloat16);
+  auto x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
+  auto got = vit::onednn_linear(x, w, b);
+  if (!got)  // oneDNN's bf16 matmul needs AVX-512; every machine CI runs on has it
+    GTEST_SKIP() << "no bfloat16 matmul on this CPU";
+  EXPECT_EQ(got->scalar_type(), torch::kBFloat16);
+  got->sum().backward();
+  auto xd = x0.to(torch::kDouble).requires_grad_(true), wd = w0.to(torch::kDouble).requires_grad_(true);
+  auto bd = b0.to(torch::kDouble).requires_grad_(true);
+  auto want = torch::nn::functional::linear(xd, wd, bd);
+  want.sum().backward();
+  EXPECT_LT(max_rel_err(*got, want), 1e-2);
+  EXPECT_LT(max_rel_err(x.grad(), xd.grad()), 1e-2);
+  EXPECT_LT(max_rel_err(w.grad(), wd.grad()), 1e-2);
+  EXPECT_LT(max_rel_err(b.grad(), bd.grad()), 1e-2);
+}

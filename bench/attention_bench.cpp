@@ -17,24 +17,9 @@
 #include <vector>
 
 #include "fused_attention.h"
+#include "median_ms.h"
 #include "runtime.h"
 #include "vit.h"
-
-namespace {
-
-double median_ms(const std::function<void()>& f, int repeats) {
-  f();  // warm-up: kernels made, buffers allocated
-  std::vector<double> ms;
-  for (int i = 0; i < repeats; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-  return ms[ms.size() / 2];
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   vit::relaunch_with_best_settings(argv, "ACTIVE");

@@ -14,25 +14,8 @@
 #include <vector>
 
 #include "onednn_linear.h"
+#include "median_ms.h"
 #include "runtime.h"
-
-namespace {
-
-template <class F>
-double median_ms(F f, int repeats) {
-  f();
-  f();
-  std::vector<double> ms;
-  for (int i = 0; i < repeats; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-  return ms[ms.size() / 2];
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   vit::relaunch_with_best_settings(argv, "ACTIVE");
@@ -54,8 +37,8 @@ int main(int argc, char** argv) {
       std::printf("  %-16s oneDNN linear not available in this build\n", s.name);
       continue;
     }
-    const double aten = median_ms([&] { (void)torch::nn::functional::linear(x, w, b); }, repeats);
-    const double ours = median_ms([&] { (void)*vit::onednn_linear(x, w, b); }, repeats);
+    const double aten = median_ms([&] { (void)torch::nn::functional::linear(x, w, b); }, repeats, 2);
+    const double ours = median_ms([&] { (void)*vit::onednn_linear(x, w, b); }, repeats, 2);
     std::printf("  %-16s %8lld %8lld %8lld %7.3f ms %7.3f ms %6.2fx\n", s.name, (long long)s.rows,
                 (long long)s.in, (long long)s.out, aten, ours, aten / ours);
   }

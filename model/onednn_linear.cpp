@@ -29,8 +29,8 @@ namespace {
 using namespace vit::onednn;
 
 // (rows, cols) matrix of `type`, row-major, or read transposed.
-memory::desc matrix_of(int64_t rows, int64_t cols, dt type) { return memory::desc({rows, cols}, type, {cols, 1}); }
-memory::desc transposed_of(int64_t rows, int64_t cols, dt type) { return memory::desc({rows, cols}, type, {1, rows}); }
+memory::desc matrix(int64_t rows, int64_t cols, dt type) { return memory::desc({rows, cols}, type, {cols, 1}); }
+memory::desc transposed(int64_t rows, int64_t cols, dt type) { return memory::desc({rows, cols}, type, {1, rows}); }
 
 bool enabled() {
   static const bool on = [] {
@@ -47,26 +47,24 @@ enum class Kind { Forward, Forward_bias, GradInput, GradWeight };
 const dnnl::matmul* kernel(Kind kind, int64_t M, int64_t K, int64_t N, dt type) {
   thread_local std::map<std::tuple<Kind, int64_t, int64_t, int64_t, dt>, std::optional<dnnl::matmul>> cache;
   const auto key = std::make_tuple(kind, M, K, N, type);
-  auto matrix = [type](int64_t r, int64_t c) { return matrix_of(r, c, type); };
-  auto transposed = [type](int64_t r, int64_t c) { return transposed_of(r, c, type); };
   auto it = cache.find(key);
   if (it == cache.end()) {
     std::optional<dnnl::matmul> made;
     try {
       switch (kind) {
         case Kind::Forward:       // y (M, N) = x (M, K) W^T (K, N)
-          made = make_matmul(matrix(M, K), transposed(K, N), matrix(M, N));
+          made = make_matmul(matrix(M, K, type), transposed(K, N, type), matrix(M, N, type));
           break;
         case Kind::Forward_bias: {
-          const auto bias = matrix(1, N);
-          made = make_matmul(matrix(M, K), transposed(K, N), matrix(M, N), 1.0f, &bias);
+          const auto bias = matrix(1, N, type);
+          made = make_matmul(matrix(M, K, type), transposed(K, N, type), matrix(M, N, type), 1.0f, &bias);
           break;
         }
         case Kind::GradInput:     // dx (M, K) = dy (M, N) W (N, K)
-          made = make_matmul(matrix(M, N), matrix(N, K), matrix(M, K));
+          made = make_matmul(matrix(M, N, type), matrix(N, K, type), matrix(M, K, type));
           break;
         case Kind::GradWeight:    // dW (N, K) = dy^T (N, M) x (M, K)
-          made = make_matmul(transposed(N, M), matrix(M, K), matrix(N, K));
+          made = make_matmul(transposed(N, M, type), matrix(M, K, type), matrix(N, K, type));
           break;
       }
     } catch (const dnnl::error&) {
@@ -80,13 +78,11 @@ at::Tensor forward_2d(const at::Tensor& x, const at::Tensor& w, const at::Tensor
                       const dnnl::matmul& mm) {
   const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
   const dt type = type_of(x);
-  auto matrix = [type](int64_t r, int64_t c) { return matrix_of(r, c, type); };
-  auto transposed = [type](int64_t r, int64_t c) { return transposed_of(r, c, type); };
   auto y = at::empty({M, N}, x.options());
-  std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, mem(matrix(M, K), x.data_ptr())},
-                                          {DNNL_ARG_WEIGHTS, mem(transposed(K, N), w.data_ptr())},
-                                          {DNNL_ARG_DST, mem(matrix(M, N), y.data_ptr())}};
-  if (b.defined()) args.emplace(DNNL_ARG_BIAS, mem(matrix(1, N), b.data_ptr()));
+  std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, mem(matrix(M, K, type), x.data_ptr())},
+                                          {DNNL_ARG_WEIGHTS, mem(transposed(K, N, type), w.data_ptr())},
+                                          {DNNL_ARG_DST, mem(matrix(M, N, type), y.data_ptr())}};
+  if (b.defined()) args.emplace(DNNL_ARG_BIAS, mem(matrix(1, N, type), b.data_ptr()));
   run(mm, args);
   thread_stream().wait();
   return y;
@@ -113,8 +109,6 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
     const auto &x = saved[0], &w = saved[1];
     const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
     const dt type = type_of(x);
-    auto matrix = [type](int64_t r, int64_t c) { return matrix_of(r, c, type); };
-    auto transposed = [type](int64_t r, int64_t c) { return transposed_of(r, c, type); };
     const auto dy = grads[0].to(x.scalar_type()).contiguous();
     at::Tensor dx, dw, db;
     const auto* gi = kernel(Kind::GradInput, M, K, N, type);
@@ -122,15 +116,15 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
     if (!gi || !gw) throw std::runtime_error("oneDNN linear: no backward kernel on this thread; run with VIT_ONEDNN_LINEAR=0");
     if (ctx->needs_input_grad(0)) {
       dx = at::empty({M, K}, x.options());
-      run(*gi, {{DNNL_ARG_SRC, mem(matrix(M, N), dy.data_ptr())},
-                {DNNL_ARG_WEIGHTS, mem(matrix(N, K), w.data_ptr())},
-                {DNNL_ARG_DST, mem(matrix(M, K), dx.data_ptr())}});
+      run(*gi, {{DNNL_ARG_SRC, mem(matrix(M, N, type), dy.data_ptr())},
+                {DNNL_ARG_WEIGHTS, mem(matrix(N, K, type), w.data_ptr())},
+                {DNNL_ARG_DST, mem(matrix(M, K, type), dx.data_ptr())}});
     }
     if (ctx->needs_input_grad(1)) {
       dw = at::empty({N, K}, w.options());
-      run(*gw, {{DNNL_ARG_SRC, mem(transposed(N, M), dy.data_ptr())},
-                {DNNL_ARG_WEIGHTS, mem(matrix(M, K), x.data_ptr())},
-                {DNNL_ARG_DST, mem(matrix(N, K), dw.data_ptr())}});
+      run(*gw, {{DNNL_ARG_SRC, mem(transposed(N, M, type), dy.data_ptr())},
+                {DNNL_ARG_WEIGHTS, mem(matrix(M, K, type), x.data_ptr())},
+                {DNNL_ARG_DST, mem(matrix(N, K, type), dw.data_ptr())}});
     }
     thread_stream().wait();
     if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) db = dy.sum(0);

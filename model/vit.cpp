@@ -50,8 +50,8 @@ void init_linear(torch::nn::Linear& linear) {
   if (linear->bias.defined()) linear->bias.zero_();
 }
 
-// A linear layer's output: through oneDNN where it covers the case (float, no autocast:
-// onednn_linear.h), else LibTorch's own.
+// A linear layer's output: through oneDNN where it covers the case (float or bf16 tensors outside
+// autocast, onednn_linear.h), else LibTorch's own.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   if (auto y = onednn_linear(x, weight, bias)) return *y;
   return F::linear(x, weight, bias);

@@ -2,10 +2,11 @@
 // README's per-op breakdown for fmnist-small and keras-cifar, and what the speed work targets.
 //
 //   build/bench/op_profile [preset] [batch] [steps] [precision] [threads]
-//   (defaults: fmnist-small 64 30 bf16 1)
+//   (defaults: fmnist-small 64 30 bf16 1; precision fp32, bf16, fp32-infer or bf16-infer)
 //
 // Times the trainer's own step (forward_backward, clip_grad_norm, adamw_step) on random images
-// after 5 warm-up steps, and prints the ops by self time (time in the op minus the ops it called),
+// after 5 warm-up steps (or, for *-infer, the forward pass of `vit summary --benchmark`: model and
+// input converted to the type, inference mode), and prints the ops by self time (time in the op minus the ops it called),
 // with their share of the step, calls per step and the number of ops per step. With 1 thread
 // (default) every op is on the profiled thread; more threads profile the calling thread only.
 #include <torch/csrc/autograd/profiler_legacy.h>
@@ -30,14 +31,21 @@ int main(int argc, char** argv) {
   const std::string preset = argc > 1 ? argv[1] : "fmnist-small";
   const int64_t batch = argc > 2 ? std::atoll(argv[2]) : 64;
   const int steps = argc > 3 ? std::atoi(argv[3]) : 30;
-  const bool bf16 = (argc > 4 ? std::string(argv[4]) : "bf16") == "bf16";
+  const std::string precision = argc > 4 ? argv[4] : "bf16";
+  const bool bf16 = precision.rfind("bf16", 0) == 0;
+  const bool infer = precision.size() > 6 && precision.substr(precision.size() - 6) == "-infer";
   const int threads = argc > 5 ? std::atoi(argv[5]) : 1;
   const auto runtime = vit::configure_runtime(threads);
 
   torch::manual_seed(0);
   const auto cfg = vit::preset(preset).config;
   vit::VisionTransformer model(cfg);
-  model->train();
+  if (infer) {
+    model->eval();
+    model->to(bf16 ? torch::kBFloat16 : torch::kFloat32);
+  } else {
+    model->train();
+  }
   std::vector<torch::Tensor> params = model->parameters();
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(params, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(1e-3)));
@@ -45,7 +53,13 @@ int main(int argc, char** argv) {
   const auto images = torch::randn({batch, cfg.in_channels, cfg.image_size, cfg.image_size});
   const auto labels = torch::randint(0, cfg.num_classes, {batch}, torch::kLong);
   const int shards = vit::shard_count(true, batch);
+  const auto typed_images = images.to(bf16 ? torch::kBFloat16 : torch::kFloat32);
   auto step = [&] {
+    if (infer) {
+      torch::InferenceMode guard;
+      model->forward(typed_images).to(torch::kFloat32);
+      return;
+    }
     vit::forward_backward(model, params, images, labels, 0.1, shards, bf16);
     vit::clip_grad_norm(params, 1.0, shards);
     vit::adamw_step(optimizer, shards);
@@ -92,7 +106,7 @@ int main(int argc, char** argv) {
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second.self_us > b.second.self_us; });
   const double step_ms = wall_ms / steps;
   std::printf("op_profile: %s, batch %lld, %s, %d thread(s), %d shard(s), %s\n", preset.c_str(),
-              static_cast<long long>(batch), bf16 ? "bf16" : "fp32", runtime.threads, shards,
+              static_cast<long long>(batch), precision.c_str(), runtime.threads, shards,
               runtime.cpu.c_str());
   std::printf("  %.2f ms per step (profiled), %.0f ops per step, BLAS %s, oneDNN %s\n", step_ms,
               double(calls) / steps, runtime.blas_core.c_str(), runtime.onednn_isa.c_str());

@@ -129,6 +129,33 @@ TEST(Vit, meanPoolUsesFcNormLikeTimm) {
   ASSERT_TRUE(params.find("cls_token") != nullptr);  // timm keeps the class token with avg pooling
 }
 
+// A model converted to bf16 (`vit summary --benchmark --precision bf16`, bf16 inference) follows the
+// float model. Its layer norms run in float and round to bf16 (model/vit.cpp normalize(): LibTorch
+// 1.13's bf16 layer norm is slow); their weights and biases are made non-trivial here so that a
+// norm that dropped either would show.
+TEST(Vit, bfloat16ModelFollowsTheFloatModel) {
+  for (const auto pool : {vit::Pool::Token, vit::Pool::Mean}) {
+    ViTConfig c = tiny();
+    c.pool = pool;
+    vit::VisionTransformer model(c);
+    model->eval();
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& item : model->named_parameters())
+        if (item.key().find("norm") != std::string::npos) item.value().copy_(torch::randn_like(item.value()));
+    }
+    const auto x = torch::randn({3, 3, 16, 16});
+    const auto want = model->forward(x);
+    model->to(torch::kBFloat16);
+    const auto got = model->forward(x.to(torch::kBFloat16));
+    ASSERT_EQ(got.scalar_type(), torch::kBFloat16);
+    const double err = (got.to(torch::kFloat) - want).abs().max().item<double>();
+    const double scale = want.abs().max().item<double>();
+    EXPECT_LT(err, 0.03 * scale) << "pool " << static_cast<int>(pool) << ": bf16 logits off by " << err
+                                 << " (largest logit " << scale << ")";
+  }
+}
+
 struct ShapeRow : vit_test::Row {
   ViTConfig config;
   int batch;

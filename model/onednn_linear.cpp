@@ -1,5 +1,6 @@
 #include "onednn_linear.h"
 
+#include <ATen/autocast_mode.h>
 #include <ATen/ops/empty.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -21,6 +22,9 @@ namespace vit {
 std::optional<at::Tensor> onednn_linear(const at::Tensor&, const at::Tensor&, const at::Tensor&) {
   return std::nullopt;
 }
+std::optional<at::Tensor> onednn_linear_gelu(const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+  return std::nullopt;
+}
 
 #else
 
@@ -40,24 +44,27 @@ bool enabled() {
   return on;
 }
 
-enum class Kind { Forward, Forward_bias, GradInput, GradWeight };
+enum class Kind { Forward, Forward_bias, Forward_gelu, Forward_bias_gelu, GradInput, GradWeight };
 
 // The matmul for (M rows of x, K inputs, N outputs) in `type`, per thread; nullptr when oneDNN
 // cannot make it (bf16 without AVX-512).
 const dnnl::matmul* kernel(Kind kind, int64_t M, int64_t K, int64_t N, dt type) {
-  thread_local std::map<std::tuple<Kind, int64_t, int64_t, int64_t, dt>, std::optional<dnnl::matmul>> cache;
-  const auto key = std::make_tuple(kind, M, K, N, type);
+  thread_local std::map<std::tuple<Kind, int64_t, int64_t, int64_t, dt, int>, std::optional<dnnl::matmul>> cache;
+  const auto key = std::make_tuple(kind, M, K, N, type, kernel_threads());
   auto it = cache.find(key);
   if (it == cache.end()) {
     std::optional<dnnl::matmul> made;
     try {
       switch (kind) {
-        case Kind::Forward:       // y (M, N) = x (M, K) W^T (K, N)
-          made = make_matmul(matrix(M, K, type), transposed(K, N, type), matrix(M, N, type));
-          break;
-        case Kind::Forward_bias: {
+        case Kind::Forward:       // y (M, N) = x (M, K) W^T (K, N) [+ b] [then GELU]
+        case Kind::Forward_bias:
+        case Kind::Forward_gelu:
+        case Kind::Forward_bias_gelu: {
           const auto bias = matrix(1, N, type);
-          made = make_matmul(matrix(M, K, type), transposed(K, N, type), matrix(M, N, type), 1.0f, &bias);
+          const bool with_bias = kind == Kind::Forward_bias || kind == Kind::Forward_bias_gelu;
+          const bool gelu = kind == Kind::Forward_gelu || kind == Kind::Forward_bias_gelu;
+          made = make_matmul(matrix(M, K, type), transposed(K, N, type), matrix(M, N, type), 1.0f,
+                             with_bias ? &bias : nullptr, gelu);
           break;
         }
         case Kind::GradInput:     // dx (M, K) = dy (M, N) W (N, K)
@@ -132,35 +139,91 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
   }
 };
 
-}  // namespace
-
-std::optional<at::Tensor> onednn_linear(const at::Tensor& x, const at::Tensor& weight,
-                                        const at::Tensor& bias) {
+// The shapes of a linear layer oneDNN covers here: M rows of x, K inputs, N outputs; nullopt when
+// the layer is not covered (see onednn_linear.h).
+struct Dims {
+  int64_t M, K, N;
+};
+std::optional<Dims> covered(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   const auto st = x.scalar_type();
-  if (!enabled() || x.dim() < 2 || weight.dim() != 2 || !x.device().is_cpu() ||
-      !weight.device().is_cpu() || (st != at::kFloat && st != at::kBFloat16) ||
-      weight.scalar_type() != st || bf16_autocast_enabled(at::kCPU))
+  if (x.dim() < 2 || weight.dim() != 2 || !x.device().is_cpu() ||
+      !weight.device().is_cpu() || (st != at::kFloat && st != at::kBFloat16) || weight.scalar_type() != st)
     return std::nullopt;
   if (bias.defined() && (bias.scalar_type() != st || !bias.device().is_cpu() ||
                          bias.dim() != 1 || bias.size(0) != weight.size(0)))
     return std::nullopt;
-  const dt type = type_of(x);
   const int64_t K = x.size(-1), N = weight.size(0), M = x.numel() / std::max<int64_t>(K, 1);
   if (weight.size(1) != K || M == 0 || K == 0 || N == 0) return std::nullopt;
-  const bool grad = at::GradMode::is_enabled() &&
-                    (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
+  return Dims{M, K, N};
+}
+
+// What a linear layer computes on: the tensors as given, or under bf16 autocast what LibTorch's
+// autocast hands its linear (all bf16, float weights cast once per autocast scope through its
+// cache); nullopt for tensors autocast would not cast (other types or devices).
+struct Operands {
+  at::Tensor x, weight, bias;
+};
+std::optional<Operands> operands(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (!bf16_autocast_enabled(at::kCPU)) return Operands{x, weight, bias};
+  for (const auto* t : {&x, &weight, &bias})
+    if (t->defined() && (!t->device().is_cpu() || (t->scalar_type() != at::kFloat && t->scalar_type() != at::kBFloat16)))
+      return std::nullopt;
+  auto cast = [](const at::Tensor& t) {
+    return t.defined() ? at::autocast::cached_cast(at::kBFloat16, t, c10::DeviceType::CPU) : t;
+  };
+  return Operands{cast(x), cast(weight), cast(bias)};
+}
+
+bool wants_grad(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  return at::GradMode::is_enabled() &&
+         (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
+}
+
+at::Tensor as_rows(const at::Tensor& y, const at::Tensor& x) {
+  auto sizes = x.sizes().vec();
+  sizes.back() = y.size(1);
+  return y.view(sizes);
+}
+
+}  // namespace
+
+std::optional<at::Tensor> onednn_linear(const at::Tensor& x_in, const at::Tensor& weight_in,
+                                        const at::Tensor& bias_in) {
+  if (!enabled()) return std::nullopt;
+  const auto ops = operands(x_in, weight_in, bias_in);
+  if (!ops) return std::nullopt;
+  const auto &x = ops->x, &weight = ops->weight, &bias = ops->bias;
+  const auto dims = covered(x, weight, bias);
+  if (!dims) return std::nullopt;
+  const auto [M, K, N] = *dims;
+  const dt type = type_of(x);
+  const bool grad = wants_grad(x, weight, bias);
   const auto kind = bias.defined() ? Kind::Forward_bias : Kind::Forward;
   if (!kernel(kind, M, K, N, type)) return std::nullopt;
   if (grad && (!kernel(Kind::GradInput, M, K, N, type) || !kernel(Kind::GradWeight, M, K, N, type)))
     return std::nullopt;
-  auto out_sizes = x.sizes().vec();
-  out_sizes.back() = N;
   const auto x2 = x.reshape({M, K}).contiguous();
   const auto w = weight.contiguous();
   const auto b = bias.defined() ? bias.contiguous() : at::Tensor();
   at::Tensor y = grad ? LinearFunction::apply(x2, w, b.defined() ? b : at::empty({0}, x.options()))
                       : forward_2d(x2, w, b, *kernel(kind, M, K, N, type));
-  return y.view(out_sizes);
+  return as_rows(y, x);
+}
+
+std::optional<at::Tensor> onednn_linear_gelu(const at::Tensor& x_in, const at::Tensor& weight_in,
+                                             const at::Tensor& bias_in) {
+  if (!enabled()) return std::nullopt;
+  const auto ops = operands(x_in, weight_in, bias_in);
+  if (!ops) return std::nullopt;
+  const auto &x = ops->x, &weight = ops->weight, &bias = ops->bias;
+  const auto dims = covered(x, weight, bias);
+  if (!dims || wants_grad(x, weight, bias)) return std::nullopt;
+  const auto [M, K, N] = *dims;
+  const auto kind = bias.defined() ? Kind::Forward_bias_gelu : Kind::Forward_gelu;
+  const auto* mm = kernel(kind, M, K, N, type_of(x));
+  if (!mm) return std::nullopt;
+  const auto b = bias.defined() ? bias.contiguous() : at::Tensor();
+  return as_rows(forward_2d(x.reshape({M, K}).contiguous(), weight.contiguous(), b, *mm), x);
 }
 
 #endif  // VIT_HAVE_ONEDNN

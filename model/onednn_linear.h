@@ -1,12 +1,16 @@
 #pragma once
-// Linear layers (y = x W^T + b) through oneDNN's matmul on the CPU, forward and backward, for
-// float tensors and for bf16 ones (a model converted to bf16) outside autocast.
+// Linear layers (y = x W^T + b) through oneDNN's matmul on the CPU, forward and backward: float
+// tensors, bf16 ones (a model converted to bf16), and under bf16 autocast (mixed-precision
+// training and evaluation) what autocast would compute; and the GELU that follows a transformer's
+// first MLP layer.
 //
 // LibTorch's float GEMMs go to the system BLAS (Debian's OpenBLAS); oneDNN's AVX-512 brgemm
 // kernels ran ViT-B/16's and keras-cifar's linear shapes 2.1-2.2x faster than OpenBLAS's Haswell
 // kernels and 1.15-1.24x faster than its AVX-512 (Cooperlake) ones on an AMD EPYC (Zen 5)
-// (bench/linear_bench.cpp; README "Speed on any x86 CPU"). Under bf16 autocast LibTorch already
-// runs linear layers on oneDNN (with its casts), so autocast is left to it.
+// (bench/linear_bench.cpp; README "Speed on any x86 CPU"). In bf16 LibTorch 1.13 also runs on
+// oneDNN, but for a 3-d input as a matmul and a separate bias pass (the bias adds were 3% of a
+// keras-cifar bf16 training step, build/bench/op_profile keras-cifar 256 3 bf16 1 shapes); here the
+// bias is added inside the matmul.
 //
 // Tests: tests/model/test_onednn_kernels.cpp (OneDnnLinear*) against at::linear, values and
 // gradients.
@@ -17,10 +21,18 @@
 namespace vit {
 
 // x (..., in) times weight (out, in) transposed plus bias (out) when defined: (..., out).
-// Differentiable with respect to all three. nullopt when not covered, and the caller uses
-// at::linear: not all CPU tensors of one type (float or bf16), bf16 autocast on, no oneDNN in the build,
-// VIT_ONEDNN_LINEAR=0 in the environment, or oneDNN has no kernel here.
+// Differentiable with respect to all three. Under bf16 autocast, as autocast's linear: the three
+// cast to bf16 (weights through autocast's per-scope cache), a bf16 result, gradients back in the
+// inputs' types. nullopt when not covered, and the caller uses at::linear: not all CPU tensors of
+// one type (float or bf16; either under autocast), no oneDNN in the build, VIT_ONEDNN_LINEAR=0 in
+// the environment, or oneDNN has no kernel here.
 std::optional<at::Tensor> onednn_linear(const at::Tensor& x, const at::Tensor& weight,
                                         const at::Tensor& bias);
+
+// GELU (erf form, at::gelu's default) of the same, in one matmul with GELU as its post-op, where no
+// gradient is wanted (inference: the fc1 of each MLP block without a pass over its output). nullopt
+// when a gradient is wanted or onednn_linear() would decline.
+std::optional<at::Tensor> onednn_linear_gelu(const at::Tensor& x, const at::Tensor& weight,
+                                             const at::Tensor& bias);
 
 }  // namespace vit

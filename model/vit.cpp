@@ -1,6 +1,7 @@
 #include "vit.h"
 
 #include "fused_attention.h"
+#include "onednn_layer_norm.h"
 #include "onednn_linear.h"
 #include "patchify.h"
 
@@ -43,11 +44,12 @@ torch::nn::LayerNorm layer_norm(int64_t dim, double eps) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(eps));
 }
 
-// A layer norm's output. LibTorch 1.13's CPU layer norm has no fast kernel for bf16 tensors: the
-// 25 norms of a bf16 ViT-B/16 at batch 1 took 42.6 ms against 2.2 ms in float, a quarter of the
-// forward pass (build/bench/op_profile vit-b16 1 10 bf16-infer 1, AMD EPYC Zen 5). A bf16 input is
-// normalized in float and the result rounded to bf16, as the float kernel does internally anyway.
+// A layer norm's output: through oneDNN where it covers the case (onednn_layer_norm.h: LibTorch
+// 1.13's CPU layer norm has no fast kernel for bf16 and is slower in float too), else LibTorch's.
+// A bf16 input oneDNN declines is normalized in float and rounded to bf16 rather than taking
+// LibTorch's slow bf16 path.
 torch::Tensor normalize(torch::nn::LayerNormImpl& norm, const torch::Tensor& x) {
+  if (auto y = onednn_layer_norm(x, norm.weight, norm.bias, norm.options.eps())) return *y;
   if (x.scalar_type() != torch::kBFloat16 || !x.is_cpu()) return norm.forward(x);
   auto as_float = [](const torch::Tensor& t) { return t.defined() ? t.to(torch::kFloat) : t; };
   return at::layer_norm(x.to(torch::kFloat), norm.options.normalized_shape(), as_float(norm.weight),
@@ -70,6 +72,15 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
 }
 torch::Tensor linear(torch::nn::LinearImpl& layer, const torch::Tensor& x) {
   return linear(x, layer.weight, layer.bias);
+}
+
+// gelu(layer(x)) (erf form, timm's nn.GELU): one oneDNN matmul with GELU as its post-op where no
+// gradient is wanted. Training keeps at::gelu: oneDNN's element-wise GELU, forward and backward on
+// keras-cifar's fc1 output, was no faster (4.47 vs 4.58 ms float, 3.14 vs 2.88 ms bf16; AMD EPYC
+// Zen 5, 1 thread).
+torch::Tensor linear_gelu(torch::nn::LinearImpl& layer, const torch::Tensor& x) {
+  if (auto y = onednn_linear_gelu(x, layer.weight, layer.bias)) return *y;
+  return F::gelu(linear(layer, x));
 }
 
 torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias = true) {
@@ -131,8 +142,8 @@ MlpImpl::MlpImpl(const ViTConfig& c) : dropout(c.dropout), act_after_fc2(c.mlp_a
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  auto h = maybe_dropout(F::gelu(linear(*fc1, x)), dropout, is_training());  // (B, T, hidden)
-  h = linear(*fc2, h);                                                       // (B, T, D)
+  auto h = maybe_dropout(linear_gelu(*fc1, x), dropout, is_training());  // (B, T, hidden)
+  h = linear(*fc2, h);                                                  // (B, T, D)
   if (act_after_fc2) h = F::gelu(h);
   return maybe_dropout(h, dropout, is_training());
 }
@@ -224,7 +235,7 @@ torch::Tensor VisionTransformerImpl::forward_head(const torch::Tensor& tokens) {
   if (head_mlp) {
     for (const auto& module : *head_mlp) {
       x = maybe_dropout(x, config_.head_dropout, is_training());
-      x = F::gelu(linear(*module->as<torch::nn::LinearImpl>(), x));
+      x = linear_gelu(*module->as<torch::nn::LinearImpl>(), x);
     }
     x = maybe_dropout(x, config_.head_dropout, is_training());
   }

@@ -1,16 +1,20 @@
 // The oneDNN kernels of vit_core. Fused attention (model/fused_attention.h) against attention
 // written out in float64 here: forward values and gradients, float and bfloat16, chunked batches
 // with a remainder, calls from several threads at once, and the model using it against the
-// model's composite path. Float linear layers (model/onednn_linear.h) against at::linear.
+// model's composite path. Linear layers (model/onednn_linear.h) against at::linear, layer norms
+// (model/onednn_layer_norm.h) against at::layer_norm in float64.
 #include <torch/torch.h>
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <limits>
 #include <thread>
 #include <vector>
 
 #include "data_parallel.h"
 #include "fused_attention.h"
+#include "onednn_layer_norm.h"
 #include "onednn_linear.h"
 #include "vit.h"
 
@@ -223,18 +227,51 @@ TEST(OneDnnLinear, MatchesLibTorchsLinearValuesAndGradients) {
   }
 }
 
-TEST(OneDnnLinear, LeavesAutocastAndOtherTypesToLibTorch) {
+TEST(OneDnnLinear, LeavesOtherTypesToLibTorch) {
   const auto x = torch::randn({4, 8}), w = torch::randn({3, 8}), b = torch::randn({3});
   EXPECT_FALSE(vit::onednn_linear(x.to(torch::kDouble), w.to(torch::kDouble), b.to(torch::kDouble)));
   EXPECT_FALSE(vit::onednn_linear(x, torch::randn({3, 9}), b)) << "inner sizes differ";
   EXPECT_FALSE(vit::onednn_linear(x, w, torch::randn({4}))) << "bias of the wrong length";
-  {
-    // Under bf16 autocast at::linear casts to bf16 (and runs on oneDNN itself); ours must not
-    // bypass that.
-    vit::Bf16AutocastScope autocast(true);
-    EXPECT_FALSE(vit::onednn_linear(x, w, b));
-  }
+  EXPECT_FALSE(vit::onednn_linear(x, w.to(torch::kBFloat16), b)) << "mixed types outside autocast";
   EXPECT_TRUE(vit::onednn_linear(x, w, b));
+}
+
+TEST(OneDnnLinear, UnderAutocastComputesWhatAutocastsLinearDoes) {
+  // Mixed-precision training (vit::forward_backward): float weights, float or bf16 activations,
+  // bf16 autocast on. LibTorch's autocast casts all three to bf16 and returns bf16; ours must
+  // too, with gradients back in float. Both round to bf16 (LibTorch twice: after the product and
+  // after the bias), so they agree to bf16's precision, not bit for bit.
+  torch::manual_seed(9);
+  const auto x0 = torch::randn({3, 29, 64}), w0 = torch::randn({96, 64}) * 0.1, b0 = torch::randn({96});
+  auto run = [&](bool ours) {
+    auto x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
+    torch::Tensor y;
+    {
+      vit::Bf16AutocastScope autocast(true);
+      if (ours) {
+        auto got = vit::onednn_linear(x, w, b);
+        if (!got) return std::vector<torch::Tensor>{};
+        y = *got;
+      } else {
+        y = torch::nn::functional::linear(x, w, b);
+      }
+    }
+    (y.to(torch::kFloat) * y.detach().to(torch::kFloat).sin()).sum().backward();
+    return std::vector<torch::Tensor>{y.detach(), x.grad(), w.grad(), b.grad()};
+  };
+  const auto want = run(false), got = run(true);
+  if (got.empty()) GTEST_SKIP() << "no bfloat16 matmul on this CPU";
+  const char* names[] = {"output", "input gradient", "weight gradient", "bias gradient"};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(got[i].scalar_type(), want[i].scalar_type()) << names[i];
+    EXPECT_LT(max_rel_err(got[i], want[i]), 2e-2) << names[i];
+  }
+  EXPECT_EQ(got[0].scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(got[2].scalar_type(), torch::kFloat);
+  // And the result is a bf16 product at all: against float64 it is off by bf16's rounding.
+  const auto exact = torch::nn::functional::linear(x0.to(torch::kDouble), w0.to(torch::kDouble), b0.to(torch::kDouble));
+  EXPECT_GT(max_rel_err(got[0], exact), 1e-4);
+  EXPECT_LT(max_rel_err(got[0], exact), 2e-2);
 }
 
 TEST(OneDnnLinear, Bfloat16WeightsMatchLibTorchsBfloat16Linear) {
@@ -258,4 +295,190 @@ TEST(OneDnnLinear, Bfloat16WeightsMatchLibTorchsBfloat16Linear) {
   EXPECT_LT(max_rel_err(x.grad(), xd.grad()), 1e-2);
   EXPECT_LT(max_rel_err(w.grad(), wd.grad()), 1e-2);
   EXPECT_LT(max_rel_err(b.grad(), bd.grad()), 1e-2);
+}
+
+TEST(OneDnnLinear, GeluPostOpMatchesGeluOfTheLayerForInference) {
+  // fc1 followed by GELU at inference (model/vit.cpp linear_gelu): one matmul with GELU as a
+  // post-op. Against at::gelu (erf form) of the layer in float64; bf16 as close as bf16 allows.
+  torch::manual_seed(7);
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({2, 197, 96}), w = torch::randn({160, 96}) * 0.2, b = torch::randn({160});
+  const auto want = torch::gelu(torch::nn::functional::linear(x.to(torch::kDouble), w.to(torch::kDouble),
+                                                              b.to(torch::kDouble)));
+  const auto got = vit::onednn_linear_gelu(x, w, b);
+  ASSERT_TRUE(got) << "declined a float CPU layer";
+  EXPECT_EQ(got->sizes(), want.sizes());
+  EXPECT_LT(max_rel_err(*got, want), 1e-5);
+  const auto no_bias = vit::onednn_linear_gelu(x, w, torch::Tensor());
+  ASSERT_TRUE(no_bias);
+  EXPECT_LT(max_rel_err(*no_bias, torch::gelu(torch::nn::functional::linear(x.to(torch::kDouble), w.to(torch::kDouble)))), 1e-5);
+  if (const auto bf = vit::onednn_linear_gelu(x.to(torch::kBFloat16), w.to(torch::kBFloat16), b.to(torch::kBFloat16))) {
+    EXPECT_EQ(bf->scalar_type(), torch::kBFloat16);
+    EXPECT_LT(max_rel_err(*bf, want), 2e-2);
+  }
+}
+
+TEST(OneDnnLinear, GeluPostOpDeclinesWhenAGradientIsWanted) {
+  // Training needs GELU's input for its backward pass: the caller runs the layer and at::gelu.
+  const auto x = torch::randn({4, 8}), b = torch::randn({3});
+  const auto w = torch::randn({3, 8}).requires_grad_(true);
+  EXPECT_FALSE(vit::onednn_linear_gelu(x, w, b));
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(vit::onednn_linear_gelu(x, w, b));
+}
+
+namespace {
+
+// Output and the gradients of sum(y * sin(y)) with respect to x, weight and bias through `norm`,
+// from copies of the given tensors (cast to `type`; weight and bias may be undefined).
+std::vector<torch::Tensor> layer_norm_with_grads(
+    const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&)>& norm,
+    const torch::Tensor& x0, const torch::Tensor& w0, const torch::Tensor& b0, torch::ScalarType type) {
+  const auto leaf = [type](const torch::Tensor& t) {
+    return t.defined() ? t.to(type).detach().clone().requires_grad_(true) : torch::Tensor();
+  };
+  auto x = leaf(x0), w = leaf(w0), b = leaf(b0);
+  const auto y = norm(x, w, b);
+  (y * y.detach().sin()).sum().backward();  // a gradient that differs per element
+  return {y.detach(), x.grad(), w.defined() ? w.grad() : torch::Tensor(), b.defined() ? b.grad() : torch::Tensor()};
+}
+
+}  // namespace
+
+TEST(OneDnnLayerNorm, MatchesTheDefinitionValuesAndGradients) {
+  torch::manual_seed(8);
+  struct Shape { std::vector<int64_t> x; bool weight, bias; };
+  // ViT-B/16's tokens at batch 1, keras-cifar's (64 features), odd sizes, no affine part, weight only.
+  const std::vector<Shape> shapes = {{{1, 197, 768}, true, true}, {{3, 145, 64}, true, true},
+                                     {{5, 33}, true, true}, {{4, 7, 10}, false, false}, {{6, 20}, true, false}};
+  const auto ours = [](const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+    auto y = vit::onednn_layer_norm(x, w, b, 1e-6);
+    if (!y) throw std::runtime_error("declined");
+    return *y;
+  };
+  for (const auto& sh : shapes) {
+    SCOPED_TRACE("x " + std::to_string(sh.x.size()) + "-d of " + std::to_string(sh.x.back()));
+    const int64_t C = sh.x.back();
+    const auto x0 = torch::randn(sh.x) * 3 + 1;
+    const auto w0 = sh.weight ? torch::randn({C}) : torch::Tensor(), b0 = sh.bias ? torch::randn({C}) : torch::Tensor();
+    const auto reference = [&](const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+      return torch::layer_norm(x, {C}, w, b, 1e-6);
+    };
+    const auto want = layer_norm_with_grads(reference, x0, w0, b0, torch::kDouble);
+    const auto got = layer_norm_with_grads(ours, x0, w0, b0, torch::kFloat);
+    const char* names[] = {"output", "input gradient", "weight gradient", "bias gradient"};
+    for (int i = 0; i < 4; ++i) {
+      if (!want[i].defined()) continue;
+      ASSERT_TRUE(got[i].defined()) << names[i];
+      EXPECT_EQ(got[i].scalar_type(), torch::kFloat) << names[i];
+      EXPECT_LT(max_rel_err(got[i], want[i]), 1e-5) << names[i];
+    }
+    // bf16 (a model converted to bf16): values and gradients no further from float64 than
+    // LibTorch's own bf16 layer norm (+ 0.5%), the parameters' gradients in their own type.
+    if (vit::onednn_layer_norm(x0.to(torch::kBFloat16), torch::Tensor(), torch::Tensor(), 1e-6)) {
+      const auto bf = layer_norm_with_grads(ours, x0, w0, b0, torch::kBFloat16);
+      const auto aten = layer_norm_with_grads(reference, x0, w0, b0, torch::kBFloat16);
+      for (int i = 0; i < 4; ++i) {
+        if (!want[i].defined()) continue;
+        EXPECT_EQ(bf[i].scalar_type(), torch::kBFloat16) << names[i];
+        EXPECT_LT(max_rel_err(bf[i], want[i]), max_rel_err(aten[i], want[i]) + 5e-3) << names[i] << " (bf16)";
+      }
+    }
+    torch::NoGradGuard no_grad;  // inference: the same numbers without saving anything
+    EXPECT_TRUE(torch::allclose(ours(x0, w0, b0), got[0], 1e-6, 1e-6));
+  }
+}
+
+TEST(OneDnnLayerNorm, LeavesWhatItDoesNotCoverToLibTorch) {
+  const auto x = torch::randn({4, 8}), w = torch::randn({8}), b = torch::randn({8});
+  EXPECT_FALSE(vit::onednn_layer_norm(x.to(torch::kDouble), w, b, 1e-5));
+  EXPECT_FALSE(vit::onednn_layer_norm(x, torch::randn({9}), b, 1e-5)) << "weight of the wrong length";
+  {
+    // Under bf16 autocast LibTorch normalizes a bf16 input in float and returns float; a float
+    // input stays float either way.
+    vit::Bf16AutocastScope autocast(true);
+    EXPECT_FALSE(vit::onednn_layer_norm(x.to(torch::kBFloat16), w, b, 1e-5));
+    const auto y = vit::onednn_layer_norm(x, w, b, 1e-5);
+    ASSERT_TRUE(y);
+    EXPECT_EQ(y->scalar_type(), torch::kFloat);
+  }
+  EXPECT_TRUE(vit::onednn_layer_norm(x, w, b, 1e-5));
+}
+
+TEST(OneDnnLayerNorm, NonFiniteRowsStayNonFinite) {
+  // The trainer stops on a NaN loss (tst_trainer nanLossStopsWithAClearMessage): a row holding a
+  // NaN or an infinity must not come out finite, and the other rows must be untouched by it.
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  auto x = torch::randn({7, 8});
+  x[0][3] = nan;
+  x[1][5] = inf;
+  x[2].fill_(inf);
+  x[3].fill_(nan);
+  x[4].fill_(-inf);
+  x[5][0] = inf;
+  x[5][1] = -inf;
+  const auto w = torch::randn({8}), b = torch::randn({8});
+  for (const auto type : {torch::kFloat, torch::kBFloat16}) {
+    for (const bool grad : {false, true}) {
+      torch::AutoGradMode mode(grad);
+      const auto xi = x.to(type).requires_grad_(grad);
+      const auto y = vit::onednn_layer_norm(xi, w, b, 1e-6);
+      if (!y) continue;
+      const auto finite = torch::isfinite(*y);
+      for (int r = 0; r < 6; ++r)
+        EXPECT_FALSE(finite[r].all().item<bool>()) << "row " << r << (grad ? " (training)" : "") << ": " << *y;
+      EXPECT_TRUE(finite[6].all().item<bool>()) << "finite row";
+    }
+  }
+}
+
+TEST(OneDnnLayerNorm, ResultsDoNotDependOnTheThreadCount) {
+  // Data parallelism promises the same weights from 2 processes of 1 thread as from 1 process of
+  // 2 (test_distributed TwoRanksEqualTwoThreads): every kernel must give bit-identical results
+  // whatever the number of OpenMP threads it may use.
+  torch::manual_seed(10);
+  const auto x0 = torch::randn({8 * 145, 64}), w0 = torch::randn({64}), b0 = torch::randn({64});
+  const auto dy = torch::randn({8 * 145, 64});
+  auto run = [&](int threads) {
+    at::set_num_threads(threads);
+    auto x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
+    const auto y = *vit::onednn_layer_norm(x, w, b, 1e-6);
+    const auto g = torch::autograd::grad({y}, {x, w, b}, {dy});
+    return std::vector<torch::Tensor>{y, g[0], g[1], g[2]};
+  };
+  const int before = at::get_num_threads();
+  const auto one = run(1), two = run(2), four = run(4);
+  at::set_num_threads(before);
+  const char* names[] = {"output", "input gradient", "weight gradient", "bias gradient"};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(torch::equal(one[i], two[i])) << names[i] << ": 1 vs 2 threads";
+    EXPECT_TRUE(torch::equal(one[i], four[i])) << names[i] << ": 1 vs 4 threads";
+  }
+}
+
+TEST(OneDnnLayerNorm, ThreadsRunningAtOnceGetTheirOwnResults) {
+  // Data-parallel shards run the model on several threads at once.
+  torch::manual_seed(11);
+  const int n = 4;
+  std::vector<torch::Tensor> xs, dys;
+  for (int i = 0; i < n; ++i) {
+    xs.push_back(torch::randn({64 * 17, 16}) * (i + 1));
+    dys.push_back(torch::randn({64 * 17, 16}));
+  }
+  const auto w0 = torch::randn({16}), b0 = torch::randn({16});
+  auto run = [&](int i) {
+    auto x = xs[i].clone().requires_grad_(true), w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
+    const auto y = *vit::onednn_layer_norm(x, w, b, 1e-6);
+    const auto g = torch::autograd::grad({y}, {x, w, b}, {dys[i]});
+    return std::vector<torch::Tensor>{y, g[0], g[1], g[2]};
+  };
+  std::vector<std::vector<torch::Tensor>> alone, together(n);
+  for (int i = 0; i < n; ++i) alone.push_back(run(i));
+  for (int round = 0; round < 20; ++round) {
+    std::vector<std::thread> threads;
+    for (int i = 0; i < n; ++i) threads.emplace_back([&, i] { together[i] = run(i); });
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < n; ++i)
+      for (int k = 0; k < 4; ++k) ASSERT_TRUE(torch::equal(alone[i][k], together[i][k])) << "thread " << i << " result " << k << " round " << round;
+  }
 }

@@ -1,6 +1,10 @@
-// Float linear layers: oneDNN's matmul (model/onednn_linear.h) against LibTorch's at::linear
-// (the system BLAS, Debian's OpenBLAS), forward only, on ViT-B/16's four linear shapes at batch 1
-// (197 tokens: qkv, proj, fc1, fc2) and keras-cifar's at a shard of 128 images. Figures only.
+// Linear layers: oneDNN's matmul (model/onednn_linear.h) against LibTorch's at::linear, forward
+// only, float (LibTorch: the system BLAS, Debian's OpenBLAS) and bf16 (LibTorch's own oneDNN
+// path), on ViT-B/16's four linear shapes at batch 1 (197 tokens: qkv, proj, fc1, fc2) and
+// keras-cifar's at a shard of 128 images. Then keras-cifar's layers forward and backward under
+// bf16 autocast (mixed-precision training), and the GELU after fc1 (float and bf16): LibTorch's
+// at::gelu after the oneDNN layer against the layer with GELU as its post-op (onednn_linear_gelu,
+// inference). Figures only.
 //
 //   build/bench/linear_bench [threads=all cores] [repeats=20]
 //   OPENBLAS_CORETYPE=Haswell|SkylakeX|Cooperlake build/bench/linear_bench   (OpenBLAS's kernels)
@@ -13,6 +17,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "data_parallel.h"  // Bf16AutocastScope
 #include "onednn_linear.h"
 #include "median_ms.h"
 #include "runtime.h"
@@ -30,17 +35,65 @@ int main(int argc, char** argv) {
       {"vit-b16 qkv", 197, 768, 2304}, {"vit-b16 proj", 197, 768, 768},
       {"vit-b16 fc1", 197, 768, 3072}, {"vit-b16 fc2", 197, 3072, 768},
       {"keras-cifar qkv", 128 * 145, 64, 192}, {"keras-cifar fc1", 128 * 145, 64, 128}};
-  std::printf("  %-16s %8s %8s %8s %10s %10s %7s\n", "layer", "rows", "in", "out", "LibTorch", "oneDNN", "ratio");
-  for (const auto& s : shapes) {
-    const auto x = torch::randn({s.rows, s.in}), w = torch::randn({s.out, s.in}), b = torch::randn({s.out});
-    if (!vit::onednn_linear(x, w, b)) {
-      std::printf("  %-16s oneDNN linear not available in this build\n", s.name);
-      continue;
+  std::printf("  %-16s %8s %8s %8s %6s %10s %10s %7s\n", "layer", "rows", "in", "out", "type", "LibTorch", "oneDNN", "ratio");
+  for (const auto type : {torch::kFloat, torch::kBFloat16}) {
+    for (const auto& s : shapes) {
+      const auto x = torch::randn({s.rows, s.in}).to(type), w = torch::randn({s.out, s.in}).to(type);
+      const auto b = torch::randn({s.out}).to(type);
+      const char* tname = type == torch::kFloat ? "float" : "bf16";
+      if (!vit::onednn_linear(x, w, b)) {
+        std::printf("  %-16s %6s oneDNN linear not available here\n", s.name, tname);
+        continue;
+      }
+      const double aten = median_ms([&] { (void)torch::nn::functional::linear(x, w, b); }, repeats, 2);
+      const double ours = median_ms([&] { (void)*vit::onednn_linear(x, w, b); }, repeats, 2);
+      std::printf("  %-16s %8lld %8lld %8lld %6s %7.3f ms %7.3f ms %6.2fx\n", s.name, (long long)s.rows,
+                  (long long)s.in, (long long)s.out, tname, aten, ours, aten / ours);
     }
-    const double aten = median_ms([&] { (void)torch::nn::functional::linear(x, w, b); }, repeats, 2);
-    const double ours = median_ms([&] { (void)*vit::onednn_linear(x, w, b); }, repeats, 2);
-    std::printf("  %-16s %8lld %8lld %8lld %7.3f ms %7.3f ms %6.2fx\n", s.name, (long long)s.rows,
-                (long long)s.in, (long long)s.out, aten, ours, aten / ours);
+  }
+  // Mixed-precision training: float weights and activations of keras-cifar's (B, T, C) shape under
+  // bf16 autocast, forward and backward, LibTorch's autocast linear against ours.
+  std::printf("\n  bf16 autocast, f+b   LibTorch     oneDNN   ratio\n");
+  for (const auto& s : {shapes[4], shapes[5]}) {
+    auto x = torch::randn({128, 145, s.in}).requires_grad_(true);
+    auto w = (torch::randn({s.out, s.in}) * 0.1).requires_grad_(true), b = torch::randn({s.out}).requires_grad_(true);
+    const auto dy = torch::randn({128, 145, s.out}).to(torch::kBFloat16);
+    torch::GradMode::set_enabled(true);
+    auto step = [&](bool ours) {
+      torch::Tensor y;
+      {
+        vit::Bf16AutocastScope autocast(true);
+        y = ours ? *vit::onednn_linear(x, w, b) : torch::nn::functional::linear(x, w, b);
+      }
+      torch::autograd::grad({y}, {x, w, b}, {dy});
+    };
+    {
+      vit::Bf16AutocastScope autocast(true);
+      if (!vit::onednn_linear(x, w, b)) {
+        std::printf("  %-16s oneDNN bf16 linear not available here\n", s.name);
+        continue;
+      }
+    }
+    const double aten = median_ms([&] { step(false); }, repeats, 2);
+    const double ours = median_ms([&] { step(true); }, repeats, 2);
+    std::printf("  %-16s %8.3f ms %7.3f ms %6.2fx\n", s.name, aten, ours, aten / ours);
+    torch::GradMode::set_enabled(false);
+  }
+
+  std::printf("\n  GELU after fc1     type  at::gelu after  fused post-op   ratio   (ms)\n");
+  for (const auto type : {torch::kFloat, torch::kBFloat16}) {
+    for (const auto& s : {shapes[2], shapes[5]}) {
+      const auto x = torch::randn({s.rows, s.in}).to(type), w = (torch::randn({s.out, s.in}) * 0.05).to(type);
+      const auto b = torch::randn({s.out}).to(type);
+      if (!vit::onednn_linear_gelu(x, w, b)) {
+        std::printf("  %-16s %6s  not available here\n", s.name, type == torch::kFloat ? "float" : "bf16");
+        continue;
+      }
+      const double aten = median_ms([&] { (void)torch::gelu(*vit::onednn_linear(x, w, b)); }, repeats, 2);
+      const double fused = median_ms([&] { (void)*vit::onednn_linear_gelu(x, w, b); }, repeats, 2);
+      std::printf("  %-16s %6s  %14.3f  %13.3f  %6.2fx\n", s.name, type == torch::kFloat ? "float" : "bf16",
+                  aten, fused, aten / fused);
+    }
   }
   return 0;
 }

@@ -1,8 +1,9 @@
 // Where a training step's time goes, op by op (LibTorch's profiler, its legacy CPU events): the
 // README's per-op breakdown for fmnist-small and keras-cifar, and what the speed work targets.
 //
-//   build/bench/op_profile [preset] [batch] [steps] [precision] [threads]
-//   (defaults: fmnist-small 64 30 bf16 1; precision fp32, bf16, fp32-infer or bf16-infer)
+//   build/bench/op_profile [preset] [batch] [steps] [precision] [threads] [shapes]
+//   (defaults: fmnist-small 64 30 bf16 1; precision fp32, bf16, fp32-infer or bf16-infer;
+//   a sixth argument `shapes` lists each op once per set of input shapes)
 //
 // Times the trainer's own step (forward_backward, clip_grad_norm, adamw_step) on random images
 // after 5 warm-up steps (or, for *-infer, the forward pass of `vit summary --benchmark`: model and
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
   const bool bf16 = precision.rfind("bf16", 0) == 0;
   const bool infer = precision.size() > 6 && precision.substr(precision.size() - 6) == "-infer";
   const int threads = argc > 5 ? std::atoi(argv[5]) : 1;
+  const bool by_shape = argc > 6 && std::string(argv[6]) == "shapes";
   const auto runtime = vit::configure_runtime(threads);
 
   torch::manual_seed(0);
@@ -66,7 +68,7 @@ int main(int argc, char** argv) {
   };
   for (int i = 0; i < 5; ++i) step();
 
-  prof::enableProfilerLegacy(torch::profiler::impl::ProfilerConfig(torch::profiler::impl::ProfilerState::CPU));
+  prof::enableProfilerLegacy(torch::profiler::impl::ProfilerConfig(torch::profiler::impl::ProfilerState::CPU, by_shape));
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < steps; ++i) step();
   const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -93,7 +95,15 @@ int main(int argc, char** argv) {
         const Open open = stack.back();
         stack.pop_back();
         const double us = open.event->cpuElapsedUs(e);
-        auto& t = ops[open.event->name()];
+        std::string name = open.event->name();
+        if (by_shape) {
+          for (const auto& shape : open.event->shapes()) {
+            name += " [";
+            for (size_t i = 0; i < shape.size(); ++i) name += (i ? "," : "") + std::to_string(shape[i]);
+            name += "]";
+          }
+        }
+        auto& t = ops[name];
         t.total_us += us;
         t.self_us += us - open.children_us;
         ++t.calls;
@@ -110,15 +120,16 @@ int main(int argc, char** argv) {
               runtime.cpu.c_str());
   std::printf("  %.2f ms per step (profiled), %.0f ops per step, BLAS %s, oneDNN %s\n", step_ms,
               double(calls) / steps, runtime.blas_core.c_str(), runtime.onednn_isa.c_str());
-  std::printf("  %-40s %9s %7s %9s\n", "op (self time)", "ms/step", "share", "calls/step");
+  const size_t width = by_shape ? 64 : 40;
+  std::printf("  %-*s %9s %7s %9s\n", int(width), "op (self time)", "ms/step", "share", "calls/step");
   double shown = 0;
   for (size_t i = 0; i < sorted.size() && i < 25; ++i) {
     const auto& [name, t] = sorted[i];
     const double ms = t.self_us / 1000 / steps;
     shown += ms;
-    std::printf("  %-40s %9.3f %6.1f%% %9.1f\n", name.substr(0, 40).c_str(), ms, 100 * ms / step_ms,
+    std::printf("  %-*s %9.3f %6.1f%% %9.1f\n", int(width), name.substr(0, width).c_str(), ms, 100 * ms / step_ms,
                 double(t.calls) / steps);
   }
-  std::printf("  %-40s %9.3f %6.1f%%\n", "(the 25 above)", shown, 100 * shown / step_ms);
+  std::printf("  %-*s %9.3f %6.1f%%\n", int(width), "(the 25 above)", shown, 100 * shown / step_ms);
   return 0;
 }

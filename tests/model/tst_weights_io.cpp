@@ -1085,3 +1085,30 @@ TEST(WeightsIo, cliImportExportTrain) {
   ASSERT_EQ(r.code, 2);
   ASSERT_TRUE(contains(r.err, "freeze_backbone needs init_weights")) << r.err;
 }
+
+// bf16 inference (weights converted to bf16: `vit summary --benchmark --precision bf16`, the
+// batch-1 bf16 path of issue 16) keeps the top-1 class of every fixture input (the argmax of
+// make_fixture.py's float64 logits, as the float model does), with logits within bf16's rounding
+// of the reference (the fixture has two inputs, so the logits carry most of the check).
+TEST(ParityWithPythonReference, bfloat16ModelKeepsTheTop1) {
+  vit::ImportOptions options;
+  options.heads = 4;  // not in the file (see ParityRow)
+  const auto w = vit::import_weights(kFixtures + "weights.safetensors", options);
+  vit::VisionTransformer model(w.config);
+  vit::load_pretrained(*model, w);
+  model->eval();
+  const auto expected = vit::load_safetensors(kFixtures + "expected.safetensors");
+  const auto input = *expected.find("input");
+  const auto want = expected.find("logits")->argmax(1);
+  torch::NoGradGuard no_grad;
+  ASSERT_TRUE(torch::equal(model->forward(input).argmax(1), want));
+  model->to(torch::kBFloat16);
+  const auto logits = model->forward(input.to(torch::kBFloat16));
+  ASSERT_EQ(logits.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(logits.argmax(1), want)) << logits.argmax(1) << want;
+  const auto reference = *expected.find("logits");
+  const double diff = (logits.to(torch::kDouble) - reference).abs().max().item<double>();
+  EXPECT_LT(diff, 0.03 * reference.abs().max().item<double>());
+  std::printf("bf16: max |logits - Python reference| = %.3g (largest logit %.3g)\n", diff,
+              reference.abs().max().item<double>());
+}

@@ -187,15 +187,30 @@ at::Tensor as_rows(const at::Tensor& y, const at::Tensor& x) {
 
 }  // namespace
 
+namespace {
+
+// A layer's operands (cast as autocast would) and shape, when oneDNN covers it.
+struct Layer {
+  Operands ops;
+  Dims dims;
+};
+std::optional<Layer> layer_of(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (!enabled()) return std::nullopt;
+  auto ops = operands(x, weight, bias);
+  if (!ops) return std::nullopt;
+  const auto dims = covered(ops->x, ops->weight, ops->bias);
+  if (!dims) return std::nullopt;
+  return Layer{std::move(*ops), *dims};
+}
+
+}  // namespace
+
 std::optional<at::Tensor> onednn_linear(const at::Tensor& x_in, const at::Tensor& weight_in,
                                         const at::Tensor& bias_in) {
-  if (!enabled()) return std::nullopt;
-  const auto ops = operands(x_in, weight_in, bias_in);
-  if (!ops) return std::nullopt;
-  const auto &x = ops->x, &weight = ops->weight, &bias = ops->bias;
-  const auto dims = covered(x, weight, bias);
-  if (!dims) return std::nullopt;
-  const auto [M, K, N] = *dims;
+  const auto layer = layer_of(x_in, weight_in, bias_in);
+  if (!layer) return std::nullopt;
+  const auto &x = layer->ops.x, &weight = layer->ops.weight, &bias = layer->ops.bias;
+  const auto [M, K, N] = layer->dims;
   const dt type = type_of(x);
   const bool grad = wants_grad(x, weight, bias);
   const auto kind = bias.defined() ? Kind::Forward_bias : Kind::Forward;
@@ -212,13 +227,11 @@ std::optional<at::Tensor> onednn_linear(const at::Tensor& x_in, const at::Tensor
 
 std::optional<at::Tensor> onednn_linear_gelu(const at::Tensor& x_in, const at::Tensor& weight_in,
                                              const at::Tensor& bias_in) {
-  if (!enabled()) return std::nullopt;
-  const auto ops = operands(x_in, weight_in, bias_in);
-  if (!ops) return std::nullopt;
-  const auto &x = ops->x, &weight = ops->weight, &bias = ops->bias;
-  const auto dims = covered(x, weight, bias);
-  if (!dims || wants_grad(x, weight, bias)) return std::nullopt;
-  const auto [M, K, N] = *dims;
+  const auto layer = layer_of(x_in, weight_in, bias_in);
+  if (!layer) return std::nullopt;
+  const auto &x = layer->ops.x, &weight = layer->ops.weight, &bias = layer->ops.bias;
+  if (wants_grad(x, weight, bias)) return std::nullopt;
+  const auto [M, K, N] = layer->dims;
   const auto kind = bias.defined() ? Kind::Forward_bias_gelu : Kind::Forward_gelu;
   const auto* mm = kernel(kind, M, K, N, type_of(x));
   if (!mm) return std::nullopt;

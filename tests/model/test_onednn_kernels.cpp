@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <limits>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -191,6 +192,16 @@ TEST(FusedAttention, ModelGivesTheSameLogitsAndGradientsAsItsCompositePath) {
     EXPECT_LT(max_rel_err(fused_grads[i], composite_grads[i]), 1e-4) << "parameter " << i;
 }
 
+namespace {
+
+// The layer through oneDNN (nullopt where it declines) or through LibTorch's at::linear.
+std::optional<torch::Tensor> linear(bool ours, const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  if (ours) return vit::onednn_linear(x, w, b);
+  return torch::nn::functional::linear(x, w, b);
+}
+
+}  // namespace
+
 TEST(OneDnnLinear, MatchesLibTorchsLinearValuesAndGradients) {
   torch::manual_seed(5);
   struct Shape { std::vector<int64_t> x; int64_t out; bool bias; };
@@ -206,14 +217,9 @@ TEST(OneDnnLinear, MatchesLibTorchsLinearValuesAndGradients) {
     auto run = [&](bool ours) {
       auto x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true);
       auto b = sh.bias ? b0.clone().requires_grad_(true) : torch::Tensor();
-      torch::Tensor y;
-      if (ours) {
-        auto got = vit::onednn_linear(x, w, b);
-        if (!got) return std::vector<torch::Tensor>{};
-        y = *got;
-      } else {
-        y = torch::nn::functional::linear(x, w, b);
-      }
+      const auto got = linear(ours, x, w, b);
+      if (!got) return std::vector<torch::Tensor>{};
+      const auto& y = *got;
       (y * y.detach().sin()).sum().backward();  // a gradient that differs per element
       return std::vector<torch::Tensor>{y.detach(), x.grad(), w.grad(), sh.bias ? b.grad() : torch::Tensor()};
     };
@@ -245,17 +251,13 @@ TEST(OneDnnLinear, UnderAutocastComputesWhatAutocastsLinearDoes) {
   const auto x0 = torch::randn({3, 29, 64}), w0 = torch::randn({96, 64}) * 0.1, b0 = torch::randn({96});
   auto run = [&](bool ours) {
     auto x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
-    torch::Tensor y;
+    std::optional<torch::Tensor> got;
     {
       vit::Bf16AutocastScope autocast(true);
-      if (ours) {
-        auto got = vit::onednn_linear(x, w, b);
-        if (!got) return std::vector<torch::Tensor>{};
-        y = *got;
-      } else {
-        y = torch::nn::functional::linear(x, w, b);
-      }
+      got = linear(ours, x, w, b);
     }
+    if (!got) return std::vector<torch::Tensor>{};
+    const auto& y = *got;
     (y.to(torch::kFloat) * y.detach().to(torch::kFloat).sin()).sum().backward();
     return std::vector<torch::Tensor>{y.detach(), x.grad(), w.grad(), b.grad()};
   };

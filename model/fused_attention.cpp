@@ -4,13 +4,12 @@
 #include <ATen/ops/empty_like.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <stdexcept>
 #include <string>
-#include <unordered_map>
 #include <tuple>
+#include <unordered_map>
+#include <utility>
 
 #ifdef VIT_HAVE_ONEDNN
 #include "onednn_common.h"
@@ -20,10 +19,7 @@ namespace vit {
 
 bool fused_attention_enabled() {
 #ifdef VIT_HAVE_ONEDNN
-  static const bool on = [] {
-    const char* v = std::getenv("VIT_FUSED_ATTENTION");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
+  static const bool on = onednn::switched_on("VIT_FUSED_ATTENTION");
   return on;
 #else
   return false;

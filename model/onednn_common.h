@@ -7,6 +7,8 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <omp.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <unordered_map>
 
 namespace vit::onednn {
@@ -23,6 +25,13 @@ inline const dnnl::engine& cpu_engine() {
 inline dnnl::stream& thread_stream() {
   thread_local dnnl::stream stream(cpu_engine());
   return stream;
+}
+
+// A kernel's run-time switch: on unless the environment sets `var` to "0" (VIT_FUSED_ATTENTION,
+// VIT_ONEDNN_LINEAR, VIT_ONEDNN_LAYER_NORM). Callers keep the answer in a static.
+inline bool switched_on(const char* var) {
+  const char* v = std::getenv(var);
+  return !(v && std::strcmp(v, "0") == 0);
 }
 
 inline dt type_of(const at::Tensor& t) {

@@ -3,11 +3,10 @@
 #include <ATen/ops/empty.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <stdexcept>
 #include <tuple>
+#include <utility>
 
 #include "data_parallel.h"  // bf16_autocast_enabled
 
@@ -31,10 +30,7 @@ using namespace vit::onednn;
 using dnnl::normalization_flags;
 
 bool enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("VIT_ONEDNN_LAYER_NORM");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
+  static const bool on = switched_on("VIT_ONEDNN_LAYER_NORM");
   return on;
 }
 
@@ -109,7 +105,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_2d(const at::Tensor& x2, 
                                           {DNNL_ARG_VARIANCE, mem(stats(M), var.data_ptr())}};
   if (scale) args.emplace(DNNL_ARG_SCALE, mem(vec(C), w.data_ptr()));
   if (shift) args.emplace(DNNL_ARG_SHIFT, mem(vec(C), b.data_ptr()));
-  run(k->forward, args);
+  run(k->forward, std::move(args));
   thread_stream().wait();
   return {y, mean, var};
 }
@@ -155,7 +151,7 @@ struct LayerNormFunction : torch::autograd::Function<LayerNormFunction> {
       args.emplace(DNNL_ARG_SHIFT, mem(vec(C), b.data_ptr()));
       args.emplace(DNNL_ARG_DIFF_SHIFT, mem(vec(C), db.data_ptr()));
     }
-    run(k->backward, args);
+    run(k->backward, std::move(args));
     thread_stream().wait();
     return {dx, dw, db, at::Tensor()};
   }

@@ -4,10 +4,9 @@
 #include <ATen/ops/empty.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <tuple>
+#include <utility>
 
 #include "data_parallel.h"  // bf16_autocast_enabled
 
@@ -37,10 +36,7 @@ memory::desc matrix(int64_t rows, int64_t cols, dt type) { return memory::desc({
 memory::desc transposed(int64_t rows, int64_t cols, dt type) { return memory::desc({rows, cols}, type, {1, rows}); }
 
 bool enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("VIT_ONEDNN_LINEAR");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
+  static const bool on = switched_on("VIT_ONEDNN_LINEAR");
   return on;
 }
 
@@ -90,7 +86,7 @@ at::Tensor forward_2d(const at::Tensor& x, const at::Tensor& w, const at::Tensor
                                           {DNNL_ARG_WEIGHTS, mem(transposed(K, N, type), w.data_ptr())},
                                           {DNNL_ARG_DST, mem(matrix(M, N, type), y.data_ptr())}};
   if (b.defined()) args.emplace(DNNL_ARG_BIAS, mem(matrix(1, N, type), b.data_ptr()));
-  run(mm, args);
+  run(mm, std::move(args));
   thread_stream().wait();
   return y;
 }
@@ -184,10 +180,6 @@ at::Tensor as_rows(const at::Tensor& y, const at::Tensor& x) {
   sizes.back() = y.size(1);
   return y.view(sizes);
 }
-
-}  // namespace
-
-namespace {
 
 // A layer's operands (cast as autocast would) and shape, when oneDNN covers it.
 struct Layer {

@@ -1,5 +1,7 @@
 #include "dropout.h"
 
+#include "dropout_stream.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
@@ -14,16 +16,11 @@ namespace {
 thread_local bool t_has_stream = false;
 thread_local uint64_t t_stream_state = 0;
 
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-uint64_t next_mask_seed() { return t_has_stream ? splitmix64(t_stream_state) : draw_seed(); }
+uint64_t splitmix64(uint64_t& state) { return splitmix64_mix(state += kGolden); }
 
 }  // namespace
+
+uint64_t next_dropout_seed() { return t_has_stream ? splitmix64(t_stream_state) : draw_seed(); }
 
 uint64_t draw_seed() {
   auto gen = at::detail::getDefaultCPUGenerator();
@@ -46,16 +43,15 @@ namespace {
 
 template <typename T>
 void fill_dropout_mask(T* m, int64_t n, double p, uint64_t seed) {
-  // Keep an element when its 24-bit uniform draw is >= p * 2^24.
-  const uint32_t threshold = static_cast<uint32_t>(p * double(1 << 24));
+  // The streams of dropout_stream.h, drawn in order within each chunk.
+  const uint32_t threshold = dropout_threshold(p);
   const T keep = static_cast<T>(static_cast<float>(1.0 / (1.0 - p))), drop = static_cast<T>(0.0f);
-  constexpr int64_t kChunk = 1 << 14;
-  at::parallel_for(0, (n + kChunk - 1) / kChunk, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, (n + kDropoutChunk - 1) / kDropoutChunk, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
-      uint64_t state = seed ^ (0x9e3779b97f4a7c15ULL * uint64_t(c + 1));
-      const int64_t lo = c * kChunk, hi = std::min(n, lo + kChunk);
+      uint64_t state = dropout_chunk_start(seed, c);
+      const int64_t lo = c * kDropoutChunk, hi = std::min(n, lo + kDropoutChunk);
       for (int64_t i = lo; i < hi; i += 2) {
-        // splitmix64: one 64-bit draw gives two 24-bit uniforms.
+        // One 64-bit draw gives two 24-bit uniforms.
         const uint64_t z = splitmix64(state);
         m[i] = uint32_t(z & 0xffffff) >= threshold ? keep : drop;
         if (i + 1 < hi) m[i + 1] = uint32_t((z >> 32) & 0xffffff) >= threshold ? keep : drop;
@@ -76,7 +72,7 @@ at::Tensor dropout_mask(at::IntArrayRef sizes, double p, at::ScalarType dtype, c
   // count.
   if (dtype != at::kFloat && dtype != at::kBFloat16) return dropout_mask(sizes, p, at::kFloat, device).to(dtype);
   auto mask = at::empty(sizes, at::TensorOptions().dtype(dtype));
-  const uint64_t seed = next_mask_seed();
+  const uint64_t seed = next_dropout_seed();
   if (dtype == at::kFloat)
     fill_dropout_mask(mask.data_ptr<float>(), mask.numel(), p, seed);
   else

@@ -35,6 +35,11 @@ class RandomStreamScope {
   uint64_t saved_state_;
 };
 
+// The seed of the next dropout mask: from the calling thread's RandomStreamScope if one is alive,
+// else from LibTorch's default generator. dropout_mask takes one per mask; so do the fused
+// GELU/dropout kernels (gelu_dropout.h), which make the same mask from the same seed.
+uint64_t next_dropout_seed();
+
 // One 64-bit draw from LibTorch's default generator (what torch::manual_seed seeds).
 uint64_t draw_seed();
 

@@ -1,6 +1,7 @@
 #include "vit.h"
 
 #include "fused_attention.h"
+#include "gelu_dropout.h"
 #include "onednn_layer_norm.h"
 #include "onednn_linear.h"
 #include "patchify.h"
@@ -22,7 +23,17 @@ namespace {
 
 torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
   if (!training || p <= 0.0) return x;
+  if (auto y = gelu_dropout(x, /*gelu=*/false, p)) return *y;  // one pass each way, mask not kept
   return x * dropout_mask(x.sizes(), p, x.scalar_type(), x.device());  // a constant: autograd scales the gradient
+}
+
+// residual + dropout(gelu(x)) (gelu: the GELU or not; residual: undefined for none) in one pass
+// each way where gelu_dropout.h covers it, else ATen's GELU, the mask above and an add.
+torch::Tensor act_dropout_add(const torch::Tensor& x, bool gelu, double p, bool training,
+                              const torch::Tensor& residual = {}) {
+  if (auto y = gelu_dropout(x, gelu, training ? p : 0.0, residual)) return *y;
+  auto y = maybe_dropout(gelu ? F::gelu(x) : x, p, training);
+  return residual.defined() ? residual + y : y;
 }
 
 // Stochastic depth (Huang et al. 2016): drop a whole residual branch per sample, scale the rest.
@@ -74,13 +85,14 @@ torch::Tensor linear(torch::nn::LinearImpl& layer, const torch::Tensor& x) {
   return linear(x, layer.weight, layer.bias);
 }
 
-// gelu(layer(x)) (erf form, timm's nn.GELU): one oneDNN matmul with GELU as its post-op where no
-// gradient is wanted. Training keeps at::gelu: oneDNN's element-wise GELU, forward and backward on
-// keras-cifar's fc1 output, was no faster (4.47 vs 4.58 ms float, 3.14 vs 2.88 ms bf16; AMD EPYC
-// Zen 5, 1 thread).
-torch::Tensor linear_gelu(torch::nn::LinearImpl& layer, const torch::Tensor& x) {
-  if (auto y = onednn_linear_gelu(x, layer.weight, layer.bias)) return *y;
-  return F::gelu(linear(layer, x));
+// dropout(gelu(layer(x)), p) (erf form, timm's nn.GELU): one oneDNN matmul with GELU as its
+// post-op where no gradient is wanted (inference), else the layer and then GELU fused with the
+// dropout. (oneDNN's element-wise GELU, forward and backward on keras-cifar's fc1 output, was no
+// faster than ATen's: 4.47 vs 4.58 ms float, 3.14 vs 2.88 ms bf16; AMD EPYC Zen 5, 1 thread.)
+torch::Tensor linear_gelu(torch::nn::LinearImpl& layer, const torch::Tensor& x, double p = 0.0,
+                          bool training = false) {
+  if (auto y = onednn_linear_gelu(x, layer.weight, layer.bias)) return maybe_dropout(*y, p, training);
+  return act_dropout_add(linear(layer, x), /*gelu=*/true, p, training);
 }
 
 torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias = true) {
@@ -115,13 +127,13 @@ AttentionImpl::AttentionImpl(const ViTConfig& c)
   proj = register_module("proj", make_linear(c.dim, c.dim));
 }
 
-torch::Tensor AttentionImpl::forward(const torch::Tensor& x, torch::Tensor* probs) {
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, torch::Tensor* probs, const torch::Tensor& residual) {
   auto qkv_out = linear(*qkv, x);  // (B, T, 3D)
   std::optional<torch::Tensor> out;
   // One fused CPU operation (fused_attention.h) unless the probabilities are wanted or dropped out.
   if (!probs && !(is_training() && attn_dropout > 0.0)) out = fused_attention(qkv_out, heads, scale);
   if (!out) out = composite(qkv_out, probs);
-  return maybe_dropout(linear(*proj, *out), proj_dropout, is_training());
+  return act_dropout_add(linear(*proj, *out), /*gelu=*/false, proj_dropout, is_training(), residual);
 }
 
 torch::Tensor AttentionImpl::composite(const torch::Tensor& qkv_out, torch::Tensor* probs) {
@@ -141,11 +153,10 @@ MlpImpl::MlpImpl(const ViTConfig& c) : dropout(c.dropout), act_after_fc2(c.mlp_a
   fc2 = register_module("fc2", make_linear(c.mlp_hidden, c.dim));
 }
 
-torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  auto h = maybe_dropout(linear_gelu(*fc1, x), dropout, is_training());  // (B, T, hidden)
-  h = linear(*fc2, h);                                                  // (B, T, D)
-  if (act_after_fc2) h = F::gelu(h);
-  return maybe_dropout(h, dropout, is_training());
+torch::Tensor MlpImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
+  auto h = linear_gelu(*fc1, x, dropout, is_training());  // (B, T, hidden)
+  h = linear(*fc2, h);                                   // (B, T, D)
+  return act_dropout_add(h, act_after_fc2, dropout, is_training(), residual);
 }
 
 BlockImpl::BlockImpl(const ViTConfig& c, double drop_path_rate) : drop_path(drop_path_rate) {
@@ -156,8 +167,13 @@ BlockImpl::BlockImpl(const ViTConfig& c, double drop_path_rate) : drop_path(drop
 }
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, torch::Tensor* probs) {
-  auto y = x + vit::drop_path(attn(normalize(*norm1, x), probs), drop_path, is_training());
-  return y + vit::drop_path(mlp(normalize(*norm2, y)), drop_path, is_training());
+  if (is_training() && drop_path > 0.0) {  // stochastic depth: a per-sample mask between branch and sum
+    auto y = x + vit::drop_path(attn(normalize(*norm1, x), probs), drop_path, true);
+    return y + vit::drop_path(mlp(normalize(*norm2, y)), drop_path, true);
+  }
+  // The residual sums happen inside the branches' last element-wise pass (gelu_dropout.h).
+  auto y = attn->forward(normalize(*norm1, x), probs, x);
+  return mlp->forward(normalize(*norm2, y), y);
 }
 
 VisionTransformerImpl::VisionTransformerImpl(const ViTConfig& c) : config_(c) {

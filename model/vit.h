@@ -33,8 +33,11 @@ TORCH_MODULE(PatchEmbed);
 struct AttentionImpl : torch::nn::Module {
   explicit AttentionImpl(const ViTConfig& config);
   // (B, T, D) -> (B, T, D). When `probs` is not null it receives the attention probabilities
-  // (B, H, T, T) before attention dropout; the ordinary path passes null and keeps nothing.
-  torch::Tensor forward(const torch::Tensor& x, torch::Tensor* probs = nullptr);
+  // (B, H, T, T) before attention dropout; the ordinary path passes null and keeps nothing. With
+  // a `residual` (B, T, D), the result is residual + the attention's output, summed in the
+  // output dropout's pass.
+  torch::Tensor forward(const torch::Tensor& x, torch::Tensor* probs = nullptr,
+                        const torch::Tensor& residual = {});
   // The attention of the qkv projection's output (B, T, 3D) as ATen ops, heads concatenated
   // (B, T, D): the path for probabilities, attention dropout and devices the fused kernel
   // (fused_attention.h) does not cover.
@@ -48,7 +51,9 @@ TORCH_MODULE(Attention);
 
 struct MlpImpl : torch::nn::Module {
   explicit MlpImpl(const ViTConfig& config);
-  torch::Tensor forward(const torch::Tensor& x);  // (B, T, D) -> (B, T, D)
+  // (B, T, D) -> (B, T, D); with a `residual`, residual + the MLP's output (summed in its last
+  // element-wise pass).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual = {});
   double dropout;
   bool act_after_fc2;
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};

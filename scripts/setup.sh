@@ -28,6 +28,9 @@ PACKAGES=(
   # oneDNN's headers: attention runs as one fused oneDNN operation (model/fused_attention.h); the
   # library itself is already there, LibTorch links it
   libdnnl-dev
+  # SLEEF's headers: the fused GELU/dropout kernels (model/gelu_dropout.h) use the vectorised
+  # erf/exp LibTorch is built on; the library itself is already there, LibTorch links it
+  libsleef-dev
   # fast BLAS for LibTorch (Debian's default reference BLAS is ~30x slower)
   libopenblas0-openmp
   # the default data set, shipped by Debian

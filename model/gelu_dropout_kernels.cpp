@@ -1,0 +1,180 @@
+// See gelu_dropout_kernels.h. Built with CPU_CAPABILITY=AVX2 or AVX512 (and the matching -m
+// flags); nothing here may be called on a CPU without that instruction set.
+#include "gelu_dropout_kernels.h"
+
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <cstring>
+#include <tuple>
+
+#include "dropout_stream.h"
+
+#if !defined(CPU_CAPABILITY_AVX2) && !defined(CPU_CAPABILITY_AVX512)
+#error "gelu_dropout_kernels.cpp is built per instruction set: CPU_CAPABILITY_AVX2 or CPU_CAPABILITY_AVX512"
+#endif
+
+namespace vit {
+namespace CPU_CAPABILITY {
+
+namespace {
+
+using Vec = at::vec::Vectorized<float>;
+using BVec = at::vec::Vectorized<c10::BFloat16>;
+constexpr int64_t W = Vec::size();
+static_assert(BVec::size() == 2 * W, "a bf16 vector holds two float vectors");
+static_assert(kDropoutChunk % kGeluDropoutBlock == 0, "blocks never straddle a mask chunk");
+
+// 2W elements at a time, as two float vectors; n < 2W at the end of a block.
+inline void load(const float* p, int64_t n, Vec& a, Vec& b) {
+  if (n == 2 * W) {
+    a = Vec::loadu(p);
+    b = Vec::loadu(p + W);
+  } else {
+    a = Vec::loadu(p, int(std::min(n, W)));
+    b = n > W ? Vec::loadu(p + W, int(n - W)) : Vec(0.0f);
+  }
+}
+inline void load(const c10::BFloat16* p, int64_t n, Vec& a, Vec& b) {
+  std::tie(a, b) = at::vec::convert_bfloat16_float(n == 2 * W ? BVec::loadu(p) : BVec::loadu(p, int16_t(n)));
+}
+inline void store(float* p, int64_t n, const Vec& a, const Vec& b) {
+  if (n == 2 * W) {
+    a.store(p);
+    b.store(p + W);
+  } else {
+    a.store(p, int(std::min(n, W)));
+    if (n > W) b.store(p + W, int(n - W));
+  }
+}
+inline void store(c10::BFloat16* p, int64_t n, const Vec& a, const Vec& b) {
+  at::vec::convert_float_bfloat16(a, b).store(p, int(n));
+}
+
+// The multipliers (0 or scale) of elements [i0, i0 + n) of the mask, n <= kGeluDropoutBlock, i0 a
+// multiple of it. Written as plain loops the compiler vectorises (64-bit multiplies included).
+void fill_mask(float* m, int64_t i0, int64_t n, const GeluDropoutArgs& a) {
+  const int64_t chunk = i0 / kDropoutChunk;
+  const uint64_t first = uint64_t((i0 - chunk * kDropoutChunk) / 2);  // draws before this block
+  const uint64_t start = dropout_chunk_start(a.seed, chunk) + first * kGolden;
+  alignas(64) uint64_t draws[kGeluDropoutBlock / 2];
+  const int64_t nd = (n + 1) / 2;
+  for (int64_t k = 0; k < nd; ++k)
+    draws[k] = splitmix64_mix(start + uint64_t(k + 1) * kGolden) & 0x00ffffff00ffffffULL;
+  alignas(64) uint32_t bits[kGeluDropoutBlock];
+  std::memcpy(bits, draws, sizeof(uint64_t) * size_t(nd));  // little-endian: bits 0-23 first
+  const uint32_t threshold = a.threshold;  // locals: a store to m could alias a's members
+  const float scale = a.scale;
+  for (int64_t i = 0; i < n; ++i) m[i] = bits[i] >= threshold ? scale : 0.0f;
+  for (int64_t i = n; i % (2 * W) != 0; ++i) m[i] = 0.0f;  // the last vectors' unused lanes
+}
+
+// GELU, x * Phi(x), and its derivative Phi(x) + x * phi(x), for the normal CDF Phi and density phi.
+// Phi from erfc by Abramowitz & Stegun 7.1.26, the approximation oneDNN's GELU (and with it
+// LibTorch's at::gelu on the CPU) uses: erfc(z) = t (a1 + t (a2 + ... + t a5)) exp(-z^2) with
+// t = 1 / (1 + p z), z >= 0, absolute error <= 1.5e-7. SLEEF's erf ran at 1.75 ns per element
+// here (AMD EPYC Zen 5), three times the whole GELU. Unlike oneDNN we take Phi(x) for x < 0 as
+// erfc(|x| / sqrt 2) / 2 directly, not as 1 - (1 - erfc), which loses the small values to
+// cancellation. exp(-x^2 / 2) is shared by Phi and phi. (Constants are made in the functions: a
+// namespace-scope Vec would run AVX code at program start on any CPU.)
+struct Cdf {
+  Vec cdf;  // Phi(x)
+  Vec e;    // exp(-x^2 / 2)
+};
+inline Cdf normal_cdf(const Vec& x) {
+  const Vec z = x.abs() * Vec(float(M_SQRT1_2));
+  const Vec t = Vec(1.0f) / (Vec(1.0f) + Vec(0.3275911f) * z);
+  Vec poly = Vec(1.061405429f);
+  poly = at::vec::fmadd(poly, t, Vec(-1.453152027f));
+  poly = at::vec::fmadd(poly, t, Vec(1.421413741f));
+  poly = at::vec::fmadd(poly, t, Vec(-0.284496736f));
+  poly = at::vec::fmadd(poly, t, Vec(0.254829592f));
+  const Vec e = (x * x * Vec(-0.5f)).exp();
+  const Vec tail = Vec(0.5f) * poly * t * e;  // Phi(-|x|) = erfc(|x| / sqrt 2) / 2
+  return {Vec::blendv(tail, Vec(1.0f) - tail, x >= Vec(0.0f)), e};
+}
+inline Vec gelu(const Vec& x) { return x * normal_cdf(x).cdf; }
+inline Vec gelu_grad(const Vec& x) {
+  const Cdf c = normal_cdf(x);
+  return at::vec::fmadd(x * Vec(float(0.5 * M_2_SQRTPI * M_SQRT1_2)), c.e, c.cdf);  // Phi + x phi
+}
+
+template <typename TX, typename TY>
+void forward_impl(const TX* x, const TY* r, TY* y, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
+  alignas(64) float m[kGeluDropoutBlock];
+  for (int64_t b0 = lo; b0 < hi; b0 += kGeluDropoutBlock) {
+    const int64_t bn = std::min(kGeluDropoutBlock, hi - b0);
+    if (a.dropout) fill_mask(m, b0, bn, a);
+    for (int64_t i = 0; i < bn; i += 2 * W) {
+      const int64_t n = std::min(2 * W, bn - i);
+      Vec u, v;
+      load(x + b0 + i, n, u, v);
+      if (a.gelu) {
+        u = gelu(u);
+        v = gelu(v);
+      }
+      if (a.dropout) {
+        u = u * Vec::loadu(m + i);
+        v = v * Vec::loadu(m + i + W);
+      }
+      if (r) {
+        Vec p, q;
+        load(r + b0 + i, n, p, q);
+        u = p + u;
+        v = q + v;
+      }
+      store(y + b0 + i, n, u, v);
+    }
+  }
+}
+
+template <typename TD, typename TX>
+void backward_impl(const TD* dy, const TX* x, TX* dx, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
+  alignas(64) float m[kGeluDropoutBlock];
+  for (int64_t b0 = lo; b0 < hi; b0 += kGeluDropoutBlock) {
+    const int64_t bn = std::min(kGeluDropoutBlock, hi - b0);
+    if (a.dropout) fill_mask(m, b0, bn, a);
+    for (int64_t i = 0; i < bn; i += 2 * W) {
+      const int64_t n = std::min(2 * W, bn - i);
+      Vec u, v;
+      load(dy + b0 + i, n, u, v);
+      if (a.gelu) {
+        Vec p, q;
+        load(x + b0 + i, n, p, q);
+        u = u * gelu_grad(p);
+        v = v * gelu_grad(q);
+      }
+      if (a.dropout) {
+        u = u * Vec::loadu(m + i);
+        v = v * Vec::loadu(m + i + W);
+      }
+      store(dx + b0 + i, n, u, v);
+    }
+  }
+}
+
+}  // namespace
+
+using c10::BFloat16;
+
+void forward(const float* x, const float* r, float* y, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
+  forward_impl(x, r, y, lo, hi, a);
+}
+void forward(const BFloat16* x, const BFloat16* r, BFloat16* y, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
+  forward_impl(x, r, y, lo, hi, a);
+}
+void forward(const BFloat16* x, const float* r, float* y, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
+  forward_impl(x, r, y, lo, hi, a);
+}
+void backward(const float* dy, const float* x, float* dx, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
+  backward_impl(dy, x, dx, lo, hi, a);
+}
+void backward(const BFloat16* dy, const BFloat16* x, BFloat16* dx, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
+  backward_impl(dy, x, dx, lo, hi, a);
+}
+void backward(const float* dy, const BFloat16* x, BFloat16* dx, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
+  backward_impl(dy, x, dx, lo, hi, a);
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace vit

@@ -99,58 +99,58 @@ inline Vec gelu_grad(const Vec& x) {
   return at::vec::fmadd(x * Vec(float(0.5 * M_2_SQRTPI * M_SQRT1_2)), c.e, c.cdf);  // Phi + x phi
 }
 
-template <typename TX, typename TY>
-void forward_impl(const TX* x, const TY* r, TY* y, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
+// Walks elements [lo, hi) two vectors at a time: f(i, n, mask) for elements i .. i + n - 1
+// (n <= 2W), `mask` their dropout multipliers (null without dropout), drawn a block at a time.
+template <typename F>
+void walk(int64_t lo, int64_t hi, const GeluDropoutArgs& a, F&& f) {
   alignas(64) float m[kGeluDropoutBlock];
   for (int64_t b0 = lo; b0 < hi; b0 += kGeluDropoutBlock) {
     const int64_t bn = std::min(kGeluDropoutBlock, hi - b0);
     if (a.dropout) fill_mask(m, b0, bn, a);
-    for (int64_t i = 0; i < bn; i += 2 * W) {
-      const int64_t n = std::min(2 * W, bn - i);
-      Vec u, v;
-      load(x + b0 + i, n, u, v);
-      if (a.gelu) {
-        u = gelu(u);
-        v = gelu(v);
-      }
-      if (a.dropout) {
-        u = u * Vec::loadu(m + i);
-        v = v * Vec::loadu(m + i + W);
-      }
-      if (r) {
-        Vec p, q;
-        load(r + b0 + i, n, p, q);
-        u = p + u;
-        v = q + v;
-      }
-      store(y + b0 + i, n, u, v);
-    }
+    for (int64_t i = 0; i < bn; i += 2 * W) f(b0 + i, std::min(2 * W, bn - i), a.dropout ? m + i : nullptr);
   }
+}
+
+inline void apply_mask(Vec& u, Vec& v, const float* mask) {
+  if (!mask) return;
+  u = u * Vec::loadu(mask);
+  v = v * Vec::loadu(mask + W);
+}
+
+template <typename TX, typename TY>
+void forward_impl(const TX* x, const TY* r, TY* y, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
+  walk(lo, hi, a, [&](int64_t i, int64_t n, const float* mask) {
+    Vec u, v;
+    load(x + i, n, u, v);
+    if (a.gelu) {
+      u = gelu(u);
+      v = gelu(v);
+    }
+    apply_mask(u, v, mask);
+    if (r) {
+      Vec p, q;
+      load(r + i, n, p, q);
+      u = p + u;
+      v = q + v;
+    }
+    store(y + i, n, u, v);
+  });
 }
 
 template <typename TD, typename TX>
 void backward_impl(const TD* dy, const TX* x, TX* dx, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
-  alignas(64) float m[kGeluDropoutBlock];
-  for (int64_t b0 = lo; b0 < hi; b0 += kGeluDropoutBlock) {
-    const int64_t bn = std::min(kGeluDropoutBlock, hi - b0);
-    if (a.dropout) fill_mask(m, b0, bn, a);
-    for (int64_t i = 0; i < bn; i += 2 * W) {
-      const int64_t n = std::min(2 * W, bn - i);
-      Vec u, v;
-      load(dy + b0 + i, n, u, v);
-      if (a.gelu) {
-        Vec p, q;
-        load(x + b0 + i, n, p, q);
-        u = u * gelu_grad(p);
-        v = v * gelu_grad(q);
-      }
-      if (a.dropout) {
-        u = u * Vec::loadu(m + i);
-        v = v * Vec::loadu(m + i + W);
-      }
-      store(dx + b0 + i, n, u, v);
+  walk(lo, hi, a, [&](int64_t i, int64_t n, const float* mask) {
+    Vec u, v;
+    load(dy + i, n, u, v);
+    if (a.gelu) {
+      Vec p, q;
+      load(x + i, n, p, q);
+      u = u * gelu_grad(p);
+      v = v * gelu_grad(q);
     }
-  }
+    apply_mask(u, v, mask);
+    store(dx + i, n, u, v);
+  });
 }
 
 }  // namespace

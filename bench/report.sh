@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The speed report of issue 16, side by side on this machine, in one command:
 #
-#   bench/report.sh [steps=15] [batch=256]        (BUILD_DIR, default build/)
+#   bench/report.sh [steps=15] [batch=256]        (BUILD_DIR, default build/; REPEATS, default 3)
 #
 # 1. Training, `vit train` against Debian's python3-torch on keras-cifar (bench/train_vs_python.sh),
-#    fp32 and bf16.
+#    fp32 and bf16: REPEATS alternated pairs each and their median ratio.
 # 2. ViT-B/16 inference at batch 1 (the drag-and-drop case): `vit summary --benchmark` against the
 #    same model in python3-torch (bench/python_peer.py --infer), fp32 and bf16 (weights in bf16).
 # 3. What it ran on: the CPU, OpenBLAS's kernel set and who chose it, oneDNN's ISA.
@@ -28,7 +28,7 @@ PY
 echo
 echo "== training: vit train vs python3-torch, keras-cifar, $steps steps of $batch"
 for precision in fp32 bf16; do
-  bench/train_vs_python.sh keras-cifar "$steps" "$batch" "$precision" | sed 's/^/  /'
+  REPEATS=${REPEATS:-3} bench/train_vs_python.sh keras-cifar "$steps" "$batch" "$precision" | sed 's/^/  /'
 done
 
 echo

@@ -2,7 +2,7 @@
 # Training throughput of `vit train` against Debian's python3-torch on the same model, side by side
 # on this machine. Prints both figures, the ratio and the achieved GFLOP/s. Never fails on a time.
 #
-#   bench/train_vs_python.sh [preset=keras-cifar] [steps=20] [batch=256] [precision=fp32]
+#   [REPEATS=N] bench/train_vs_python.sh [preset=keras-cifar] [steps=20] [batch=256] [precision=fp32]
 #
 # precision bf16: both sides under CPU autocast to bfloat16 (torch.autocast("cpu") in Python,
 # `--precision bf16` here), weights and optimizer in float.
@@ -38,18 +38,34 @@ write("test_batch.bin", 500)
 PY
 
 flops=$("$vit" summary --preset "$preset" --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["flops"])')
-cpp=$("$vit" train --preset "$preset" --dataset "cifar10:$work/cifar" --batch-size "$batch" \
-      --max-steps "$steps" --augment none --precision "$precision" --out "$work/run" --json 2>/dev/null | tail -n 1)
-py=$(GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736 \
-     /usr/bin/python3 bench/python_peer.py --preset "$preset" --batch-size "$batch" --steps "$steps" "${bf16_flag[@]}")
+# REPEATS=N alternates the two sides N times (C++, Python, C++, Python, ...) and prints every
+# pair and the median ratio: this machine's speed drifts between the halves of one run (README,
+# "Speed on any x86 CPU"), so a single pair can land anywhere within ~30% of the median.
+repeats=${REPEATS:-1}
+pairs=()
+for ((i = 0; i < repeats; i++)); do
+  cpp=$("$vit" train --preset "$preset" --dataset "cifar10:$work/cifar" --batch-size "$batch" \
+        --max-steps "$steps" --augment none --precision "$precision" --out "$work/run$i" --json 2>/dev/null | tail -n 1)
+  py=$(GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736 \
+       /usr/bin/python3 bench/python_peer.py --preset "$preset" --batch-size "$batch" --steps "$steps" "${bf16_flag[@]}")
+  pairs+=("$cpp" "$py")
+done
 
-/usr/bin/python3 - "$cpp" "$py" "$flops" "$preset" "$batch" "$precision" <<'PY'
-import json, sys
-cpp, py, flops = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
-c, p = cpp["images_per_second"], py["images_per_second"]
+/usr/bin/python3 - "$flops" "$preset" "$batch" "$precision" "${pairs[@]}" <<'PY'
+import json, statistics, sys
+flops = int(sys.argv[1])
+runs = [(json.loads(a), json.loads(b)) for a, b in zip(sys.argv[5::2], sys.argv[6::2])]
 g = lambda ips: 3 * flops * ips / 1e9  # forward + backward ~ 3x forward FLOPs
-print(f"preset {sys.argv[4]}, batch {sys.argv[5]}, {sys.argv[6]}, {py['threads']} threads")
-print(f"  vit train (C++)      : {c:8.1f} images/s  {g(c):6.1f} GFLOP/s")
-print(f"  python3-torch (peer) : {p:8.1f} images/s  {g(p):6.1f} GFLOP/s  ({py['peer']})")
-print(f"  ratio C++ / Python   : {c / p:8.2f}x")
+print(f"preset {sys.argv[2]}, batch {sys.argv[3]}, {sys.argv[4]}, {runs[0][1]['threads']} threads")
+ratios = []
+for i, (cpp, py) in enumerate(runs):
+    c, p = cpp["images_per_second"], py["images_per_second"]
+    ratios.append(c / p)
+    tag = f" (pair {i + 1})" if len(runs) > 1 else ""
+    print(f"  vit train (C++)      : {c:8.1f} images/s  {g(c):6.1f} GFLOP/s{tag}")
+    print(f"  python3-torch (peer) : {p:8.1f} images/s  {g(p):6.1f} GFLOP/s  ({py['peer']})")
+    print(f"  ratio C++ / Python   : {c / p:8.2f}x")
+if len(runs) > 1:
+    print(f"  median ratio of {len(runs)} alternated pairs: {statistics.median(ratios):.2f}x "
+          f"(range {min(ratios):.2f}-{max(ratios):.2f}x)")
 PY

@@ -10,6 +10,7 @@
 
 #include "dropout.h"
 #include "dropout_stream.h"
+#include "kernel_switch.h"
 #ifdef VIT_HAVE_ELTWISE_KERNELS
 #include "gelu_dropout_kernels.h"
 #endif
@@ -30,8 +31,7 @@ enum class Isa { None, Avx2, Avx512 };
 // As ATen chooses its own kernels: the best set the CPU and OS support, capped by
 // ATEN_CPU_CAPABILITY (default, avx2, avx512) when set; VIT_FUSED_ELTWISE=0 turns ours off.
 Isa choose_isa() {
-  const char* off = std::getenv("VIT_FUSED_ELTWISE");
-  if (off && std::strcmp(off, "0") == 0) return Isa::None;
+  if (!switched_on("VIT_FUSED_ELTWISE")) return Isa::None;
   __builtin_cpu_init();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -175,8 +175,7 @@ std::string gelu_dropout_isa() {
     case Isa::Avx2: return "avx2";
     default: break;
   }
-  const char* off = std::getenv("VIT_FUSED_ELTWISE");
-  if (off && std::strcmp(off, "0") == 0) return "off (VIT_FUSED_ELTWISE=0)";
+  if (!switched_on("VIT_FUSED_ELTWISE")) return "off (VIT_FUSED_ELTWISE=0)";
   return "off (no AVX2 on this CPU, or ATEN_CPU_CAPABILITY=default)";
 }
 

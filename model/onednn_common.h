@@ -11,6 +11,8 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "kernel_switch.h"
+
 namespace vit::onednn {
 
 using dnnl::memory;
@@ -27,12 +29,7 @@ inline dnnl::stream& thread_stream() {
   return stream;
 }
 
-// A kernel's run-time switch: on unless the environment sets `var` to "0" (VIT_FUSED_ATTENTION,
-// VIT_ONEDNN_LINEAR, VIT_ONEDNN_LAYER_NORM). Callers keep the answer in a static.
-inline bool switched_on(const char* var) {
-  const char* v = std::getenv(var);
-  return !(v && std::strcmp(v, "0") == 0);
-}
+using vit::switched_on;  // kernel_switch.h
 
 inline dt type_of(const at::Tensor& t) {
   return t.scalar_type() == at::kBFloat16 ? dt::bf16 : dt::f32;

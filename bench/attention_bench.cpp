@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
               (long long)B, (long long)T, (long long)H, (long long)hd, runtime.cpu.c_str(),
               runtime.onednn_isa.c_str());
   if (!vit::fused_attention_enabled()) {
-    std::printf("  fused attention is not in this build (no libdnnl-dev)\n");
+    std::printf("  fused attention is off: a build without libdnnl-dev, or VIT_FUSED_ATTENTION=0\n");
     return 0;
   }
   vit::ViTConfig cfg;

@@ -7,8 +7,6 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <omp.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <unordered_map>
 
 #include "kernel_switch.h"

@@ -5,11 +5,9 @@
 #include <ATen/ops/empty_like.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstdlib>
-#include <cstring>
-
 #include "dropout.h"
 #include "dropout_stream.h"
+#include "kernel_isa.h"
 #include "kernel_switch.h"
 #ifdef VIT_HAVE_ELTWISE_KERNELS
 #include "gelu_dropout_kernels.h"
@@ -26,24 +24,11 @@ std::string gelu_dropout_isa() { return "off (built without SLEEF's headers, lib
 
 namespace {
 
-enum class Isa { None, Avx2, Avx512 };
+using Isa = KernelIsa;
 
-// As ATen chooses its own kernels: the best set the CPU and OS support, capped by
-// ATEN_CPU_CAPABILITY (default, avx2, avx512) when set; VIT_FUSED_ELTWISE=0 turns ours off.
-Isa choose_isa() {
-  if (!switched_on("VIT_FUSED_ELTWISE")) return Isa::None;
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  const char* cap = std::getenv("ATEN_CPU_CAPABILITY");
-  if (cap && std::strcmp(cap, "default") == 0) return Isa::None;
-  if (cap && std::strcmp(cap, "avx2") == 0) return avx2 ? Isa::Avx2 : Isa::None;
-  return avx512 ? Isa::Avx512 : avx2 ? Isa::Avx2 : Isa::None;
-}
-
+// The kernel set the CPU runs (kernel_isa.h); VIT_FUSED_ELTWISE=0 turns ours off.
 Isa isa() {
-  static const Isa chosen = choose_isa();
+  static const Isa chosen = switched_on("VIT_FUSED_ELTWISE") ? kernel_isa() : Isa::None;
   return chosen;
 }
 
@@ -170,13 +155,7 @@ struct GeluDropoutAddFunction : torch::autograd::Function<GeluDropoutAddFunction
 }  // namespace
 
 std::string gelu_dropout_isa() {
-  switch (isa()) {
-    case Isa::Avx512: return "avx512";
-    case Isa::Avx2: return "avx2";
-    default: break;
-  }
-  if (!switched_on("VIT_FUSED_ELTWISE")) return "off (VIT_FUSED_ELTWISE=0)";
-  return "off (no AVX2 on this CPU, or ATEN_CPU_CAPABILITY=default)";
+  return kernel_isa_name(isa(), !switched_on("VIT_FUSED_ELTWISE"), "off (VIT_FUSED_ELTWISE=0)");
 }
 
 std::optional<at::Tensor> gelu_dropout(const at::Tensor& x_in, bool gelu, double p, const at::Tensor& residual) {

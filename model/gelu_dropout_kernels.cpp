@@ -2,13 +2,11 @@
 // flags); nothing here may be called on a CPU without that instruction set.
 #include "gelu_dropout_kernels.h"
 
-#include <ATen/cpu/vec/vec.h>
-
 #include <algorithm>
 #include <cstring>
-#include <tuple>
 
 #include "dropout_stream.h"
+#include "vec_io.h"
 
 #if !defined(CPU_CAPABILITY_AVX2) && !defined(CPU_CAPABILITY_AVX512)
 #error "gelu_dropout_kernels.cpp is built per instruction set: CPU_CAPABILITY_AVX2 or CPU_CAPABILITY_AVX512"
@@ -19,37 +17,7 @@ namespace CPU_CAPABILITY {
 
 namespace {
 
-using Vec = at::vec::Vectorized<float>;
-using BVec = at::vec::Vectorized<c10::BFloat16>;
-constexpr int64_t W = Vec::size();
-static_assert(BVec::size() == 2 * W, "a bf16 vector holds two float vectors");
 static_assert(kDropoutChunk % kGeluDropoutBlock == 0, "blocks never straddle a mask chunk");
-
-// 2W elements at a time, as two float vectors; n < 2W at the end of a block.
-inline void load(const float* p, int64_t n, Vec& a, Vec& b) {
-  if (n == 2 * W) {
-    a = Vec::loadu(p);
-    b = Vec::loadu(p + W);
-  } else {
-    a = Vec::loadu(p, int(std::min(n, W)));
-    b = n > W ? Vec::loadu(p + W, int(n - W)) : Vec(0.0f);
-  }
-}
-inline void load(const c10::BFloat16* p, int64_t n, Vec& a, Vec& b) {
-  std::tie(a, b) = at::vec::convert_bfloat16_float(n == 2 * W ? BVec::loadu(p) : BVec::loadu(p, int16_t(n)));
-}
-inline void store(float* p, int64_t n, const Vec& a, const Vec& b) {
-  if (n == 2 * W) {
-    a.store(p);
-    b.store(p + W);
-  } else {
-    a.store(p, int(std::min(n, W)));
-    if (n > W) b.store(p + W, int(n - W));
-  }
-}
-inline void store(c10::BFloat16* p, int64_t n, const Vec& a, const Vec& b) {
-  at::vec::convert_float_bfloat16(a, b).store(p, int(n));
-}
 
 // The multipliers (0 or scale) of elements [i0, i0 + n) of the mask, n <= kGeluDropoutBlock, i0 a
 // multiple of it. Written as plain loops the compiler vectorises (64-bit multiplies included).

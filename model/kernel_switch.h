@@ -1,5 +1,6 @@
 // Our CPU kernels' run-time switches: each is on unless the environment sets its variable to "0"
-// (VIT_FUSED_ATTENTION, VIT_ONEDNN_LINEAR, VIT_ONEDNN_LAYER_NORM, VIT_FUSED_ELTWISE; README,
+// (VIT_FUSED_ATTENTION, VIT_ONEDNN_LINEAR, VIT_ONEDNN_LAYER_NORM, VIT_FUSED_ELTWISE,
+// VIT_FUSED_LAYER_NORM; README,
 // "Speed settings"). Callers keep the answer in a static.
 #pragma once
 

@@ -1,6 +1,8 @@
 #include "vit.h"
 
+#include "data_parallel.h"  // bf16_autocast_enabled
 #include "fused_attention.h"
+#include "fused_layer_norm.h"
 #include "gelu_dropout.h"
 #include "onednn_layer_norm.h"
 #include "onednn_linear.h"
@@ -55,16 +57,28 @@ torch::nn::LayerNorm layer_norm(int64_t dim, double eps) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(eps));
 }
 
-// A layer norm's output: through oneDNN where it covers the case (onednn_layer_norm.h: LibTorch
-// 1.13's CPU layer norm has no fast kernel for bf16 and is slower in float too), else LibTorch's.
-// A bf16 input oneDNN declines is normalized in float and rounded to bf16 rather than taking
-// LibTorch's slow bf16 path.
-torch::Tensor normalize(torch::nn::LayerNormImpl& norm, const torch::Tensor& x) {
-  if (auto y = onednn_layer_norm(x, norm.weight, norm.bias, norm.options.eps())) return *y;
+// A layer norm's output: through our kernels (fused_layer_norm.h) or oneDNN's where they cover
+// the case (LibTorch 1.13's CPU layer norm has no fast kernel for bf16 and is slower in float
+// too), else LibTorch's. A bf16 input neither covers is normalized in float and rounded to bf16
+// rather than taking LibTorch's slow bf16 path. `to_bf16_matmul`: the result feeds a linear layer
+// only, so under bf16 autocast it may come back as bf16, the type autocast would cast it to.
+torch::Tensor normalize(torch::nn::LayerNormImpl& norm, const torch::Tensor& x, bool to_bf16_matmul = false) {
+  const double eps = norm.options.eps();
+  std::optional<at::ScalarType> out;
+  if (to_bf16_matmul && x.scalar_type() == torch::kFloat && bf16_autocast_enabled(x.device().type()))
+    out = torch::kBFloat16;
+  // bf16 rows in and out: oneDNN's first (ours ran 0.63-0.90x as fast there, 1.3-2.1x as fast
+  // in float and float -> bf16: build/bench/layer_norm_bench, AMD EPYC Zen 5).
+  const bool bf16_rows = x.scalar_type() == torch::kBFloat16;
+  if (bf16_rows)
+    if (auto y = onednn_layer_norm(x, norm.weight, norm.bias, eps)) return *y;
+  if (auto y = fused_layer_norm(x, norm.weight, norm.bias, eps, out)) return *y;
+  if (!bf16_rows)
+    if (auto y = onednn_layer_norm(x, norm.weight, norm.bias, eps)) return *y;
   if (x.scalar_type() != torch::kBFloat16 || !x.is_cpu()) return norm.forward(x);
   auto as_float = [](const torch::Tensor& t) { return t.defined() ? t.to(torch::kFloat) : t; };
   return at::layer_norm(x.to(torch::kFloat), norm.options.normalized_shape(), as_float(norm.weight),
-                        as_float(norm.bias), norm.options.eps())
+                        as_float(norm.bias), eps)
       .to(torch::kBFloat16);
 }
 
@@ -168,12 +182,12 @@ BlockImpl::BlockImpl(const ViTConfig& c, double drop_path_rate) : drop_path(drop
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, torch::Tensor* probs) {
   if (is_training() && drop_path > 0.0) {  // stochastic depth: a per-sample mask between branch and sum
-    auto y = x + vit::drop_path(attn(normalize(*norm1, x), probs), drop_path, true);
-    return y + vit::drop_path(mlp(normalize(*norm2, y)), drop_path, true);
+    auto y = x + vit::drop_path(attn(normalize(*norm1, x, true), probs), drop_path, true);
+    return y + vit::drop_path(mlp(normalize(*norm2, y, true)), drop_path, true);
   }
   // The residual sums happen inside the branches' last element-wise pass (gelu_dropout.h).
-  auto y = attn->forward(normalize(*norm1, x), probs, x);
-  return mlp->forward(normalize(*norm2, y), y);
+  auto y = attn->forward(normalize(*norm1, x, true), probs, x);
+  return mlp->forward(normalize(*norm2, y, true), y);
 }
 
 VisionTransformerImpl::VisionTransformerImpl(const ViTConfig& c) : config_(c) {

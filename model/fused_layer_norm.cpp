@@ -1,0 +1,195 @@
+#include "fused_layer_norm.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <tuple>
+
+#include "data_parallel.h"  // bf16_autocast_enabled
+#include "kernel_isa.h"
+#include "kernel_switch.h"
+#ifdef VIT_HAVE_ELTWISE_KERNELS
+#include "layer_norm_kernels.h"
+#endif
+
+namespace vit {
+
+#ifndef VIT_HAVE_ELTWISE_KERNELS
+
+std::optional<at::Tensor> fused_layer_norm(const at::Tensor&, const at::Tensor&, const at::Tensor&, double,
+                                           std::optional<at::ScalarType>) {
+  return std::nullopt;
+}
+std::string fused_layer_norm_isa() { return "off (built without the element-wise kernels: libsleef-dev)"; }
+
+#else
+
+namespace {
+
+using Isa = KernelIsa;
+
+Isa isa() {
+  static const Isa chosen = switched_on("VIT_FUSED_LAYER_NORM") ? kernel_isa() : Isa::None;
+  return chosen;
+}
+
+template <typename... P>
+void kernel_forward(P... p) {
+  if (isa() == Isa::Avx512)
+    AVX512::layer_norm_forward(p...);
+  else
+    AVX2::layer_norm_forward(p...);
+}
+template <typename... P>
+void kernel_backward(P... p) {
+  if (isa() == Isa::Avx512)
+    AVX512::layer_norm_backward(p...);
+  else
+    AVX2::layer_norm_backward(p...);
+}
+
+// Rows per block of the backward pass: each block sums its rows' share of the parameters'
+// gradients on its own, and the blocks are added in order afterwards.
+constexpr int64_t kRowBlock = 128;
+
+LayerNormArgs args_of(int64_t C, double eps, const at::Tensor& w, const at::Tensor& b) {
+  LayerNormArgs a;
+  a.C = C;
+  a.eps = float(eps);
+  a.w = w.numel() ? w.data_ptr<float>() : nullptr;
+  a.b = b.numel() ? b.data_ptr<float>() : nullptr;
+  return a;
+}
+
+template <typename TX, typename TY>
+void run_forward(const at::Tensor& x, at::Tensor& y, at::Tensor& mean, at::Tensor& rstd, const LayerNormArgs& a) {
+  const TX* xp = x.data_ptr<TX>();
+  TY* yp = y.data_ptr<TY>();
+  float *mp = mean.data_ptr<float>(), *rp = rstd.data_ptr<float>();
+  at::parallel_for(0, x.size(0), 64, [&](int64_t r0, int64_t r1) { kernel_forward(xp, yp, mp, rp, r0, r1, a); });
+}
+
+// x2: (M, C) contiguous; w, b: float (C) or empty. Returns y (type `out`), mean and rstd (M).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_2d(const at::Tensor& x2, const at::Tensor& w,
+                                                          const at::Tensor& b, double eps, at::ScalarType out) {
+  const int64_t M = x2.size(0), C = x2.size(1);
+  auto y = at::empty({M, C}, x2.options().dtype(out));
+  const auto f32 = x2.options().dtype(at::kFloat);
+  auto mean = at::empty({M}, f32), rstd = at::empty({M}, f32);
+  const auto a = args_of(C, eps, w, b);
+  if (x2.scalar_type() == at::kBFloat16)
+    run_forward<c10::BFloat16, c10::BFloat16>(x2, y, mean, rstd, a);
+  else if (out == at::kBFloat16)
+    run_forward<float, c10::BFloat16>(x2, y, mean, rstd, a);
+  else
+    run_forward<float, float>(x2, y, mean, rstd, a);
+  return {y, mean, rstd};
+}
+
+template <typename TD, typename TX>
+void run_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& mean, const at::Tensor& rstd,
+                  at::Tensor& dx, float* dw_parts, float* db_parts, const LayerNormArgs& a) {
+  const TD* dyp = dy.data_ptr<TD>();
+  const TX* xp = x.data_ptr<TX>();
+  const float *mp = mean.data_ptr<float>(), *rp = rstd.data_ptr<float>();
+  TX* dxp = dx.data_ptr<TX>();
+  const int64_t M = x.size(0), blocks = (M + kRowBlock - 1) / kRowBlock;
+  at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k)
+      kernel_backward(dyp, xp, static_cast<const TX*>(nullptr), mp, rp, dxp, dw_parts ? dw_parts + k * a.C : nullptr,
+                      db_parts ? db_parts + k * a.C : nullptr, k * kRowBlock, std::min(M, (k + 1) * kRowBlock), a);
+  });
+}
+
+// The blocks' partial sums (blocks, C) added in block order.
+at::Tensor sum_parts(const at::Tensor& parts) {
+  const int64_t blocks = parts.size(0), C = parts.size(1);
+  auto total = at::zeros({C}, parts.options());
+  float* t = total.data_ptr<float>();
+  const float* p = parts.data_ptr<float>();
+  for (int64_t k = 0; k < blocks; ++k)
+    for (int64_t c = 0; c < C; ++c) t[c] += p[k * C + c];
+  return total;
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+struct FusedLayerNormFunction : torch::autograd::Function<FusedLayerNormFunction> {
+  // x2: (M, C) contiguous; w, b: float (C), or empty tensors for none (LibTorch 1.13's apply()
+  // cannot take undefined tensors); out: the result's scalar type.
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x2, const at::Tensor& w, const at::Tensor& b,
+                            double eps, int64_t out) {
+    auto [y, mean, rstd] = forward_2d(x2, w, b, eps, at::ScalarType(out));
+    ctx->save_for_backward({x2, w, b, mean, rstd});
+    ctx->saved_data["eps"] = eps;
+    ctx->saved_data["out"] = out;
+    return y;
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &w = saved[1], &b = saved[2], &mean = saved[3], &rstd = saved[4];
+    const int64_t M = x.size(0), C = x.size(1), blocks = (M + kRowBlock - 1) / kRowBlock;
+    const auto dy = grads[0].to(at::ScalarType(ctx->saved_data["out"].toInt())).contiguous();
+    const auto a = args_of(C, ctx->saved_data["eps"].toDouble(), w, b);
+    auto dx = at::empty({M, C}, x.options());
+    const auto f32 = x.options().dtype(at::kFloat);
+    const bool want_dw = w.numel() > 0 && ctx->needs_input_grad(1), want_db = b.numel() > 0 && ctx->needs_input_grad(2);
+    auto dw_parts = want_dw ? at::zeros({blocks, C}, f32) : at::Tensor();
+    auto db_parts = want_db ? at::zeros({blocks, C}, f32) : at::Tensor();
+    float* dwp = want_dw ? dw_parts.data_ptr<float>() : nullptr;
+    float* dbp = want_db ? db_parts.data_ptr<float>() : nullptr;
+    if (x.scalar_type() == at::kBFloat16)
+      run_backward<c10::BFloat16, c10::BFloat16>(dy, x, mean, rstd, dx, dwp, dbp, a);
+    else if (dy.scalar_type() == at::kBFloat16)
+      run_backward<c10::BFloat16, float>(dy, x, mean, rstd, dx, dwp, dbp, a);
+    else
+      run_backward<float, float>(dy, x, mean, rstd, dx, dwp, dbp, a);
+    return {dx, want_dw ? sum_parts(dw_parts) : at::Tensor(), want_db ? sum_parts(db_parts) : at::Tensor(),
+            at::Tensor(), at::Tensor()};
+  }
+};
+
+// A float copy of a scale or shift vector for the kernels, or an empty tensor for none; through
+// autograd, so a bf16 parameter's gradient comes back as bf16.
+at::Tensor as_f32(const at::Tensor& t, const at::Tensor& like) {
+  if (!t.defined()) return at::empty({0}, like.options().dtype(at::kFloat));
+  return t.to(at::kFloat).contiguous();
+}
+
+}  // namespace
+
+std::string fused_layer_norm_isa() {
+  return kernel_isa_name(isa(), !switched_on("VIT_FUSED_LAYER_NORM"), "off (VIT_FUSED_LAYER_NORM=0)");
+}
+
+std::optional<at::Tensor> fused_layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                           double eps, std::optional<at::ScalarType> out_in) {
+  const auto st = x.scalar_type();
+  const auto out = out_in.value_or(st);
+  if (isa() == Isa::None || x.dim() < 1 || !x.device().is_cpu() || (st != at::kFloat && st != at::kBFloat16) ||
+      (out != st && !(st == at::kFloat && out == at::kBFloat16)) ||
+      (st == at::kBFloat16 && bf16_autocast_enabled(at::kCPU)) || !(eps >= 0.0))
+    return std::nullopt;
+  const int64_t C = x.size(-1), M = x.numel() / std::max<int64_t>(C, 1);
+  if (M == 0 || C == 0) return std::nullopt;
+  for (const auto* p : {&weight, &bias})
+    if (p->defined() && (p->dim() != 1 || p->size(0) != C || !p->device().is_cpu() ||
+                         (p->scalar_type() != at::kFloat && p->scalar_type() != st)))
+      return std::nullopt;
+  const auto x2 = x.reshape({M, C}).contiguous();
+  const auto w = as_f32(weight, x), b = as_f32(bias, x);
+  const bool grad = at::GradMode::is_enabled() &&
+                    (x.requires_grad() || (weight.defined() && weight.requires_grad()) ||
+                     (bias.defined() && bias.requires_grad()));
+  at::Tensor y = grad ? FusedLayerNormFunction::apply(x2, w, b, eps, int64_t(out))
+                      : std::get<0>(forward_2d(x2, w, b, eps, out));
+  return y.view(x.sizes());
+}
+
+#endif  // VIT_HAVE_ELTWISE_KERNELS
+
+}  // namespace vit

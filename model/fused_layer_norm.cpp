@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <tuple>
@@ -19,7 +20,7 @@ namespace vit {
 #ifndef VIT_HAVE_ELTWISE_KERNELS
 
 std::optional<at::Tensor> fused_layer_norm(const at::Tensor&, const at::Tensor&, const at::Tensor&, double,
-                                           std::optional<at::ScalarType>) {
+                                           std::optional<at::ScalarType>, at::Tensor*) {
   return std::nullopt;
 }
 std::string fused_layer_norm_isa() { return "off (built without the element-wise kernels: libsleef-dev)"; }
@@ -89,16 +90,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_2d(const at::Tensor& x2, 
 }
 
 template <typename TD, typename TX>
-void run_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& mean, const at::Tensor& rstd,
-                  at::Tensor& dx, float* dw_parts, float* db_parts, const LayerNormArgs& a) {
+void run_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& dr, const at::Tensor& mean,
+                  const at::Tensor& rstd, at::Tensor& dx, float* dw_parts, float* db_parts, const LayerNormArgs& a) {
   const TD* dyp = dy.data_ptr<TD>();
   const TX* xp = x.data_ptr<TX>();
+  const TX* drp = dr.defined() ? dr.data_ptr<TX>() : nullptr;
   const float *mp = mean.data_ptr<float>(), *rp = rstd.data_ptr<float>();
   TX* dxp = dx.data_ptr<TX>();
   const int64_t M = x.size(0), blocks = (M + kRowBlock - 1) / kRowBlock;
   at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k)
-      kernel_backward(dyp, xp, static_cast<const TX*>(nullptr), mp, rp, dxp, dw_parts ? dw_parts + k * a.C : nullptr,
+      kernel_backward(dyp, xp, drp, mp, rp, dxp, dw_parts ? dw_parts + k * a.C : nullptr,
                       db_parts ? db_parts + k * a.C : nullptr, k * kRowBlock, std::min(M, (k + 1) * kRowBlock), a);
   });
 }
@@ -117,37 +119,46 @@ at::Tensor sum_parts(const at::Tensor& parts) {
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
+// Outputs: the normalized rows, and x itself passed through (LibTorch returns an input as a view
+// with this function as its gradient's source): a block uses that as its residual, and the
+// residual's gradient is added into x's inside the backward pass instead of by autograd's own
+// add afterwards.
 struct FusedLayerNormFunction : torch::autograd::Function<FusedLayerNormFunction> {
   // x2: (M, C) contiguous; w, b: float (C), or empty tensors for none (LibTorch 1.13's apply()
   // cannot take undefined tensors); out: the result's scalar type.
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x2, const at::Tensor& w, const at::Tensor& b,
-                            double eps, int64_t out) {
+  static tensor_list forward(AutogradContext* ctx, const at::Tensor& x2, const at::Tensor& w, const at::Tensor& b,
+                             double eps, int64_t out) {
     auto [y, mean, rstd] = forward_2d(x2, w, b, eps, at::ScalarType(out));
     ctx->save_for_backward({x2, w, b, mean, rstd});
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["out"] = out;
-    return y;
+    return {y, x2};
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &w = saved[1], &b = saved[2], &mean = saved[3], &rstd = saved[4];
     const int64_t M = x.size(0), C = x.size(1), blocks = (M + kRowBlock - 1) / kRowBlock;
-    const auto dy = grads[0].to(at::ScalarType(ctx->saved_data["out"].toInt())).contiguous();
     const auto a = args_of(C, ctx->saved_data["eps"].toDouble(), w, b);
-    auto dx = at::empty({M, C}, x.options());
     const auto f32 = x.options().dtype(at::kFloat);
     const bool want_dw = w.numel() > 0 && ctx->needs_input_grad(1), want_db = b.numel() > 0 && ctx->needs_input_grad(2);
     auto dw_parts = want_dw ? at::zeros({blocks, C}, f32) : at::Tensor();
     auto db_parts = want_db ? at::zeros({blocks, C}, f32) : at::Tensor();
+    auto dr = grads[1].defined() ? grads[1].to(x.scalar_type()).contiguous() : at::Tensor();
+    if (!grads[0].defined()) {  // only the passed-through x was used
+      return {dr.defined() ? dr : at::zeros_like(x), want_dw ? at::zeros({C}, f32) : at::Tensor(),
+              want_db ? at::zeros({C}, f32) : at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+    const auto dy = grads[0].to(at::ScalarType(ctx->saved_data["out"].toInt())).contiguous();
+    auto dx = at::empty({M, C}, x.options());
     float* dwp = want_dw ? dw_parts.data_ptr<float>() : nullptr;
     float* dbp = want_db ? db_parts.data_ptr<float>() : nullptr;
     if (x.scalar_type() == at::kBFloat16)
-      run_backward<c10::BFloat16, c10::BFloat16>(dy, x, mean, rstd, dx, dwp, dbp, a);
+      run_backward<c10::BFloat16, c10::BFloat16>(dy, x, dr, mean, rstd, dx, dwp, dbp, a);
     else if (dy.scalar_type() == at::kBFloat16)
-      run_backward<c10::BFloat16, float>(dy, x, mean, rstd, dx, dwp, dbp, a);
+      run_backward<c10::BFloat16, float>(dy, x, dr, mean, rstd, dx, dwp, dbp, a);
     else
-      run_backward<float, float>(dy, x, mean, rstd, dx, dwp, dbp, a);
+      run_backward<float, float>(dy, x, dr, mean, rstd, dx, dwp, dbp, a);
     return {dx, want_dw ? sum_parts(dw_parts) : at::Tensor(), want_db ? sum_parts(db_parts) : at::Tensor(),
             at::Tensor(), at::Tensor()};
   }
@@ -167,7 +178,7 @@ std::string fused_layer_norm_isa() {
 }
 
 std::optional<at::Tensor> fused_layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                                           double eps, std::optional<at::ScalarType> out_in) {
+                                           double eps, std::optional<at::ScalarType> out_in, at::Tensor* residual) {
   const auto st = x.scalar_type();
   const auto out = out_in.value_or(st);
   if (isa() == Isa::None || x.dim() < 1 || !x.device().is_cpu() || (st != at::kFloat && st != at::kBFloat16) ||
@@ -185,9 +196,13 @@ std::optional<at::Tensor> fused_layer_norm(const at::Tensor& x, const at::Tensor
   const bool grad = at::GradMode::is_enabled() &&
                     (x.requires_grad() || (weight.defined() && weight.requires_grad()) ||
                      (bias.defined() && bias.requires_grad()));
-  at::Tensor y = grad ? FusedLayerNormFunction::apply(x2, w, b, eps, int64_t(out))
-                      : std::get<0>(forward_2d(x2, w, b, eps, out));
-  return y.view(x.sizes());
+  if (!grad) {
+    if (residual) *residual = x;
+    return std::get<0>(forward_2d(x2, w, b, eps, out)).view(x.sizes());
+  }
+  const auto outputs = FusedLayerNormFunction::apply(x2, w, b, eps, int64_t(out));
+  if (residual) *residual = outputs[1].view(x.sizes());
+  return outputs[0].view(x.sizes());
 }
 
 #endif  // VIT_HAVE_ELTWISE_KERNELS

@@ -27,8 +27,13 @@ namespace vit {
 // (LibTorch would normalize in float and return float), a CPU without AVX2 (or
 // ATEN_CPU_CAPABILITY=default), a build without the kernels (no libsleef-dev), or
 // VIT_FUSED_LAYER_NORM=0 in the environment.
+//
+// `residual`, when given, receives x again for the caller's residual sum: with gradients on, a
+// view of x whose gradient the backward pass adds into x's in its own pass (autograd would
+// otherwise add the two gradients of x in a pass of their own); else x itself.
 std::optional<at::Tensor> fused_layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                                           double eps, std::optional<at::ScalarType> out = std::nullopt);
+                                           double eps, std::optional<at::ScalarType> out = std::nullopt,
+                                           at::Tensor* residual = nullptr);
 
 // The instruction set the kernels run with here: "avx512", "avx2", or "off (why)".
 std::string fused_layer_norm_isa();

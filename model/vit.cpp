@@ -62,8 +62,12 @@ torch::nn::LayerNorm layer_norm(int64_t dim, double eps) {
 // too), else LibTorch's. A bf16 input neither covers is normalized in float and rounded to bf16
 // rather than taking LibTorch's slow bf16 path. `to_bf16_matmul`: the result feeds a linear layer
 // only, so under bf16 autocast it may come back as bf16, the type autocast would cast it to.
-torch::Tensor normalize(torch::nn::LayerNormImpl& norm, const torch::Tensor& x, bool to_bf16_matmul = false) {
+// `residual`: x for the caller's residual sum, from fused_layer_norm() when it ran (its gradient
+// then joins x's inside the norm's backward pass), else x itself.
+torch::Tensor normalize(torch::nn::LayerNormImpl& norm, const torch::Tensor& x, bool to_bf16_matmul = false,
+                        torch::Tensor* residual = nullptr) {
   const double eps = norm.options.eps();
+  if (residual) *residual = x;
   std::optional<at::ScalarType> out;
   if (to_bf16_matmul && x.scalar_type() == torch::kFloat && bf16_autocast_enabled(x.device().type()))
     out = torch::kBFloat16;
@@ -72,7 +76,7 @@ torch::Tensor normalize(torch::nn::LayerNormImpl& norm, const torch::Tensor& x, 
   const bool bf16_rows = x.scalar_type() == torch::kBFloat16;
   if (bf16_rows)
     if (auto y = onednn_layer_norm(x, norm.weight, norm.bias, eps)) return *y;
-  if (auto y = fused_layer_norm(x, norm.weight, norm.bias, eps, out)) return *y;
+  if (auto y = fused_layer_norm(x, norm.weight, norm.bias, eps, out, residual)) return *y;
   if (!bf16_rows)
     if (auto y = onednn_layer_norm(x, norm.weight, norm.bias, eps)) return *y;
   if (x.scalar_type() != torch::kBFloat16 || !x.is_cpu()) return norm.forward(x);
@@ -185,9 +189,13 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, torch::Tensor* probs) {
     auto y = x + vit::drop_path(attn(normalize(*norm1, x, true), probs), drop_path, true);
     return y + vit::drop_path(mlp(normalize(*norm2, y, true)), drop_path, true);
   }
-  // The residual sums happen inside the branches' last element-wise pass (gelu_dropout.h).
-  auto y = attn->forward(normalize(*norm1, x, true), probs, x);
-  return mlp->forward(normalize(*norm2, y, true), y);
+  // The residual sums happen inside the branches' last element-wise pass (gelu_dropout.h), and
+  // their gradients join x's and y's inside the norms' backward passes (fused_layer_norm.h).
+  torch::Tensor x_res, y_res;
+  const auto h = normalize(*norm1, x, true, &x_res);
+  auto y = attn->forward(h, probs, x_res);
+  const auto u = normalize(*norm2, y, true, &y_res);
+  return mlp->forward(u, y_res);
 }
 
 VisionTransformerImpl::VisionTransformerImpl(const ViTConfig& c) : config_(c) {

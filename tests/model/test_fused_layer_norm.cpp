@@ -1,7 +1,7 @@
 // Our layer norm kernels (model/fused_layer_norm.h) against at::layer_norm in float64: values and
 // the three gradients for every type pair (float, bf16, float in -> bf16 out), with and without
 // scale and shift, row lengths with vector tails and row counts across the backward's row blocks;
-// thread-count independence; non-finite rows; what it declines; and a transformer block under
+// the residual pass-through; thread-count independence; non-finite rows; what it declines; and a transformer block under
 // bf16 autocast against the same block written with ATen's ops. CTest runs this suite twice, the
 // second time with ATEN_CPU_CAPABILITY=avx2, so both kernel sets run on an AVX-512 machine.
 #include <torch/torch.h>
@@ -97,6 +97,38 @@ TEST(FusedLayerNorm, ValuesAndGradientsFollowFloat64) {
         }
       }
     }
+  }
+}
+
+// The passed-through x (`residual`): its gradient is added into x's inside the backward pass,
+// for every type pair, and alone (the normalized rows unused) it is the identity.
+TEST(FusedLayerNorm, ResidualGradientJoinsTheInputGradient) {
+  SKIP_WITHOUT_KERNELS();
+  torch::manual_seed(6);
+  for (const auto& cs : kCases) {
+    SCOPED_TRACE(testing::Message() << cs.in << "->" << cs.out);
+    const auto x0 = torch::randn({2, 70, 48}).to(cs.in), w0 = torch::randn({48}).to(cs.in);
+    const auto g1 = torch::randn({2, 70, 48}).to(cs.out), g2 = torch::randn({2, 70, 48}).to(cs.in);
+    auto x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_();
+    torch::Tensor r;
+    const auto y = *vit::fused_layer_norm(x, w, {}, 1e-5, cs.out, &r);
+    EXPECT_TRUE(torch::equal(r, x0));
+    EXPECT_EQ(r.data_ptr(), x.data_ptr());  // a view, not a copy
+    torch::autograd::backward({y, r}, {g1, g2});
+
+    auto xr = x0.clone().requires_grad_(), wr = w0.clone().requires_grad_();
+    const auto yr = *vit::fused_layer_norm(xr, wr, {}, 1e-5, cs.out);  // no pass-through: autograd adds
+    torch::autograd::backward({yr, xr}, {g1, g2});
+    const double tol = cs.in == torch::kBFloat16 ? 1.0 / 128 : 1e-6;  // bf16: dx rounded once, not twice
+    EXPECT_LE((x.grad() - xr.grad()).abs().max().item<double>(), tol * xr.grad().abs().max().item<double>());
+    EXPECT_TRUE(torch::equal(w.grad(), wr.grad()));
+
+    auto xo = x0.clone().requires_grad_(), wo = w0.clone().requires_grad_();
+    torch::Tensor ro;
+    (void)vit::fused_layer_norm(xo, wo, {}, 1e-5, cs.out, &ro);
+    ro.backward(g2);
+    EXPECT_TRUE(torch::equal(xo.grad(), g2));
+    EXPECT_EQ(wo.grad().abs().max().item<double>(), 0.0);
   }
 }
 

@@ -8,9 +8,9 @@
 
 #include <tuple>
 
-#include "data_parallel.h"  // bf16_autocast_enabled
 #include "kernel_isa.h"
 #include "kernel_switch.h"
+#include "layer_norm_operands.h"
 #ifdef VIT_HAVE_ELTWISE_KERNELS
 #include "layer_norm_kernels.h"
 #endif
@@ -164,13 +164,6 @@ struct FusedLayerNormFunction : torch::autograd::Function<FusedLayerNormFunction
   }
 };
 
-// A float copy of a scale or shift vector for the kernels, or an empty tensor for none; through
-// autograd, so a bf16 parameter's gradient comes back as bf16.
-at::Tensor as_f32(const at::Tensor& t, const at::Tensor& like) {
-  if (!t.defined()) return at::empty({0}, like.options().dtype(at::kFloat));
-  return t.to(at::kFloat).contiguous();
-}
-
 }  // namespace
 
 std::string fused_layer_norm_isa() {
@@ -181,18 +174,12 @@ std::optional<at::Tensor> fused_layer_norm(const at::Tensor& x, const at::Tensor
                                            double eps, std::optional<at::ScalarType> out_in, at::Tensor* residual) {
   const auto st = x.scalar_type();
   const auto out = out_in.value_or(st);
-  if (isa() == Isa::None || x.dim() < 1 || !x.device().is_cpu() || (st != at::kFloat && st != at::kBFloat16) ||
-      (out != st && !(st == at::kFloat && out == at::kBFloat16)) ||
-      (st == at::kBFloat16 && bf16_autocast_enabled(at::kCPU)) || !(eps >= 0.0))
+  if (isa() == Isa::None || (out != st && !(st == at::kFloat && out == at::kBFloat16)) || !(eps >= 0.0))
     return std::nullopt;
-  const int64_t C = x.size(-1), M = x.numel() / std::max<int64_t>(C, 1);
-  if (M == 0 || C == 0) return std::nullopt;
-  for (const auto* p : {&weight, &bias})
-    if (p->defined() && (p->dim() != 1 || p->size(0) != C || !p->device().is_cpu() ||
-                         (p->scalar_type() != at::kFloat && p->scalar_type() != st)))
-      return std::nullopt;
-  const auto x2 = x.reshape({M, C}).contiguous();
-  const auto w = as_f32(weight, x), b = as_f32(bias, x);
+  const auto shape = layer_norm_operands(x, weight, bias);
+  if (!shape) return std::nullopt;
+  const auto x2 = x.reshape({shape->M, shape->C}).contiguous();
+  const auto w = layer_norm_param_f32(weight, x), b = layer_norm_param_f32(bias, x);
   const bool grad = at::GradMode::is_enabled() &&
                     (x.requires_grad() || (weight.defined() && weight.requires_grad()) ||
                      (bias.defined() && bias.requires_grad()));

@@ -8,7 +8,7 @@
 #include <tuple>
 #include <utility>
 
-#include "data_parallel.h"  // bf16_autocast_enabled
+#include "layer_norm_operands.h"
 
 #ifdef VIT_HAVE_ONEDNN
 #include "onednn_common.h"
@@ -157,30 +157,17 @@ struct LayerNormFunction : torch::autograd::Function<LayerNormFunction> {
   }
 };
 
-// A float copy of a scale or shift vector for oneDNN (which takes them in f32), or an empty
-// tensor for none; through autograd, so a bf16 parameter's gradient comes back as bf16.
-at::Tensor as_f32(const at::Tensor& t, const at::Tensor& like) {
-  if (!t.defined()) return at::empty({0}, like.options().dtype(at::kFloat));
-  return t.to(at::kFloat).contiguous();
-}
-
 }  // namespace
 
 std::optional<at::Tensor> onednn_layer_norm(const at::Tensor& x, const at::Tensor& weight,
                                             const at::Tensor& bias, double eps) {
-  const auto st = x.scalar_type();
-  if (!enabled() || x.dim() < 1 || !x.device().is_cpu() || (st != at::kFloat && st != at::kBFloat16) ||
-      (st == at::kBFloat16 && bf16_autocast_enabled(at::kCPU)))
-    return std::nullopt;
-  const int64_t C = x.size(-1), M = x.numel() / std::max<int64_t>(C, 1);
-  if (M == 0 || C == 0) return std::nullopt;
-  for (const auto* p : {&weight, &bias})
-    if (p->defined() && (p->dim() != 1 || p->size(0) != C || !p->device().is_cpu() ||
-                         (p->scalar_type() != at::kFloat && p->scalar_type() != st)))
-      return std::nullopt;
+  if (!enabled()) return std::nullopt;
+  const auto shape = layer_norm_operands(x, weight, bias);
+  if (!shape) return std::nullopt;
+  const auto [M, C] = *shape;
   if (!kernels(M, C, type_of(x), float(eps), weight.defined(), bias.defined())) return std::nullopt;
   const auto x2 = x.reshape({M, C}).contiguous();
-  const auto w = as_f32(weight, x), b = as_f32(bias, x);
+  const auto w = layer_norm_param_f32(weight, x), b = layer_norm_param_f32(bias, x);
   const bool grad = at::GradMode::is_enabled() &&
                     (x.requires_grad() || (weight.defined() && weight.requires_grad()) ||
                      (bias.defined() && bias.requires_grad()));

@@ -8,11 +8,11 @@
 
 #include <tuple>
 
-#include "kernel_isa.h"
 #include "kernel_switch.h"
 #include "layer_norm_operands.h"
 #ifdef VIT_HAVE_ELTWISE_KERNELS
 #include "layer_norm_kernels.h"
+#include "kernel_isa.h"  // x86 only: __builtin_cpu_supports
 #endif
 
 namespace vit {

@@ -7,10 +7,10 @@
 
 #include "dropout.h"
 #include "dropout_stream.h"
-#include "kernel_isa.h"
 #include "kernel_switch.h"
 #ifdef VIT_HAVE_ELTWISE_KERNELS
 #include "gelu_dropout_kernels.h"
+#include "kernel_isa.h"  // x86 only: __builtin_cpu_supports
 #endif
 
 namespace vit {

@@ -1,7 +1,7 @@
 // Which of our per-instruction-set kernel sets (gelu_dropout_kernels.h, layer_norm_kernels.h)
 // this CPU runs: as ATen chooses its own kernels, the best set the CPU and OS support, capped by
 // ATEN_CPU_CAPABILITY (default, avx2, avx512) when set. For the dispatching files only, never
-// for the kernel files themselves.
+// for the kernel files themselves, and on x86-64 only (the builds with VIT_HAVE_ELTWISE_KERNELS).
 #pragma once
 
 #include <cstdlib>

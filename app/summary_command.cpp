@@ -47,7 +47,11 @@ int run_summary(const SummaryOptions& o) {
                         {"cpu", runtime.cpu},
                         {"blas_core", runtime.blas_core},
                         {"blas_core_source", runtime.blas_core_source},
+                        {"blas_check_error", runtime.blas_check_error},
                         {"onednn_isa", runtime.onednn_isa},
+                        {"bf16", bf16_support().describe()},
+                        {"bf16_dot_vs_fma", bf16_support().dot_vs_fma},
+                        {"bf16_faster_than_fp32", bf16_support().fast()},
                         {"precision", o.precision},
                         {"forward", rows}};
     if (!o.json) {

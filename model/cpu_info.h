@@ -1,16 +1,51 @@
-// What the CPU offers, without LibTorch: the cores this process may use and whether it multiplies
-// bfloat16 natively. Torch-free: the window's settings panel and the training config use it.
+// What the CPU offers, without LibTorch: the cores this process may use, which bfloat16
+// instructions it has, and whether bf16 arithmetic is actually faster than float on it. Torch-free:
+// the window's settings panel and the training config use it.
 #pragma once
+
+#include <string>
 
 namespace vit {
 
 // The cores this process may run on (sched_getaffinity).
 int available_cores();
 
-// Whether this CPU multiplies bfloat16 natively (AVX512_BF16 or AMX-BF16). There, LibTorch's bf16
-// matrix products (oneDNN) ran 4-5x faster than float ones through OpenBLAS (1 thread, ViT-sized
-// GEMMs: 230-360 against 58-75 GFLOP/s, README "Mixed precision"); elsewhere bf16 is emulated and
-// gains little.
+// The CPU's bfloat16 instructions, usable by this process (CPUID plus the OS's register state).
+struct Bf16Support {
+  bool avx512_bf16 = false;  // AVX512_BF16: VDPBF16PS, a dot product of bf16 pairs into floats
+  bool amx_bf16 = false;     // AMX-BF16: tile matrix multiply (oneDNN's avx512_core_amx)
+  // FLOPs per second of VDPBF16PS on 512-bit registers over those of VFMADD231PS (float FMA),
+  // measured on this core at first use (~2 ms, best of three alternations); 0 without AVX512_BF16.
+  // Measured: 0.49 on an Intel Xeon family 6 model 207 whose hypervisor hid AMX (86 against 176
+  // GFLOP/s per core; bf16 training there ran at 0.65-0.8x fp32's speed), about 2 where bf16
+  // pays (README, "Speed on any x86 CPU").
+  double dot_vs_fma = 0;
+
+  bool any() const { return avx512_bf16 || amx_bf16; }
+  // Whether bf16 mixed precision beats float here: AMX, or bf16 dot products at least
+  // kFastBf16Ratio times the float FMA rate. The ratio, not the instruction's presence, decides:
+  // the same model number has come with and without AMX from one day to the next.
+  bool fast() const;
+  // One line for logs: "AVX512_BF16 dot products at 0.49x the float FMA rate, no AMX".
+  std::string describe() const;
+};
+
+// Below this dot-product/FMA ratio (and without AMX) auto precision picks fp32. Halving the bytes
+// moved buys something, the casts cost something; 1.3 sits between the measured 0.49 (fp32 clearly
+// faster) and ~2 (bf16 clearly faster).
+inline constexpr double kFastBf16Ratio = 1.3;
+
+// Measures Bf16Support::dot_vs_fma again on the calling core (0 without AVX512_BF16): for tests
+// and benches; everything else reads bf16_support()'s one measurement.
+double measure_bf16_dot_vs_fma();
+
+// This CPU's bf16 support, probed once per process (thread-safe).
+const Bf16Support& bf16_support();
+
+// Whether this CPU has bf16 instructions at all (AVX512_BF16 or AMX-BF16), fast or not.
+bool cpu_has_bf16();
+
+// Whether bf16 mixed precision is faster than float on this CPU: bf16_support().fast().
 bool cpu_has_fast_bf16();
 
 }  // namespace vit

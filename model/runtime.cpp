@@ -17,6 +17,10 @@
 #include <filesystem>
 #include <sstream>
 #include <stdexcept>
+#include <string>
+#include <vector>
+#include <cstdio>
+#include <iterator>
 
 namespace vit {
 
@@ -133,13 +137,33 @@ int core_rank(const std::string& core) {
   return 0;  // Prescott, Core2, Nehalem, Barcelona, ...: SSE only
 }
 
+// Runs this program again with the same arguments and the current environment (from
+// /proc/self/cmdline, for callers without argv). Returns only when that failed.
+void reexecute_self() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> args;
+  for (size_t start = 0; start < all.size();) {
+    const size_t end = all.find('\0', start);
+    args.push_back(all.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  if (args.empty()) return;
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::fflush(nullptr);
+  ::execv("/proc/self/exe", argv.data());
+}
+
 }  // namespace
 
 std::string best_openblas_core() {
   __builtin_cpu_init();
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-  if (avx512) return cpu_has_fast_bf16() ? "Cooperlake" : "SkylakeX";
+  if (avx512) return cpu_has_bf16() ? "Cooperlake" : "SkylakeX";  // Cooperlake adds bf16 kernels
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
   return "";
 }
@@ -188,13 +212,28 @@ RuntimeInfo configure_runtime(int threads) {
   if (!info.blas_core.empty()) {
     if (const char* before = std::getenv("VIT_BLAS_CORE_SELECTED"))
       info.blas_core_source = std::string("selected by ViT Studio for this CPU (OpenBLAS chose ") + before + ")";
+    else if (const char* rejected = std::getenv("VIT_BLAS_CORE_REJECTED"))
+      info.blas_core_source = std::string("chosen by OpenBLAS; ViT Studio's ") + rejected;
     else if (std::getenv("OPENBLAS_CORETYPE"))
       info.blas_core_source = "OPENBLAS_CORETYPE in the environment";
     else
       info.blas_core_source = "chosen by OpenBLAS";
   }
   info.blas_check_error = gemm_self_check();
+  // Fault injection for tests: the self-check fails, as it would with a kernel set that computes
+  // wrong results on this CPU.
+  if (std::getenv("VIT_TEST_BLAS_CHECK_FAIL")) info.blas_check_error = INFINITY;
   if (!(info.blas_check_error < 1e-4)) {
+    if (const char* before = std::getenv("VIT_BLAS_CORE_SELECTED")) {
+      // Our choice of kernel set computed a wrong product: run again on OpenBLAS's own choice.
+      std::ostringstream why;
+      why << info.blas_core << " failed the GEMM self-check (relative error " << info.blas_check_error << ")";
+      ::setenv("VIT_BLAS_CORE_REJECTED", why.str().c_str(), 1);
+      ::setenv("VIT_BLAS_CORE_CHECKED", before, 1);  // relaunch_with_best_settings: no second try
+      ::unsetenv("VIT_BLAS_CORE_SELECTED");
+      ::unsetenv("OPENBLAS_CORETYPE");
+      reexecute_self();  // returns only if it failed: keep going with the warning below
+    }
     std::ostringstream w;
     w << "the BLAS (" << info.blas_core << ") failed a GEMM self-check (relative error "
       << info.blas_check_error << "): results may be wrong";
@@ -202,6 +241,10 @@ RuntimeInfo configure_runtime(int threads) {
       w << "; ViT Studio selected that kernel set: set OPENBLAS_CORETYPE="
         << std::getenv("VIT_BLAS_CORE_SELECTED") << " to use OpenBLAS's own choice";
     info.warning += (info.warning.empty() ? "" : "; ") + w.str();
+  } else if (const char* rejected = std::getenv("VIT_BLAS_CORE_REJECTED")) {
+    info.warning += (info.warning.empty() ? "" : "; ") + std::string("ViT Studio's choice of BLAS kernels, ") +
+                    rejected + ", was dropped: running on OpenBLAS's own " + info.blas_core +
+                    " (slower on this CPU; a newer OpenBLAS may know it)";
   }
   info.onednn_isa = onednn_isa();
   if (!info.blas_is_openblas) {
@@ -220,7 +263,9 @@ std::string describe(const RuntimeInfo& info) {
   out << "threads " << info.threads << " of " << info.cores << " cores, BLAS "
       << (info.blas_path.empty() ? "none" : info.blas_path);
   if (!info.blas_core.empty()) out << " (" << info.blas_core << ", " << info.blas_core_source << ")";
+  if (!info.onednn_isa.empty()) out << ", oneDNN " << info.onednn_isa;
   out << ", allocator " << info.allocator << (info.malloc_tuned ? "" : " (NOT tuned)");
+  if (bf16_support().any()) out << ", bf16: " << bf16_support().describe();
   return out.str();
 }
 
@@ -237,7 +282,10 @@ std::string runtime_json() {
   out << "{\"cpu\":" << quoted(g_last.cpu) << ",\"cores\":" << g_last.cores << ",\"threads\":"
       << g_last.threads << ",\"blas\":" << quoted(g_last.blas_path) << ",\"blas_core\":"
       << quoted(g_last.blas_core) << ",\"blas_core_source\":" << quoted(g_last.blas_core_source)
-      << ",\"onednn_isa\":" << quoted(g_last.onednn_isa) << ",\"allocator\":" << quoted(g_last.allocator) << "}";
+      << ",\"onednn_isa\":" << quoted(g_last.onednn_isa) << ",\"allocator\":" << quoted(g_last.allocator)
+      << ",\"bf16\":" << quoted(bf16_support().describe()) << ",\"bf16_dot_vs_fma\":"
+      << bf16_support().dot_vs_fma << ",\"bf16_faster_than_fp32\":" << (bf16_support().fast() ? "true" : "false")
+      << "}";
   return out.str();
 }
 

@@ -152,8 +152,9 @@ Schema<TrainConfig> make_train_schema() {
   {
     auto f = spec("precision", K::Choice, G::Training, "Precision",
                   "bf16: mixed precision, matrix products in bfloat16 with float weights and "
-                  "optimizer (about 2x faster where the CPU multiplies bf16 natively). fp32: all "
-                  "float. auto: bf16 on such CPUs, else fp32.");
+                  "optimizer (about 2x faster where the CPU multiplies bf16 fast: AMX, or bf16 dot "
+                  "products at twice the float rate; slower elsewhere). fp32: all float. auto: "
+                  "bf16 where it is faster on this CPU (measured at startup), else fp32.");
     f.choices = precision_names();
     f.resumable = true;
     s.push_back(member_field(&C::precision, f));

@@ -72,9 +72,10 @@ struct TrainConfig {
   // the same run either way; results differ between the two modes and between thread counts.
   bool data_parallel = true;
   // Arithmetic of the training step: "fp32"; "bf16", mixed precision (matrix products in bfloat16
-  // under LibTorch's CPU autocast, float accumulation, weights, gradients, optimizer and
-  // evaluation in float); "auto", bf16 where the CPU multiplies bf16 natively (AVX512_BF16, AMX)
-  // and fp32 elsewhere. A run records the resolved choice in config.json.
+  // under LibTorch's CPU autocast, float accumulation, weights, gradients and optimizer in float;
+  // validation and test passes in the same precision); "auto", bf16 where it is faster than float
+  // on this CPU (AMX, or bf16 dot products at >= 1.3x the float FMA rate, measured at startup:
+  // cpu_info.h) and fp32 elsewhere. A run records the resolved choice in config.json.
   std::string precision = "auto";
   // Intra-op threads of each training process (0: one per core, or cores / local ranks under a
   // distributed launcher). With data parallelism each thread trains one shard of the batch, so a

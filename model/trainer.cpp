@@ -227,6 +227,7 @@ class Training {
     tc_ = run_.train;
     check(model_config_);
     if (auto errors = validate(tc_); !errors.empty()) throw std::invalid_argument(errors.front().message);
+    requested_precision_ = tc_.precision;
     tc_.precision = resolve_precision(tc_.precision);  // config.json records what ran
     bf16_ = tc_.precision == "bf16";
     const Dataset& full = data_.train;
@@ -368,6 +369,16 @@ class Training {
     epoch_seconds_before_ = state_.epoch_seconds;
 
     if (!device_.is_cpu()) say("training on " + describe_device(device_));
+    if (device_.is_cpu()) {
+      // Why this precision, on this CPU: bf16 instructions are not always faster than float ones.
+      const Bf16Support& cpu = bf16_support();
+      if (requested_precision_ == "auto" && cpu.any())
+        say("precision auto: " + tc_.precision + " (bf16 is " + (cpu.fast() ? "faster" : "slower") +
+            " than fp32 on this CPU: " + cpu.describe() + ")");
+      else if (bf16_ && !cpu.fast())
+        say("bf16 will be slower than fp32 on this CPU (" + cpu.describe() +
+            "): --precision fp32 or auto trains faster here");
+    }
     if (bf16_) say("mixed precision: bf16 matrix products, float weights and optimizer");
     if (group_)
       say("distributed data parallel: " + std::to_string(world_) + " processes, each batch of " +
@@ -687,6 +698,7 @@ class Training {
   ViTConfig model_config_;
   TrainConfig tc_;
   bool bf16_ = false;
+  std::string requested_precision_;  // as given ("auto" before resolve_precision)
   RunState state_;
   Normalization norm_;
   std::vector<int64_t> train_rows_, val_rows_;

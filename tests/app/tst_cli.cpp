@@ -181,7 +181,16 @@ TEST(Cli, trainJsonContractAndEval) {
   // The preset and the override both reach the run's record.
   std::ifstream config(run + "/config.json");
   ASSERT_TRUE(config.is_open());
-  const auto augment = json::parse(config).at("train").at("augment");
+  const auto recorded = json::parse(config);
+  const auto augment = recorded.at("train").at("augment");
+  // auto precision resolved by the bf16 probe (cpu_info.h), recorded with what decided it.
+  const auto runtime = recorded.at("runtime");
+  for (const char* key : {"cpu", "blas_core", "blas_core_source", "onednn_isa", "bf16", "bf16_dot_vs_fma"})
+    ASSERT_TRUE(runtime.contains(key)) << key << " missing from " << runtime.dump();
+  const bool bf16_faster = runtime.at("bf16_faster_than_fp32").get<bool>();
+  ASSERT_EQ(recorded.at("train").at("precision").get<std::string>(), bf16_faster ? "bf16" : "fp32");
+  if (runtime.at("bf16").get<std::string>() != "no bf16 instructions")
+    ASSERT_TRUE(contains(r.err, "precision auto: " + std::string(bf16_faster ? "bf16" : "fp32"))) << r.err;
   ASSERT_EQ(augment.at("crop").get<int>(), 4);  // 28 px: 1/8 of the side, rounded
   ASSERT_TRUE(augment.at("hflip").get<bool>());
   ASSERT_DOUBLE_EQ(augment.at("erase").get<double>(), 0.3);
@@ -205,6 +214,51 @@ TEST(Cli, trainJsonContractAndEval) {
   for (const char* key : {"loss", "accuracy", "top5_accuracy"})
     ASSERT_TRUE(eo.contains(key)) << key;
   ASSERT_EQ(eo.at("count").get<int>(), 10000);  // the Fashion-MNIST test split
+}
+
+// The kernel sets a run depends on are named, never silent: OpenBLAS's core and who chose it (a
+// CPU newer than Debian's OpenBLAS gets its generic SSE3 core, which ViT Studio replaces after a
+// GEMM self-check), oneDNN's instruction set and the bf16 probe. A core the user sets is kept.
+TEST(Cli, benchmarkNamesTheKernelSetsItRanOn) {
+  const Args summary = {"summary", "--preset", "fmnist-small", "--benchmark", "--json"};
+  auto parsed = [](const vit_test::ProcessResult& r) {
+    if (!r.finished() || r.code != 0) vit_test::fatal("vit summary failed: " + r.err);
+    return json::parse(r.out).at("benchmark");
+  };
+  const auto chosen = parsed(vit_test::run_process(
+      "env", Args{"-u", "OPENBLAS_CORETYPE", "-u", "VIT_BLAS_CORE_SELECTED", vit_binary()} + summary,
+      std::chrono::minutes(2)));
+  const std::string core = chosen.at("blas_core"), source = chosen.at("blas_core_source");
+  ASSERT_FALSE(core.empty()) << "scripts/setup.sh selects OpenBLAS; its core must be named";
+  const std::string selected = "selected by ViT Studio for this CPU (OpenBLAS chose ";
+  if (source.rfind(selected, 0) == 0) {
+    const std::string before = source.substr(selected.size(), source.size() - selected.size() - 1);
+    EXPECT_NE(before, core);
+    EXPECT_TRUE(core == "Cooperlake" || core == "SkylakeX" || core == "Haswell") << core;
+    // Our choice fails its self-check (injected): the program runs again on OpenBLAS's own.
+    const auto r = vit_test::run_process(
+        "env", Args{"-u", "OPENBLAS_CORETYPE", "VIT_TEST_BLAS_CHECK_FAIL=1", vit_binary()} + summary,
+        std::chrono::minutes(2));
+    const auto fell_back = parsed(r);
+    EXPECT_EQ(fell_back.at("blas_core").get<std::string>(), before);
+    EXPECT_EQ(fell_back.at("blas_core_source").get<std::string>().rfind(
+                  "chosen by OpenBLAS; ViT Studio's " + core + " failed the GEMM self-check", 0), 0u)
+        << fell_back.at("blas_core_source");
+    EXPECT_TRUE(contains(r.err, "failed a GEMM self-check")) << r.err;
+  } else {
+    EXPECT_EQ(source, "chosen by OpenBLAS");
+  }
+  EXPECT_LT(chosen.at("blas_check_error").get<double>(), 1e-5);  // the GEMM self-check passed
+  EXPECT_FALSE(chosen.at("onednn_isa").get<std::string>().empty());
+  EXPECT_TRUE(chosen.contains("bf16_faster_than_fp32"));
+  EXPECT_GE(chosen.at("bf16_dot_vs_fma").get<double>(), 0.0);
+
+  // The oldest x86-64 core, set by hand: kept as given, though ViT Studio knows better.
+  const auto kept = parsed(vit_test::run_process(
+      "env", Args{"OPENBLAS_CORETYPE=Prescott", vit_binary()} + summary, std::chrono::minutes(2)));
+  EXPECT_EQ(kept.at("blas_core").get<std::string>(), "Prescott");
+  EXPECT_EQ(kept.at("blas_core_source").get<std::string>(), "OPENBLAS_CORETYPE in the environment");
+  EXPECT_LT(kept.at("blas_check_error").get<double>(), 1e-5);
 }
 
 class TrainBadUsageExitsWithTwo : public testing::TestWithParam<UsageRow> {};

@@ -23,13 +23,22 @@ import json, sys
 b = json.loads(sys.argv[1])["benchmark"]
 print(f"CPU: {b['cpu']}; {b['threads']} threads")
 print(f"OpenBLAS core: {b['blas_core']} ({b['blas_core_source']}); oneDNN ISA: {b['onednn_isa']}")
+print(f"bf16: {b['bf16']}; --precision auto trains in {'bf16' if b['bf16_faster_than_fp32'] else 'fp32'} here")
 PY
+# When `vit` replaced the kernel set OpenBLAS chose, the fp32 peers run twice: as Debian ships them
+# (OpenBLAS's own choice, what a python3-torch user gets) and with the same core as ours.
+best_core=$(/usr/bin/python3 -c 'import json,sys; b=json.loads(sys.argv[1])["benchmark"]
+print(b["blas_core"] if b["blas_core_source"].startswith("selected by ViT Studio") else "")' "$summary")
 
 echo
 echo "== training: vit train vs python3-torch, keras-cifar, $steps steps of $batch"
 for precision in fp32 bf16; do
   REPEATS=${REPEATS:-3} bench/train_vs_python.sh keras-cifar "$steps" "$batch" "$precision" | sed 's/^/  /'
 done
+if [ -n "$best_core" ]; then
+  echo "  -- fp32 again, the peer on OpenBLAS's $best_core kernels too (OPENBLAS_CORETYPE=$best_core):"
+  REPEATS=${REPEATS:-3} PEER_OPENBLAS_CORETYPE=$best_core bench/train_vs_python.sh keras-cifar "$steps" "$batch" fp32 | sed 's/^/  /'
+fi
 
 echo
 echo "== ViT-B/16 inference, batch 1 (median latency)"
@@ -39,17 +48,26 @@ for precision in fp32 bf16; do
 done
 peer_fp32=$(GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736 \
   /usr/bin/python3 bench/python_peer.py --preset vit-b16 --infer --batch-size 1 --steps 8 --warmup 2)
+peer_fp32_best='{}'
+if [ -n "$best_core" ]; then
+  peer_fp32_best=$(GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736 OPENBLAS_CORETYPE=$best_core \
+    /usr/bin/python3 bench/python_peer.py --preset vit-b16 --infer --batch-size 1 --steps 8 --warmup 2)
+fi
 peer_bf16=$(GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736 \
   /usr/bin/python3 bench/python_peer.py --preset vit-b16 --infer --batch-size 1 --steps 8 --warmup 2 --bf16)
-/usr/bin/python3 - "${ours[fp32]}" "${ours[bf16]}" "$peer_fp32" "$peer_bf16" <<'PY'
+/usr/bin/python3 - "${ours[fp32]}" "${ours[bf16]}" "$peer_fp32" "$peer_bf16" "$peer_fp32_best" "$best_core" <<'PY'
 import json, sys
 o32, o16 = (json.loads(a)["benchmark"]["forward"][0] for a in sys.argv[1:3])
-p32, p16 = (json.loads(a) for a in sys.argv[3:5])
+p32, p16, p32b = (json.loads(a) for a in sys.argv[3:6])
 print(f"  vit fp32      : {o32['latency_ms']:8.1f} ms  ({o32['gflops']:.0f} GFLOP/s)")
 print(f"  vit bf16      : {o16['latency_ms']:8.1f} ms  ({o16['gflops']:.0f} GFLOP/s)")
 print(f"  python3 fp32  : {p32['latency_ms']:8.1f} ms  ({p32['peer']})")
 print(f"  python3 bf16  : {p16['latency_ms']:8.1f} ms")
+if p32b:
+    print(f"  python3 fp32 on OpenBLAS {sys.argv[6]} : {p32b['latency_ms']:8.1f} ms")
 print(f"  vit fp32 / python3 fp32 speed : {p32['latency_ms'] / o32['latency_ms']:5.2f}x")
+if p32b:
+    print(f"  vit fp32 / python3 fp32 speed, both on {sys.argv[6]} : {p32b['latency_ms'] / o32['latency_ms']:5.2f}x")
 print(f"  vit bf16 / python3 bf16 speed : {p16['latency_ms'] / o16['latency_ms']:5.2f}x")
 print(f"  vit bf16 / vit fp32 speed     : {o32['latency_ms'] / o16['latency_ms']:5.2f}x")
 PY

@@ -10,7 +10,10 @@
 # default thread count (one per core). The C++ side runs the real CLI on a CIFAR-10-format
 # directory of random images (data loading excluded from its images/s, as in the Python peer).
 # The Python peer gets GLIBC_TUNABLES (mmap_max=0, huge trim threshold), its best setting here;
-# our programs get the same effect with mallopt at startup.
+# our programs get the same effect with mallopt at startup. PEER_OPENBLAS_CORETYPE=CORE gives the
+# peer that OpenBLAS kernel set (by default it runs on whatever Debian's OpenBLAS picks, as a user's
+# python3-torch does; on a CPU that OpenBLAS does not know, that is its SSE3 "Prescott" set, while
+# `vit` selects a better one itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-keras-cifar}
@@ -46,13 +49,13 @@ pairs=()
 for ((i = 0; i < repeats; i++)); do
   cpp=$("$vit" train --preset "$preset" --dataset "cifar10:$work/cifar" --batch-size "$batch" \
         --max-steps "$steps" --augment none --precision "$precision" --out "$work/run$i" --json 2>/dev/null | tail -n 1)
-  py=$(GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736 \
-       /usr/bin/python3 bench/python_peer.py --preset "$preset" --batch-size "$batch" --steps "$steps" "${bf16_flag[@]}")
+  py=$(env GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736 \
+       ${PEER_OPENBLAS_CORETYPE:+OPENBLAS_CORETYPE=$PEER_OPENBLAS_CORETYPE} /usr/bin/python3 bench/python_peer.py --preset "$preset" --batch-size "$batch" --steps "$steps" "${bf16_flag[@]}")
   pairs+=("$cpp" "$py")
 done
 
 /usr/bin/python3 - "$flops" "$preset" "$batch" "$precision" "${pairs[@]}" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 flops = int(sys.argv[1])
 runs = [(json.loads(a), json.loads(b)) for a, b in zip(sys.argv[5::2], sys.argv[6::2])]
 g = lambda ips: 3 * flops * ips / 1e9  # forward + backward ~ 3x forward FLOPs
@@ -63,7 +66,9 @@ for i, (cpp, py) in enumerate(runs):
     ratios.append(c / p)
     tag = f" (pair {i + 1})" if len(runs) > 1 else ""
     print(f"  vit train (C++)      : {c:8.1f} images/s  {g(c):6.1f} GFLOP/s{tag}")
-    print(f"  python3-torch (peer) : {p:8.1f} images/s  {g(p):6.1f} GFLOP/s  ({py['peer']})")
+    core = os.environ.get("PEER_OPENBLAS_CORETYPE")
+    print(f"  python3-torch (peer) : {p:8.1f} images/s  {g(p):6.1f} GFLOP/s  ({py['peer']}"
+          + (f", OPENBLAS_CORETYPE={core})" if core else ")"))
     print(f"  ratio C++ / Python   : {c / p:8.2f}x")
 if len(runs) > 1:
     print(f"  median ratio of {len(runs)} alternated pairs: {statistics.median(ratios):.2f}x "

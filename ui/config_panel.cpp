@@ -71,8 +71,15 @@ QWidget* makeEditor(const vit::FieldSpec& s) {
       }
     case vit::FieldKind::Bool: return new QCheckBox(QString::fromStdString(s.check_text));
     case vit::FieldKind::Choice: {
+      // The value a choice stands for is its item data; the text may say more (what "auto"
+      // precision resolves to on this CPU).
       auto* e = new QComboBox;
-      for (const auto& c : s.choices) e->addItem(QString::fromStdString(c));
+      for (const auto& c : s.choices) {
+        QString text = QString::fromStdString(c);
+        if (s.name == "precision" && c == "auto")
+          text = QObject::tr("auto (%1 on this CPU)").arg(QString::fromStdString(vit::resolve_precision("auto")));
+        e->addItem(text, QString::fromStdString(c));
+      }
       return e;
     }
     case vit::FieldKind::Text:
@@ -92,7 +99,7 @@ nlohmann::json editorValue(const QWidget* w, const vit::FieldSpec& s) {
   if (auto* e = qobject_cast<const QSpinBox*>(w)) return e->value();
   if (auto* e = qobject_cast<const QDoubleSpinBox*>(w)) return e->value();
   if (auto* e = qobject_cast<const QCheckBox*>(w)) return e->isChecked();
-  if (auto* e = qobject_cast<const QComboBox*>(w)) return e->currentText().toStdString();
+  if (auto* e = qobject_cast<const QComboBox*>(w)) return e->currentData().toString().toStdString();
   const auto* line = qobject_cast<const QLineEdit*>(w);
   const QString text = line ? line->text().trimmed() : QString();
   switch (s.kind) {
@@ -130,7 +137,8 @@ void setEditorValue(QWidget* w, const vit::FieldSpec& s, const nlohmann::json& v
   } else if (auto* e = qobject_cast<QCheckBox*>(w)) {
     e->setChecked(v.get<bool>());
   } else if (auto* e = qobject_cast<QComboBox*>(w)) {
-    e->setCurrentText(QString::fromStdString(v.get<std::string>()));
+    const int index = e->findData(QString::fromStdString(v.get<std::string>()));
+    if (index >= 0) e->setCurrentIndex(index);
   } else if (auto* e = qobject_cast<QLineEdit*>(w)) {
     if (s.kind == vit::FieldKind::Real) {
       e->setText(numberText(v.get<double>()));

@@ -151,6 +151,10 @@ class TestUiWidgets : public QObject {
     QVERIFY(a.trainConfig().data_parallel);  // the default
     qobject_cast<QCheckBox*>(a.field("data_parallel"))->setChecked(false);
     QCOMPARE(a.trainConfig().precision, std::string("auto"));  // the default
+    // ... shown with what it resolves to on this CPU (the bf16 probe, cpu_info.h)
+    auto* precision = qobject_cast<QComboBox*>(a.field("precision"));
+    QCOMPARE(precision->currentText(),
+             QString("auto (%1 on this CPU)").arg(QString::fromStdString(vit::resolve_precision("auto"))));
     qobject_cast<QComboBox*>(a.field("precision"))->setCurrentText("fp32");
     ConfigPanel b;
     QVERIFY(b.restoreState(a.saveState()));

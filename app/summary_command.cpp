@@ -51,6 +51,8 @@ int run_summary(const SummaryOptions& o) {
                         {"onednn_isa", runtime.onednn_isa},
                         {"bf16", bf16_support().describe()},
                         {"bf16_dot_vs_fma", bf16_support().dot_vs_fma},
+                        {"core_fp32_fma_gflops", bf16_support().fma_gflops},
+                        {"core_bf16_dot_gflops", bf16_support().dot_gflops},
                         {"bf16_faster_than_fp32", bf16_support().fast()},
                         {"precision", o.precision},
                         {"forward", rows}};

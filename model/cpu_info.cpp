@@ -95,7 +95,7 @@ double dot_rate(long iterations) {
 
 // Best of three alternations of each, after one warm-up round (the first AVX-512 instructions of a
 // process may run at a lower rate while the core changes its power license).
-double measure_dot_vs_fma() {
+void measure_rates(Bf16Support& s) {
   constexpr long kIterations = 50000;  // ~0.1 ms of FMAs, ~0.4 ms of dot products at 0.5x
   fma_rate(kIterations);
   dot_rate(kIterations);
@@ -105,7 +105,9 @@ double measure_dot_vs_fma() {
     if (f > fma) fma = f;
     if (d > dot) dot = d;
   }
-  return fma > 0 ? dot / fma : 0;
+  s.fma_gflops = fma / 1e9;
+  s.dot_gflops = dot / 1e9;
+  s.dot_vs_fma = fma > 0 ? dot / fma : 0;
 }
 
 #endif  // VIT_X86
@@ -114,7 +116,7 @@ Bf16Support probe() {
   Bf16Support s;
 #ifdef VIT_X86
   detect(s);
-  if (s.avx512_bf16) s.dot_vs_fma = measure_dot_vs_fma();
+  if (s.avx512_bf16) measure_rates(s);
 #endif
   return s;
 }
@@ -130,9 +132,11 @@ double measure_bf16_dot_vs_fma() {
 #ifdef VIT_X86
   Bf16Support s;
   detect(s);
-  if (s.avx512_bf16) return measure_dot_vs_fma();
-#endif
+  if (s.avx512_bf16) measure_rates(s);
+  return s.dot_vs_fma;
+#else
   return 0;
+#endif
 }
 
 bool cpu_has_bf16() { return bf16_support().any(); }

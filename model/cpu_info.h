@@ -20,6 +20,9 @@ struct Bf16Support {
   // GFLOP/s per core; bf16 training there ran at 0.65-0.8x fp32's speed), about 2 where bf16
   // pays (README, "Speed on any x86 CPU").
   double dot_vs_fma = 0;
+  // The two rates behind that ratio, GFLOP/s on one core (0 without AVX512_BF16): what a bf16 and
+  // a float GEMM can reach at best on this core.
+  double fma_gflops = 0, dot_gflops = 0;
 
   bool any() const { return avx512_bf16 || amx_bf16; }
   // Whether bf16 mixed precision beats float here: AMX, or bf16 dot products at least

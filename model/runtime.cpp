@@ -284,7 +284,8 @@ std::string runtime_json() {
       << quoted(g_last.blas_core) << ",\"blas_core_source\":" << quoted(g_last.blas_core_source)
       << ",\"onednn_isa\":" << quoted(g_last.onednn_isa) << ",\"allocator\":" << quoted(g_last.allocator)
       << ",\"bf16\":" << quoted(bf16_support().describe()) << ",\"bf16_dot_vs_fma\":"
-      << bf16_support().dot_vs_fma << ",\"bf16_faster_than_fp32\":" << (bf16_support().fast() ? "true" : "false")
+      << bf16_support().dot_vs_fma << ",\"core_fp32_fma_gflops\":" << bf16_support().fma_gflops
+      << ",\"core_bf16_dot_gflops\":" << bf16_support().dot_gflops << ",\"bf16_faster_than_fp32\":" << (bf16_support().fast() ? "true" : "false")
       << "}";
   return out.str();
 }

@@ -60,6 +60,11 @@ TEST(Bf16Probe, MeasuresARateOnlyWhereTheInstructionExists) {
   // twice the FMA's instruction rate or at less than a tenth of it.
   EXPECT_GT(s.dot_vs_fma, 0.1);
   EXPECT_LT(s.dot_vs_fma, 8.0);
+  // The rates themselves: one core of any AVX-512 CPU does between 10 and 1,000 GFLOP/s of FMAs
+  // (16 lanes x 2 FLOPs x 1-2 per cycle at 0.5-6 GHz: 16-384).
+  EXPECT_GT(s.fma_gflops, 10.0);
+  EXPECT_LT(s.fma_gflops, 1000.0);
+  EXPECT_NEAR(s.dot_gflops / s.fma_gflops, s.dot_vs_fma, 1e-9);
 }
 
 TEST(Bf16Probe, IsRepeatable) {

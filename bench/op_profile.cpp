@@ -27,6 +27,16 @@
 
 namespace prof = torch::autograd::profiler;
 
+// "torch::autograd::CppNode<vit::(anonymous namespace)::FusedLayerNormFunction>" (the backward of
+// one of our autograd functions) as "FusedLayerNormFunction (backward)", so the 40 columns name it.
+std::string readable(std::string name) {
+  const std::string node = "torch::autograd::CppNode<", ours = "vit::(anonymous namespace)::";
+  if (name.rfind(node, 0) != 0 || name.back() != '>') return name;
+  name = name.substr(node.size(), name.size() - node.size() - 1);
+  if (name.rfind(ours, 0) == 0) name = name.substr(ours.size());
+  return name + " (backward)";
+}
+
 int main(int argc, char** argv) {
   vit::relaunch_with_best_settings(argv, "ACTIVE");  // as the `vit` CLI runs
   const std::string preset = argc > 1 ? argv[1] : "fmnist-small";
@@ -95,7 +105,7 @@ int main(int argc, char** argv) {
         const Open open = stack.back();
         stack.pop_back();
         const double us = open.event->cpuElapsedUs(e);
-        std::string name = open.event->name();
+        std::string name = readable(open.event->name());
         if (by_shape) {
           for (const auto& shape : open.event->shapes()) {
             name += " [";

@@ -138,6 +138,36 @@ StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::T
                           ShardLayout::whole(images.size(0), std::max(1, n)), bf16);
 }
 
+namespace {
+
+// Which items each of `n` threads takes: the largest first, each to the least loaded thread (ties
+// to the lower thread), then in index order within a thread; the same for the same sizes. Round
+// robin by index put every weight matrix of a ViT on one thread and every bias on the other
+// (parameters alternate weight, bias), so the second core idled through the step's serial end.
+std::vector<std::vector<size_t>> balance(const std::vector<int64_t>& sizes, int n) {
+  std::vector<size_t> order(sizes.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return sizes[a] > sizes[b]; });
+  std::vector<std::vector<size_t>> out(size_t(std::max(1, n)));
+  std::vector<int64_t> load(out.size(), 0);
+  for (size_t i : order) {
+    const size_t t = size_t(std::min_element(load.begin(), load.end()) - load.begin());
+    out[t].push_back(i);
+    load[t] += std::max<int64_t>(sizes[i], 1);
+  }
+  for (auto& items : out) std::sort(items.begin(), items.end());
+  return out;
+}
+
+template <class T>
+std::vector<int64_t> numels(const std::vector<T>& tensors) {
+  std::vector<int64_t> n;
+  for (const auto& t : tensors) n.push_back(t.numel());
+  return n;
+}
+
+}  // namespace
+
 // Every shard computes the gradient of its share of the batch-mean loss (its mean x rows / B)
 // with autograd::grad on its own thread; the sums happen here, in shard order. Dropout masks
 // come from per-shard seed streams (RandomStreamScope).
@@ -190,9 +220,10 @@ StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::T
   // Each parameter's sum runs on one thread, in shard order.
   std::vector<torch::Tensor> slots(params.size());
   for (size_t i = 0; i < params.size(); ++i) slots[i] = params[i].grad();
+  const auto sum_owners = balance(numels(params), n);
   for_each_shard(n, [&](int t) {
     torch::NoGradGuard no_grad;
-    for (size_t i = size_t(t); i < params.size(); i += size_t(n)) {
+    for (size_t i : sum_owners[size_t(t)]) {
       std::vector<const torch::Tensor*> terms;
       for (int s = 0; s < n; ++s)
         if (grads[size_t(s)][i].defined()) terms.push_back(&grads[size_t(s)][i]);
@@ -215,13 +246,14 @@ double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm,
   if (grads.empty()) return 0.0;
   const int n = std::max(1, std::min<int>(threads, int(grads.size())));
   std::vector<torch::Tensor> norms(grads.size());
+  const auto owners = balance(numels(grads), n);
   for_each_shard(n, [&](int t) {
-    for (size_t i = size_t(t); i < grads.size(); i += size_t(n)) norms[i] = grads[i].norm(2.0);
+    for (size_t i : owners[size_t(t)]) norms[i] = grads[i].norm(2.0);
   });
   const auto total = norms.size() == 1 ? norms[0] : torch::stack(norms).norm(2.0);
   const auto coef = torch::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
   for_each_shard(n, [&](int t) {
-    for (size_t i = size_t(t); i < grads.size(); i += size_t(n)) grads[i].mul_(coef);
+    for (size_t i : owners[size_t(t)]) grads[i].mul_(coef);
   });
   return total.item<double>();
 }
@@ -275,6 +307,51 @@ std::vector<torch::optim::AdamWParamState*> adamw_states(torch::optim::AdamW& op
   return out;
 }
 
+namespace {
+
+// One AdamW update of a float parameter in one pass over its four arrays: the arithmetic of
+// LibTorch 1.13's AdamW::step element by element, in float and in its order (scalars rounded to
+// float as ATen rounds them for a float tensor). LibTorch's ~10 ATen ops per parameter cost ~1.3 ms
+// a step for fmnist-small's 56 parameters on 2 threads (a dispatch, a TensorIterator and, for
+// every double scalar, a 0-dim float tensor each; Intel Xeon model 207, 2026-12-06), ~5% of its
+// step. No FMA contraction here (x86-64's baseline has none; -ffp-contract=off elsewhere), so the
+// result does not depend on the CPU it runs on; ATen's own kernels use FMAs in some ISAs, hence
+// agreement with AdamW::step to float rounding, not bit for bit (test
+// parallelClipAndAdamWMatchLibTorch).
+struct AdamWScalars {
+  float decay;      // 1 - lr x weight decay (1: none)
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;
+  float sqrt_bias_correction2, eps, minus_step_size;
+};
+
+// Vectorised (omp simd) at the baseline ISA: sqrt and division 4 lanes at a time; the file is
+// built with -fno-math-errno (sqrt needs no errno path) and -ffp-contract=off (model/CMakeLists.txt).
+void adamw_update(float* __restrict p, const float* __restrict g, float* __restrict m,
+                  float* __restrict v, int64_t n, const AdamWScalars& s) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i];
+    const float pi = p[i] * s.decay;                                      // p.mul_(1 - lr wd); x 1 is exact
+    const float mi = m[i] * s.beta1 + s.one_minus_beta1 * gi;             // exp_avg.mul_(b1).add_(g, 1 - b1)
+    const float vi = v[i] * s.beta2 + s.one_minus_beta2 * gi * gi;        // exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
+    const float denom = std::sqrt(vi) / s.sqrt_bias_correction2 + s.eps;  // (sqrt(v) / sqrt(bc2)).add_(eps)
+    p[i] = pi + s.minus_step_size * (mi / denom);                         // p.addcdiv_(m, denom, -lr / bc1)
+    m[i] = mi;
+    v[i] = vi;
+  }
+}
+
+bool fusable(const torch::Tensor& p, const torch::Tensor& g, const torch::optim::AdamWParamState& state) {
+  auto plain = [&](const torch::Tensor& t) {
+    return t.defined() && t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.is_contiguous() &&
+           t.numel() == p.numel() && !t.requires_grad();
+  };
+  return p.device().is_cpu() && p.scalar_type() == torch::kFloat && p.is_contiguous() && plain(g) &&
+         plain(state.exp_avg()) && plain(state.exp_avg_sq());
+}
+
+}  // namespace
+
 void adamw_step(torch::optim::AdamW& optimizer, int threads) {
   torch::NoGradGuard no_grad;
   struct Item {
@@ -293,16 +370,31 @@ void adamw_step(torch::optim::AdamW& optimizer, int threads) {
     }
   }
   const int n = std::max(1, std::min<int>(threads, int(items.size())));
+  std::vector<int64_t> sizes;
+  for (const auto& item : items) sizes.push_back(item.p.numel());
+  const auto owners = balance(sizes, n);
   for_each_shard(n, [&](int t) {
     torch::NoGradGuard guard;  // grad mode is thread-local
-    for (size_t i = size_t(t); i < items.size(); i += size_t(n)) {
+    for (size_t i : owners[size_t(t)]) {
       auto& [p, options, state] = items[i];
       const auto& grad = p.grad();
-      if (options->weight_decay() != 0) p.mul_(1 - options->lr() * options->weight_decay());
       state->step(state->step() + 1);
       const double beta1 = std::get<0>(options->betas()), beta2 = std::get<1>(options->betas());
       const double bias_correction1 = 1 - std::pow(beta1, state->step());
       const double bias_correction2 = 1 - std::pow(beta2, state->step());
+      if (fusable(p, grad, *state)) {
+        const AdamWScalars scalars{
+            options->weight_decay() != 0 ? float(1 - options->lr() * options->weight_decay()) : 1.0f,
+            float(beta1), float(1 - beta1), float(beta2), float(1 - beta2),
+            float(std::sqrt(bias_correction2)), float(options->eps()),
+            float(-(options->lr() / bias_correction1))};
+        adamw_update(p.data_ptr<float>(), grad.data_ptr<float>(), state->exp_avg().data_ptr<float>(),
+                     state->exp_avg_sq().data_ptr<float>(), p.numel(), scalars);
+        // Written through pointers: tell autograd's checks, as an in-place op would.
+        for (const auto* t : {&p, &state->exp_avg(), &state->exp_avg_sq()}) t->unsafeGetTensorImpl()->bump_version();
+        continue;
+      }
+      if (options->weight_decay() != 0) p.mul_(1 - options->lr() * options->weight_decay());
       state->exp_avg().mul_(beta1).add_(grad, 1 - beta1);
       state->exp_avg_sq().mul_(beta2).addcmul_(grad, grad, 1 - beta2);
       const auto denom = (state->exp_avg_sq().sqrt() / std::sqrt(bias_correction2)).add_(options->eps());

@@ -81,7 +81,9 @@ StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::T
 // torch::nn::utils::clip_grad_norm_ (L2): returns the total norm before clipping.
 double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm, int threads);
 // torch::optim::AdamW::step() of LibTorch 1.13 (decoupled decay, bias correction, no amsgrad),
-// on the optimizer's own state, so checkpoints and resume are unchanged.
+// on the optimizer's own state, so checkpoints and resume are unchanged. Float CPU parameters are
+// updated in one fused pass each (LibTorch's arithmetic in float, without FMAs: equal to
+// AdamW::step to float rounding, the same on every CPU and thread count); others by ATen's ops.
 void adamw_step(torch::optim::AdamW& optimizer, int threads);
 // Every parameter's AdamW state in group order, created (zero, step 0) where missing: what a
 // distributed run broadcasts from rank 0 so that every rank continues with the same state.

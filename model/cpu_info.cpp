@@ -68,40 +68,37 @@ double seconds_now() {
 // Twelve independent accumulators (zmm0-11) against zmm12/13: enough chains to cover the latency
 // of either instruction on two ports, so the loop runs at the instruction's throughput. Written in
 // assembly so no compiler flag or spill changes what is measured; gas and clang's assembler both
-// know VDPBF16PS without a target flag. Returns FLOPs per second.
+// know VDPBF16PS without a target flag.
 #define VIT_R12(op) op(0) op(1) op(2) op(3) op(4) op(5) op(6) op(7) op(8) op(9) op(10) op(11)
 #define VIT_FMA(i) "vfmadd231ps %%zmm12, %%zmm13, %%zmm" #i "\n\t"
 #define VIT_DOT(i) "vdpbf16ps %%zmm12, %%zmm13, %%zmm" #i "\n\t"
 #define VIT_CLOBBERS "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", \
                      "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "cc"
 
-double fma_rate(long iterations) {
-  const double t0 = seconds_now();
+// `dot`: VDPBF16PS (16 lanes x 2 pairs x (mul + add) = 64 FLOPs), else VFMADD231PS (32 FLOPs).
+double rate(bool dot, long iterations) {
   long n = iterations;
-  __asm__ volatile("vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\t"
-                   "1:\n\t" VIT_R12(VIT_FMA) "dec %0\n\tjnz 1b\n\tvzeroupper"
-                   : "+r"(n) : : VIT_CLOBBERS);
-  return double(iterations) * 12 * 32 / (seconds_now() - t0);  // 16 lanes x (mul + add)
-}
-
-double dot_rate(long iterations) {
   const double t0 = seconds_now();
-  long n = iterations;
-  __asm__ volatile("vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\t"
-                   "1:\n\t" VIT_R12(VIT_DOT) "dec %0\n\tjnz 1b\n\tvzeroupper"
-                   : "+r"(n) : : VIT_CLOBBERS);
-  return double(iterations) * 12 * 64 / (seconds_now() - t0);  // 16 lanes x 2 pairs x (mul + add)
+  if (dot)
+    __asm__ volatile("vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\t"
+                     "1:\n\t" VIT_R12(VIT_DOT) "dec %0\n\tjnz 1b\n\tvzeroupper"
+                     : "+r"(n) : : VIT_CLOBBERS);
+  else
+    __asm__ volatile("vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\t"
+                     "1:\n\t" VIT_R12(VIT_FMA) "dec %0\n\tjnz 1b\n\tvzeroupper"
+                     : "+r"(n) : : VIT_CLOBBERS);
+  return double(iterations) * 12 * (dot ? 64 : 32) / (seconds_now() - t0);
 }
 
 // Best of three alternations of each, after one warm-up round (the first AVX-512 instructions of a
 // process may run at a lower rate while the core changes its power license).
 void measure_rates(Bf16Support& s) {
   constexpr long kIterations = 50000;  // ~0.1 ms of FMAs, ~0.4 ms of dot products at 0.5x
-  fma_rate(kIterations);
-  dot_rate(kIterations);
+  rate(/*dot=*/false, kIterations);
+  rate(/*dot=*/true, kIterations);
   double fma = 0, dot = 0;
   for (int round = 0; round < 3; ++round) {
-    const double f = fma_rate(kIterations), d = dot_rate(kIterations);
+    const double f = rate(/*dot=*/false, kIterations), d = rate(/*dot=*/true, kIterations);
     if (f > fma) fma = f;
     if (d > dot) dot = d;
   }

@@ -246,14 +246,12 @@ TEST(Trainer, parallelClipAndAdamWMatchLibTorch) {
   ASSERT_FALSE(torch::equal(a[0], start));  // the comparison is of weights that moved
   ASSERT_EQ(ours.state().size(), theirs.state().size());
   // The moments too, and the step counts.
-  for (size_t i = 0; i < a.size(); ++i) {
-    auto& s_ours = static_cast<torch::optim::AdamWParamState&>(
-        *ours.state().at(c10::guts::to_string(b[i].unsafeGetTensorImpl())));
-    auto& s_theirs = static_cast<torch::optim::AdamWParamState&>(
-        *theirs.state().at(c10::guts::to_string(a[i].unsafeGetTensorImpl())));
-    EXPECT_EQ(s_ours.step(), s_theirs.step());
-    EXPECT_TRUE(torch::allclose(s_ours.exp_avg(), s_theirs.exp_avg(), 1e-6, 1e-7)) << i;
-    EXPECT_TRUE(torch::allclose(s_ours.exp_avg_sq(), s_theirs.exp_avg_sq(), 1e-6, 1e-9)) << i;
+  const auto s_ours = vit::adamw_states(ours), s_theirs = vit::adamw_states(theirs);  // group order
+  ASSERT_EQ(s_ours.size(), s_theirs.size());
+  for (size_t i = 0; i < s_ours.size(); ++i) {
+    EXPECT_EQ(s_ours[i]->step(), s_theirs[i]->step());
+    EXPECT_TRUE(torch::allclose(s_ours[i]->exp_avg(), s_theirs[i]->exp_avg(), 1e-6, 1e-7)) << i;
+    EXPECT_TRUE(torch::allclose(s_ours[i]->exp_avg_sq(), s_theirs[i]->exp_avg_sq(), 1e-6, 1e-9)) << i;
   }
 }
 

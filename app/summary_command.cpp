@@ -33,6 +33,9 @@ int run_summary(const SummaryOptions& o) {
     if (!runtime.warning.empty()) std::cerr << "vit: warning: " << runtime.warning << "\n";
     if (o.precision != "fp32" && o.precision != "bf16")
       throw UsageError("--precision must be fp32 or bf16 (got '" + o.precision + "')");
+    if (o.precision == "bf16" && !bf16_support().fast())
+      std::cerr << "vit: note: bf16 is slower than fp32 on this CPU (" << bf16_support().describe()
+                << "); measuring it anyway\n";
     const auto timings = benchmark_forward(config, {1, 8}, 2.0, o.precision == "bf16");
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& t : timings) {

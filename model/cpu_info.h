@@ -42,7 +42,9 @@ inline constexpr double kFastBf16Ratio = 1.3;
 // and benches; everything else reads bf16_support()'s one measurement.
 double measure_bf16_dot_vs_fma();
 
-// This CPU's bf16 support, probed once per process (thread-safe).
+// This CPU's bf16 support, probed once per process (thread-safe). For tests of what depends on it
+// (distributed ranks on different CPUs): VIT_TEST_BF16_RATIO=X in the environment reports
+// AVX512_BF16 without AMX at a dot-product/FMA ratio of X instead of what the probe measures.
 const Bf16Support& bf16_support();
 
 // Whether this CPU has bf16 instructions at all (AVX512_BF16 or AMX-BF16), fast or not.

@@ -154,6 +154,7 @@ struct SetupShare {
   Normalization norm;
   int shards = 1;
   bool has_optimizer_state = false;
+  std::string precision;  // rank 0's resolved precision ("fp32" or "bf16")
 };
 
 class Training {
@@ -211,7 +212,8 @@ class Training {
                         {"mean", share.norm.mean},
                         {"std", share.norm.std},
                         {"shards", share.shards},
-                        {"has_optimizer_state", share.has_optimizer_state}};
+                        {"has_optimizer_state", share.has_optimizer_state},
+                        {"precision", share.precision}};
     j = nlohmann::json::parse(group_->broadcast_string(j.dump(), what));
     if (failure) std::rethrow_exception(failure);
     if (!j["error"].get<std::string>().empty())
@@ -220,6 +222,7 @@ class Training {
     share.norm = {json_to<std::vector<float>>(j["mean"]), json_to<std::vector<float>>(j["std"])};
     share.shards = j["shards"];
     share.has_optimizer_state = j["has_optimizer_state"];
+    share.precision = j["precision"];
   }
 
   void setup() {
@@ -271,10 +274,18 @@ class Training {
       }
       // Every rank runs as many shards as rank 0, so the global shard layout agrees.
       share.shards = shard_count(tc_.data_parallel, std::max<int64_t>(1, tc_.batch_size / world_), device_);
+      // ... and in rank 0's arithmetic: `auto` may resolve otherwise on another machine's CPU.
+      share.precision = tc_.precision;
     }, share, "the run's state");
     state_ = share.state;
     norm_ = share.norm;
     shards_ = share.shards;
+    if (group_ && share.precision != tc_.precision) {
+      say("rank " + std::to_string(rank_) + ": precision " + share.precision + " as rank 0 (this " +
+          "rank resolved " + tc_.precision + "; every rank runs rank 0's arithmetic)");
+      tc_.precision = share.precision;
+      bf16_ = tc_.precision == "bf16";
+    }
 
     torch::manual_seed(tc_.seed);
     model_ = VisionTransformer(model_config_);

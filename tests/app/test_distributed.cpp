@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -140,6 +141,37 @@ TEST_F(Distributed, TwoRanksEqualTwoThreads) {
   EXPECT_EQ(j["world_size"], 2);
   EXPECT_EQ(vit::RunReader(tmp / "ranks").state()->world_size, 2);
   EXPECT_EQ(vit::read_steps_csv(vit::RunPaths(tmp / "ranks").steps()).size(), 4u);  // one writer
+}
+
+// `--precision auto` can resolve differently on two machines' CPUs (bf16 only where it is faster,
+// cpu_info.h); every rank then runs rank 0's choice. Simulated with the probe's test hook: rank 0's
+// CPU fast at bf16, rank 1's slow. The mixed pair trains exactly as a pair that both chose bf16,
+// and not as a pair in fp32.
+TEST_F(Distributed, EveryRankRunsRank0sPrecision) {
+  auto pair = [&](const std::string& name, const char* ratio0, const char* ratio1) {
+    const std::string port = std::to_string(vit::free_port());
+    std::vector<std::unique_ptr<Process>> ranks;
+    for (int r = 0; r < 2; ++r)
+      ranks.push_back(std::make_unique<Process>(
+          std::vector<std::string>{vit_binary(), "train", "--dim", "16", "--depth", "1", "--heads", "2",
+                                   "--patch-size", "7", "--batch-size", "64", "--max-steps", "4",
+                                   "--threads", "1", "--val-fraction", "0.02", "--out", tmp / name},
+          tmp / (name + std::to_string(r)),
+          std::vector<std::string>{"WORLD_SIZE=2", "RANK=" + std::to_string(r), "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port,
+                                   std::string("VIT_TEST_BF16_RATIO=") + (r == 0 ? ratio0 : ratio1)}));
+    for (auto& p : ranks) {
+      EXPECT_TRUE(p->wait(240)) << name << " did not finish";
+      EXPECT_EQ(p->code, 0) << p->stderr_text();
+    }
+    std::ifstream config(vit::RunPaths(tmp / name).config());
+    return nlohmann::json::parse(config)["train"]["precision"].get<std::string>();
+  };
+  ASSERT_EQ(pair("mixed", "2.0", "0.5"), "bf16");
+  ASSERT_EQ(pair("bf16", "2.0", "2.0"), "bf16");
+  ASSERT_EQ(pair("fp32", "0.5", "0.5"), "fp32");
+  const auto mixed = last_weights(tmp / "mixed");
+  EXPECT_EQ(max_weight_diff(mixed, last_weights(tmp / "bf16")), 0.0);
+  EXPECT_GT(max_weight_diff(mixed, last_weights(tmp / "fp32")), 0.0);
 }
 
 // 3 ranks of a 64-image batch get 21, 21 and 22 images: the shard-weighted losses still sum to

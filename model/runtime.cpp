@@ -12,15 +12,15 @@
 
 #include <climits>
 #include <cmath>
-#include <fstream>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
-#include <cstdio>
-#include <iterator>
 
 namespace vit {
 

@@ -54,6 +54,9 @@ struct FieldSpec {
   bool min_open = false, max_open = false;
   std::string example;               // ends range messages: "...; for example 0.1"
   std::vector<std::string> choices;  // FieldKind::Choice
+  // The panel's text for a choice when it says more than the value ("auto (fp32 on this CPU)");
+  // null: the value itself. Called when the panel is built, not when the schema is.
+  std::string (*choice_text)(const std::string& choice) = nullptr;
   std::string key;                   // path in config.json when not `name` ("augment.crop")
   std::vector<std::string> flags;    // CLI names when not --name ({"--classes"})
   FieldGroup group = FieldGroup::None;

@@ -156,6 +156,9 @@ Schema<TrainConfig> make_train_schema() {
                   "products at twice the float rate; slower elsewhere). fp32: all float. auto: "
                   "bf16 where it is faster on this CPU (measured at startup), else fp32.");
     f.choices = precision_names();
+    f.choice_text = [](const std::string& c) {  // what auto resolves to here (the bf16 probe)
+      return c == "auto" ? "auto (" + resolve_precision(c) + " on this CPU)" : c;
+    };
     f.resumable = true;
     s.push_back(member_field(&C::precision, f));
   }

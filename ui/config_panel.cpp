@@ -71,15 +71,10 @@ QWidget* makeEditor(const vit::FieldSpec& s) {
       }
     case vit::FieldKind::Bool: return new QCheckBox(QString::fromStdString(s.check_text));
     case vit::FieldKind::Choice: {
-      // The value a choice stands for is its item data; the text may say more (what "auto"
-      // precision resolves to on this CPU).
+      // The value a choice stands for is its item data; the text may say more (choice_text).
       auto* e = new QComboBox;
-      for (const auto& c : s.choices) {
-        QString text = QString::fromStdString(c);
-        if (s.name == "precision" && c == "auto")
-          text = QObject::tr("auto (%1 on this CPU)").arg(QString::fromStdString(vit::resolve_precision("auto")));
-        e->addItem(text, QString::fromStdString(c));
-      }
+      for (const auto& c : s.choices)
+        e->addItem(QString::fromStdString(s.choice_text ? s.choice_text(c) : c), QString::fromStdString(c));
       return e;
     }
     case vit::FieldKind::Text:

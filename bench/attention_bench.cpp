@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
       a_fwd = median_ms([&] { (void)layer->composite(input); }, repeats);
     }
     const double f_all = median_ms(both(true), repeats), a_all = median_ms(both(false), repeats);
-    std::printf("  %-9s %9.1f ms %9.1f ms %9.1f ms %9.1f ms %8.2fx %8.2fx\n", c10::toString(type),
+    std::printf("  %-9s %9.3f ms %9.3f ms %9.3f ms %9.3f ms %8.2fx %8.2fx\n", c10::toString(type),
                 f_fwd, a_fwd, f_all, a_all, a_fwd / f_fwd, a_all / f_all);
   }
   return 0;

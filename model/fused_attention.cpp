@@ -4,6 +4,7 @@
 #include <ATen/ops/empty_like.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <cstring>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -48,18 +49,9 @@ struct Shape {
   }
 };
 
-// (n, H, T, hd): head h of each token of a row-major (n, T, row) matrix, starting at column h*hd:
-// q, k, v inside the qkv projection's output (row 3D), the output and its gradient (row D).
-memory::desc heads_of(const Shape& s, int64_t row) {
-  return memory::desc({s.n, s.H, s.T, s.hd}, s.type, {s.T * row, s.hd, row, 1});
-}
-// The same heads gathered into dense (n*H, T, hd) matrices, one per (image, head): the layout
-// oneDNN's batched brgemm kernels take (on the strided layout it chose a generic GEMM loop that
-// was slower than LibTorch's bf16 bmm for short sequences). As a 4-d reorder target ...
-memory::desc dense4(const Shape& s) {
-  return memory::desc({s.n, s.H, s.T, s.hd}, s.type, {s.H * s.T * s.hd, s.T * s.hd, s.hd, 1});
-}
-// ... and as the matmuls see it, or transposed (n*H, hd, T).
+// Heads gathered into dense (n*H, T, hd) matrices, one per (image, head): the layout oneDNN's
+// batched brgemm kernels take (on the strided layout it chose a generic GEMM loop that was slower
+// than LibTorch's bf16 bmm for short sequences). As the matmuls see it, or transposed (n*H, hd, T).
 memory::desc dense(const Shape& s) {
   return memory::desc({s.n * s.H, s.T, s.hd}, s.type, {s.T * s.hd, s.hd, 1});
 }
@@ -105,37 +97,50 @@ SoftmaxBwd::primitive_desc softmax_bwd_pd(const memory::desc& diff_src, const me
 #endif
 }
 
-dnnl::reorder make_reorder(const memory::desc& from, const memory::desc& to) {
-  return dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), from, cpu_engine(), to, user_scratchpad()));
+// Moves the heads of n images between a row-major (n, T, row) matrix, head h of a token at
+// columns [h*hd, (h+1)*hd) of `strided` (q, k or v in the qkv projection's output, row = 3D; the
+// output or its gradient, row = D), and dense (n*H, T, hd) matrices at `dense`. Gather: strided
+// to dense; else back. Plain copies of hd-element runs, where oneDNN's reorder primitives were
+// (11 per layer and step before backward reused the forward's gathered heads): fmnist-small's
+// attention forward+backward 0.62-0.72 -> 0.55-0.57 ms (`attention_bench 32 17 4 32 100`, Intel
+// Xeon model 207, 2026-12-06), the same values.
+void move_heads(const Shape& s, int64_t row, int64_t esize, char* strided, char* dense, bool gather) {
+  const int64_t run = s.hd * esize, row_bytes = row * esize;
+  auto copy = [run](char* to, const char* from) {
+    if (run % 64 == 0) {
+      for (int64_t b = 0; b < run; b += 64) std::memcpy(to + b, from + b, 64);  // inlined moves
+    } else {
+      std::memcpy(to, from, size_t(run));
+    }
+  };
+  for (int64_t i = 0; i < s.n; ++i)
+    for (int64_t h = 0; h < s.H; ++h) {
+      char* d = dense + (i * s.H + h) * s.T * run;
+      char* r = strided + i * s.T * row_bytes + h * run;
+      for (int64_t t = 0; t < s.T; ++t, d += run, r += row_bytes) gather ? copy(d, r) : copy(r, d);
+    }
 }
 
-// The primitives for one shape. Forward: q, k, v gathered into dense per-head matrices,
-// S = scale * Q K^T (float scores), P = softmax(S) in the input's type, O = P V scattered into
-// the (n, T, D) output. Backward (made only when needed): dO gathered, dV = P^T dO,
+// The primitives for one shape. Forward (q, k, v gathered into dense per-head matrices first):
+// S = scale * Q K^T (float scores), P = softmax(S) in the input's type, O = P V, then scattered
+// into the (n, T, D) output. Backward (made only when needed; dO gathered): dV = P^T dO,
 // dP = dO V^T, dS = softmax'(P, dP), dQ = scale * dS K, dK = scale * dS^T Q, each scattered into
 // its D columns of the qkv gradient.
 struct Kernels {
-  dnnl::reorder gather_qkv, scatter_out;
   dnnl::matmul qk, pv;
   dnnl::primitive softmax;
   bool has_backward = false;
-  dnnl::reorder gather_grad, scatter_grad;
   dnnl::matmul dv, dp, dq, dk;
   dnnl::primitive softmax_bwd;
 };
 
 Kernels make_kernels(const Shape& s, float scale, bool backward) {
-  const int64_t D = s.D();
   Kernels k;
-  k.gather_qkv = make_reorder(heads_of(s, 3 * D), dense4(s));
-  k.scatter_out = make_reorder(dense4(s), heads_of(s, D));
   k.qk = make_matmul(dense(s), dense_t(s), scores(s, dt::f32), scale);
   const auto fwd = softmax_fwd_pd(scores(s, dt::f32), scores(s, s.type));
   k.softmax = SoftmaxFwd(fwd);
   k.pv = make_matmul(scores(s, s.type), dense(s), dense(s));
   if (backward) {
-    k.gather_grad = make_reorder(heads_of(s, D), dense4(s));
-    k.scatter_grad = make_reorder(dense4(s), heads_of(s, 3 * D));
     k.dv = make_matmul(scores_t(s, s.type), dense(s), dense(s));
     k.dp = make_matmul(dense(s), dense_t(s), scores(s, s.type));
     k.softmax_bwd = SoftmaxBwd(softmax_bwd_pd(scores(s, s.type), scores(s, s.type), scores(s, s.type), fwd));
@@ -202,9 +207,10 @@ void for_each_chunk(int64_t B, int64_t H, int64_t T, int64_t hd, dt type, float 
   }
 }
 
-// Scratch of one chunk, in the input's options: `count` buffers of (chunk, H, T, hd) elements.
-at::Tensor head_buffers(const at::Tensor& like, int64_t count, int64_t chunk, int64_t H, int64_t T, int64_t hd) {
-  return at::empty({count, chunk * H * T * hd}, like.options());
+// `count` buffers of (images, H, T, hd) elements in the input's options: a chunk's scratch, or the
+// whole batch's dense heads.
+at::Tensor head_buffers(const at::Tensor& like, int64_t count, int64_t images, int64_t H, int64_t T, int64_t hd) {
+  return at::empty({count, images * H * T * hd}, like.options());
 }
 
 char* row_of(const at::Tensor& buffers, int64_t i) {
@@ -212,8 +218,11 @@ char* row_of(const at::Tensor& buffers, int64_t i) {
 }
 
 // Forward over all chunks; probabilities into `probs` (B, H, T, T) when it is defined (kept for
-// backward), else into a chunk-sized scratch.
-at::Tensor attention_forward(const at::Tensor& qkv, int64_t H, float scale, const at::Tensor& probs) {
+// backward), else into a chunk-sized scratch. q, k and v are gathered into `heads` (3, B*H*T*hd:
+// the dense per-head matrices of the whole batch, what backward reads) when it is defined, else
+// into a chunk-sized scratch.
+at::Tensor attention_forward(const at::Tensor& qkv, int64_t H, float scale, const at::Tensor& probs,
+                             const at::Tensor& heads) {
   const int64_t B = qkv.size(0), T = qkv.size(1), D = qkv.size(2) / 3, hd = D / H;
   const dt type = type_of(qkv);
   const int64_t esize = qkv.element_size();
@@ -221,65 +230,64 @@ at::Tensor attention_forward(const at::Tensor& qkv, int64_t H, float scale, cons
   const int64_t chunk = chunk_images(B, H, T);
   auto s_scratch = at::empty({chunk, H, T, T}, qkv.options().dtype(at::kFloat));
   auto p_scratch = probs.defined() ? at::Tensor() : at::empty({chunk, H, T, T}, qkv.options());
-  auto heads = head_buffers(qkv, 4, chunk, H, T, hd);  // q, k, v, o
-  const auto* base = static_cast<const char*>(qkv.data_ptr());
+  // q, k, v (unless `heads` keeps them) and o of one chunk.
+  auto scratch = head_buffers(qkv, heads.defined() ? 1 : 4, chunk, H, T, hd);
+  auto* base = static_cast<char*>(qkv.data_ptr());
   auto* o = static_cast<char*>(out.data_ptr());
   for_each_chunk(B, H, T, hd, type, scale, probs.defined(), [&](int64_t b0, int64_t n, const Kernels& k) {
     const Shape s{n, H, T, hd, type};
-    const char* in = base + b0 * T * 3 * D * esize;
+    char* in = base + b0 * T * 3 * D * esize;
     char* p = probs.defined() ? static_cast<char*>(probs.data_ptr()) + b0 * H * T * T * esize
                               : static_cast<char*>(p_scratch.data_ptr());
-    memory q = mem(dense(s), row_of(heads, 0)), kk = mem(dense(s), row_of(heads, 1)),
-           v = mem(dense(s), row_of(heads, 2)), od = mem(dense(s), row_of(heads, 3));
-    for (int i = 0; i < 3; ++i)
-      run(k.gather_qkv, {{DNNL_ARG_FROM, mem(heads_of(s, 3 * D), in + i * D * esize)},
-                         {DNNL_ARG_TO, mem(dense4(s), row_of(heads, i))}});
+    char* qkv_dense[3];
+    for (int i = 0; i < 3; ++i) {
+      qkv_dense[i] = heads.defined() ? row_of(heads, i) + b0 * H * T * hd * esize : row_of(scratch, i + 1);
+      move_heads(s, 3 * D, esize, in + i * D * esize, qkv_dense[i], /*gather=*/true);
+    }
+    char* od = row_of(scratch, 0);
     const auto S = mem(scores(s, dt::f32), s_scratch.data_ptr()), P = mem(scores(s, type), p);
-    run(k.qk, {{DNNL_ARG_SRC, q}, {DNNL_ARG_WEIGHTS, mem(dense_t(s), row_of(heads, 1))}, {DNNL_ARG_DST, S}});
+    run(k.qk, {{DNNL_ARG_SRC, mem(dense(s), qkv_dense[0])}, {DNNL_ARG_WEIGHTS, mem(dense_t(s), qkv_dense[1])},
+               {DNNL_ARG_DST, S}});
     run(k.softmax, {{DNNL_ARG_SRC, S}, {DNNL_ARG_DST, P}});
-    run(k.pv, {{DNNL_ARG_SRC, P}, {DNNL_ARG_WEIGHTS, v}, {DNNL_ARG_DST, od}});
-    run(k.scatter_out, {{DNNL_ARG_FROM, mem(dense4(s), row_of(heads, 3))},
-                        {DNNL_ARG_TO, mem(heads_of(s, D), o + b0 * T * D * esize)}});
+    run(k.pv, {{DNNL_ARG_SRC, P}, {DNNL_ARG_WEIGHTS, mem(dense(s), qkv_dense[2])}, {DNNL_ARG_DST, mem(dense(s), od)}});
+    thread_stream().wait();
+    move_heads(s, D, esize, o + b0 * T * D * esize, od, /*gather=*/false);
   });
-  thread_stream().wait();
   return out;
 }
 
-at::Tensor attention_backward(const at::Tensor& qkv, const at::Tensor& probs, const at::Tensor& grad_out,
+// The qkv gradient (B, T, 3D) from the forward pass's `heads` (q, k, v as dense per-head matrices
+// of the whole batch), its probabilities and the output's gradient (B, T, D).
+at::Tensor attention_backward(const at::Tensor& heads, const at::Tensor& probs, const at::Tensor& grad_out,
                               int64_t H, float scale) {
-  const int64_t B = qkv.size(0), T = qkv.size(1), D = qkv.size(2) / 3, hd = D / H;
-  const dt type = type_of(qkv);
-  const int64_t esize = qkv.element_size();
-  auto grad = at::empty_like(qkv);
+  const int64_t B = grad_out.size(0), T = grad_out.size(1), D = grad_out.size(2), hd = D / H;
+  const dt type = type_of(heads);
+  const int64_t esize = heads.element_size();
+  auto grad = at::empty({B, T, 3 * D}, heads.options());
   const int64_t chunk = chunk_images(B, H, T);
-  auto dp_scratch = at::empty({chunk, H, T, T}, qkv.options());
-  auto ds_scratch = at::empty({chunk, H, T, T}, qkv.options());
-  auto heads = head_buffers(qkv, 5, chunk, H, T, hd);  // q, k, v, dO, one gradient at a time
-  const auto* base = static_cast<const char*>(qkv.data_ptr());
-  const auto* dout = static_cast<const char*>(grad_out.data_ptr());
+  auto dp_scratch = at::empty({chunk, H, T, T}, heads.options());
+  auto ds_scratch = at::empty({chunk, H, T, T}, heads.options());
+  auto scratch = head_buffers(heads, 2, chunk, H, T, hd);  // dO, one gradient at a time
+  auto* dout = static_cast<char*>(grad_out.data_ptr());
   auto* g = static_cast<char*>(grad.data_ptr());
   for_each_chunk(B, H, T, hd, type, scale, true, [&](int64_t b0, int64_t n, const Kernels& k) {
     const Shape s{n, H, T, hd, type};
-    const int64_t row3 = b0 * T * 3 * D * esize;
-    for (int i = 0; i < 3; ++i)
-      run(k.gather_qkv, {{DNNL_ARG_FROM, mem(heads_of(s, 3 * D), base + row3 + i * D * esize)},
-                         {DNNL_ARG_TO, mem(dense4(s), row_of(heads, i))}});
-    run(k.gather_grad, {{DNNL_ARG_FROM, mem(heads_of(s, D), dout + b0 * T * D * esize)},
-                        {DNNL_ARG_TO, mem(dense4(s), row_of(heads, 3))}});
+    const int64_t row3 = b0 * T * 3 * D * esize, at_chunk = b0 * H * T * hd * esize;
+    move_heads(s, D, esize, dout + b0 * T * D * esize, row_of(scratch, 0), /*gather=*/true);
     const char* p = static_cast<const char*>(probs.data_ptr()) + b0 * H * T * T * esize;
-    const auto q = mem(dense(s), row_of(heads, 0)), kk = mem(dense(s), row_of(heads, 1));
-    const auto dO = mem(dense(s), row_of(heads, 3)), gd = mem(dense(s), row_of(heads, 4));
+    const auto q = mem(dense(s), row_of(heads, 0) + at_chunk), kk = mem(dense(s), row_of(heads, 1) + at_chunk);
+    const auto dO = mem(dense(s), row_of(scratch, 0)), gd = mem(dense(s), row_of(scratch, 1));
     const auto dP = mem(scores(s, type), dp_scratch.data_ptr());
     const auto dS = mem(scores(s, type), ds_scratch.data_ptr());
     // One gradient of q, k, v at a time into the dense buffer, then into its columns of `grad`.
     auto scatter = [&](int which) {
-      run(k.scatter_grad, {{DNNL_ARG_FROM, mem(dense4(s), row_of(heads, 4))},
-                           {DNNL_ARG_TO, mem(heads_of(s, 3 * D), g + row3 + which * D * esize)}});
+      thread_stream().wait();
+      move_heads(s, 3 * D, esize, g + row3 + which * D * esize, row_of(scratch, 1), /*gather=*/false);
     };
     // P comes from memory (saved by the forward pass for the whole batch): the softmax backward
     // reads it row by row, which prefetches well, and leaves it in cache for dV's transposed
     // read (that read straight from memory took 26 us per image of keras-cifar, from cache 12).
-    run(k.dp, {{DNNL_ARG_SRC, dO}, {DNNL_ARG_WEIGHTS, mem(dense_t(s), row_of(heads, 2))}, {DNNL_ARG_DST, dP}});
+    run(k.dp, {{DNNL_ARG_SRC, dO}, {DNNL_ARG_WEIGHTS, mem(dense_t(s), row_of(heads, 2) + at_chunk)}, {DNNL_ARG_DST, dP}});
     run(k.softmax_bwd, {{DNNL_ARG_DST, mem(scores(s, type), p)}, {DNNL_ARG_DIFF_DST, dP},
                         {DNNL_ARG_DIFF_SRC, dS}});
     run(k.dv, {{DNNL_ARG_SRC, mem(scores_t(s, type), p)}, {DNNL_ARG_WEIGHTS, dO}, {DNNL_ARG_DST, gd}});
@@ -290,7 +298,6 @@ at::Tensor attention_backward(const at::Tensor& qkv, const at::Tensor& probs, co
                {DNNL_ARG_DST, gd}});
     scatter(1);
   });
-  thread_stream().wait();
   return grad;
 }
 
@@ -298,11 +305,14 @@ using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
 struct FusedAttentionFunction : torch::autograd::Function<FusedAttentionFunction> {
+  // Saves the probabilities and q, k, v already gathered per head (the same size as qkv, which
+  // is not kept): backward needs no gathering of its own.
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& qkv, int64_t heads, double scale) {
-    const int64_t B = qkv.size(0), T = qkv.size(1);
+    const int64_t B = qkv.size(0), T = qkv.size(1), hd = qkv.size(2) / 3 / heads;
     auto probs = at::empty({B, heads, T, T}, qkv.options());
-    auto out = attention_forward(qkv, heads, float(scale), probs);
-    ctx->save_for_backward({qkv, probs});
+    auto dense_heads = head_buffers(qkv, 3, B, heads, T, hd);
+    auto out = attention_forward(qkv, heads, float(scale), probs, dense_heads);
+    ctx->save_for_backward({dense_heads, probs});
     ctx->saved_data["heads"] = heads;
     ctx->saved_data["scale"] = scale;
     return out;
@@ -310,11 +320,11 @@ struct FusedAttentionFunction : torch::autograd::Function<FusedAttentionFunction
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto& qkv = saved[0];
+    const auto& dense_heads = saved[0];
     const int64_t heads = ctx->saved_data["heads"].toInt();
     const float scale = float(ctx->saved_data["scale"].toDouble());
-    auto grad_out = grads[0].to(qkv.scalar_type()).contiguous();
-    return {attention_backward(qkv, saved[1], grad_out, heads, scale), at::Tensor(), at::Tensor()};
+    auto grad_out = grads[0].to(dense_heads.scalar_type()).contiguous();
+    return {attention_backward(dense_heads, saved[1], grad_out, heads, scale), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -333,7 +343,7 @@ std::optional<at::Tensor> fused_attention(const at::Tensor& qkv_in, int64_t head
   if (!kernels_ready(B, heads, T, hd, type_of(qkv_in), float(scale), backward)) return std::nullopt;
   const auto qkv = qkv_in.contiguous();
   if (backward) return FusedAttentionFunction::apply(qkv, heads, scale);
-  return attention_forward(qkv, heads, float(scale), at::Tensor());
+  return attention_forward(qkv, heads, float(scale), at::Tensor(), at::Tensor());
 }
 
 #endif  // VIT_HAVE_ONEDNN

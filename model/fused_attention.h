@@ -5,11 +5,12 @@
 // a select and a tensor of its own (~150,000 ATen calls per keras-cifar step), and materialises
 // the whole (batch, heads, T, T) score tensor between passes: softmax and its backward stream
 // ~86 MB per layer through memory four times. Here, a few images at a time (as many as keep their
-// float scores within ~512 KiB of cache), oneDNN reorders gather q/k/v from the qkv projection's
-// columns into dense per-head matrices, one batched matmul makes the scores of all heads, they
+// float scores within ~512 KiB of cache), q/k/v are copied from the qkv projection's columns
+// into dense per-head matrices, one batched matmul makes the scores of all heads, they
 // are softmaxed while in cache, multiplied with v, and the result is scattered into the (B, T, D)
 // layout the output projection reads: no per-head calls, no full-size transposes. Backward is the
-// same: five batched products and softmax's backward, chunk by chunk. (The dense gather costs a
+// same: five batched products and softmax's backward, chunk by chunk, on the dense q/k/v the
+// forward pass kept instead of qkv (same size). (The dense gather costs a
 // copy of q/k/v and buys oneDNN's brgemm kernels: on the strided layout oneDNN chose a generic
 // GEMM loop, slower than LibTorch's bf16 bmm for fmnist-small's 17 tokens.)
 //

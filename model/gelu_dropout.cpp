@@ -58,6 +58,37 @@ void kernel_backward(P... p) {
     AVX2::backward(p...);
 }
 
+// Float GELU for training: y = r + dropout(gelu(x)) and g = gelu'(x), which backward_from_saved reads.
+at::Tensor forward_saving_grad(const at::Tensor& x, const at::Tensor& r, at::Tensor& g, const GeluDropoutArgs& a) {
+  auto y = at::empty_like(r.defined() ? r : x, at::MemoryFormat::Contiguous);
+  g = at::empty_like(x, at::MemoryFormat::Contiguous);
+  const float* xp = x.data_ptr<float>();
+  const float* rp = r.defined() ? r.data_ptr<float>() : nullptr;
+  float *yp = y.data_ptr<float>(), *gp = g.data_ptr<float>();
+  for_blocks(x.numel(), [&](int64_t lo, int64_t hi) {
+    if (isa() == Isa::Avx512)
+      AVX512::forward_saving_grad(xp, rp, yp, gp, lo, hi, a);
+    else
+      AVX2::forward_saving_grad(xp, rp, yp, gp, lo, hi, a);
+  });
+  return y;
+}
+
+at::Tensor backward_from_saved(const at::Tensor& dy_in, const at::Tensor& g, const GeluDropoutArgs& a) {
+  const auto dy = dy_in.to(at::kFloat).contiguous();
+  auto dx = at::empty(dy.sizes(), dy.options());
+  const float* dyp = dy.data_ptr<float>();
+  const float* gp = g.data_ptr<float>();
+  float* dxp = dx.data_ptr<float>();
+  for_blocks(dy.numel(), [&](int64_t lo, int64_t hi) {
+    if (isa() == Isa::Avx512)
+      AVX512::backward_saved(dyp, gp, dxp, lo, hi, a);
+    else
+      AVX2::backward_saved(dyp, gp, dxp, lo, hi, a);
+  });
+  return dx;
+}
+
 template <typename TX, typename TY>
 void run_forward(const at::Tensor& x, const at::Tensor& r, at::Tensor& y, const GeluDropoutArgs& a) {
   const TX* xp = x.data_ptr<TX>();
@@ -116,18 +147,30 @@ using torch::autograd::tensor_list;
 
 // The forward and backward shared by the two autograd functions below (with and without a
 // residual; custom functions take no undefined tensors).
+// GELU's derivative needs x, or for float x gelu'(x) itself, made by the forward pass (float x,
+// float residual); the mask needs only its seed.
 at::Tensor save_and_run(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& r, bool gelu, double p,
                         int64_t seed) {
-  if (gelu) ctx->save_for_backward({x});  // GELU's derivative needs x; the mask needs only its seed
+  const auto a = args_for(gelu, p, uint64_t(seed));
+  const bool save_grad = gelu && x.scalar_type() == at::kFloat;
   ctx->saved_data["gelu"] = gelu;
+  ctx->saved_data["saved_grad"] = save_grad;
   ctx->saved_data["p"] = p;
   ctx->saved_data["seed"] = seed;
   ctx->saved_data["type"] = int64_t(x.scalar_type());
-  return forward(x, r, args_for(gelu, p, uint64_t(seed)));
+  if (save_grad) {
+    at::Tensor g;
+    auto y = forward_saving_grad(x, r, g, a);
+    ctx->save_for_backward({g});
+    return y;
+  }
+  if (gelu) ctx->save_for_backward({x});
+  return forward(x, r, a);
 }
 at::Tensor gradient_of_x(AutogradContext* ctx, const at::Tensor& dy) {
   const bool gelu = ctx->saved_data["gelu"].toBool();
   const auto a = args_for(gelu, ctx->saved_data["p"].toDouble(), uint64_t(ctx->saved_data["seed"].toInt()));
+  if (ctx->saved_data["saved_grad"].toBool()) return backward_from_saved(dy, ctx->get_saved_variables()[0], a);
   const auto type = at::ScalarType(ctx->saved_data["type"].toInt());
   return backward(dy, gelu ? ctx->get_saved_variables()[0] : at::Tensor(), type, a);
 }

@@ -62,10 +62,10 @@ inline Cdf normal_cdf(const Vec& x) {
   return {Vec::blendv(tail, Vec(1.0f) - tail, x >= Vec(0.0f)), e};
 }
 inline Vec gelu(const Vec& x) { return x * normal_cdf(x).cdf; }
-inline Vec gelu_grad(const Vec& x) {
-  const Cdf c = normal_cdf(x);
+inline Vec gelu_grad(const Vec& x, const Cdf& c) {
   return at::vec::fmadd(x * Vec(float(0.5 * M_2_SQRTPI * M_SQRT1_2)), c.e, c.cdf);  // Phi + x phi
 }
+inline Vec gelu_grad(const Vec& x) { return gelu_grad(x, normal_cdf(x)); }
 
 // Walks elements [lo, hi) two vectors at a time: f(i, n, mask) for elements i .. i + n - 1
 // (n <= 2W), `mask` their dropout multipliers (null without dropout), drawn a block at a time.
@@ -85,12 +85,18 @@ inline void apply_mask(Vec& u, Vec& v, const float* mask) {
   v = v * Vec::loadu(mask + W);
 }
 
+// g (when not null): gelu'(x) as well, the same float values backward_impl computes from x.
 template <typename TX, typename TY>
-void forward_impl(const TX* x, const TY* r, TY* y, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
+void forward_impl(const TX* x, const TY* r, TY* y, float* g, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
   walk(lo, hi, a, [&](int64_t i, int64_t n, const float* mask) {
     Vec u, v;
     load(x + i, n, u, v);
-    if (a.gelu) {
+    if (a.gelu && g) {
+      const Cdf cu = normal_cdf(u), cv = normal_cdf(v);
+      store(g + i, n, gelu_grad(u, cu), gelu_grad(v, cv));
+      u = u * cu.cdf;
+      v = v * cv.cdf;
+    } else if (a.gelu) {
       u = gelu(u);
       v = gelu(v);
     }
@@ -121,18 +127,38 @@ void backward_impl(const TD* dy, const TX* x, TX* dx, int64_t lo, int64_t hi, co
   });
 }
 
+// dx = dy * m * g, with g = gelu'(x) saved by the forward pass.
+void backward_saved_impl(const float* dy, const float* g, float* dx, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
+  walk(lo, hi, a, [&](int64_t i, int64_t n, const float* mask) {
+    Vec u, v, p, q;
+    load(dy + i, n, u, v);
+    load(g + i, n, p, q);
+    u = u * p;
+    v = v * q;
+    apply_mask(u, v, mask);
+    store(dx + i, n, u, v);
+  });
+}
+
 }  // namespace
 
 using c10::BFloat16;
 
 void forward(const float* x, const float* r, float* y, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
-  forward_impl(x, r, y, lo, hi, a);
+  forward_impl(x, r, y, nullptr, lo, hi, a);
 }
 void forward(const BFloat16* x, const BFloat16* r, BFloat16* y, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
-  forward_impl(x, r, y, lo, hi, a);
+  forward_impl(x, r, y, nullptr, lo, hi, a);
 }
 void forward(const BFloat16* x, const float* r, float* y, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
-  forward_impl(x, r, y, lo, hi, a);
+  forward_impl(x, r, y, nullptr, lo, hi, a);
+}
+void forward_saving_grad(const float* x, const float* r, float* y, float* g, int64_t lo, int64_t hi,
+                         const GeluDropoutArgs& a) {
+  forward_impl(x, r, y, g, lo, hi, a);
+}
+void backward_saved(const float* dy, const float* g, float* dx, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
+  backward_saved_impl(dy, g, dx, lo, hi, a);
 }
 void backward(const float* dy, const float* x, float* dx, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
   backward_impl(dy, x, dx, lo, hi, a);

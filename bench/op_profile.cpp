@@ -3,7 +3,8 @@
 //
 //   build/bench/op_profile [preset] [batch] [steps] [precision] [threads] [shapes]
 //   (defaults: fmnist-small 64 30 bf16 1; precision fp32, bf16, fp32-infer or bf16-infer;
-//   a sixth argument `shapes` lists each op once per set of input shapes)
+//   a sixth argument `shapes` lists each op once per set of input shapes; OP_PROFILE_ROWS=N
+//   prints N rows instead of 25)
 //
 // Times the trainer's own step (forward_backward, clip_grad_norm, adamw_step) on random images
 // after 5 warm-up steps (or, for *-infer, the forward pass of `vit summary --benchmark`: model and
@@ -132,14 +133,17 @@ int main(int argc, char** argv) {
               double(calls) / steps, runtime.blas_core.c_str(), runtime.onednn_isa.c_str());
   const size_t width = by_shape ? 64 : 40;
   std::printf("  %-*s %9s %7s %9s\n", int(width), "op (self time)", "ms/step", "share", "calls/step");
+  const char* rows_env = std::getenv("OP_PROFILE_ROWS");
+  const size_t rows = rows_env ? size_t(std::max(1, std::atoi(rows_env))) : 25;
   double shown = 0;
-  for (size_t i = 0; i < sorted.size() && i < 25; ++i) {
+  for (size_t i = 0; i < sorted.size() && i < rows; ++i) {
     const auto& [name, t] = sorted[i];
     const double ms = t.self_us / 1000 / steps;
     shown += ms;
     std::printf("  %-*s %9.3f %6.1f%% %9.1f\n", int(width), name.substr(0, width).c_str(), ms, 100 * ms / step_ms,
                 double(t.calls) / steps);
   }
-  std::printf("  %-*s %9.3f %6.1f%%\n", int(width), "(the 25 above)", shown, 100 * shown / step_ms);
+  const std::string above = "(the " + std::to_string(std::min(rows, sorted.size())) + " above)";
+  std::printf("  %-*s %9.3f %6.1f%%\n", int(width), above.c_str(), shown, 100 * shown / step_ms);
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <tuple>
 #include <utility>
 
+#include "column_sums.h"
 #include "data_parallel.h"  // bf16_autocast_enabled
 
 #ifdef VIT_HAVE_ONEDNN
@@ -130,7 +131,7 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
                 {DNNL_ARG_DST, mem(matrix(N, K, type), dw.data_ptr())}});
     }
     thread_stream().wait();
-    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) db = dy.sum(0);
+    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) db = column_sums(dy);
     return {dx, dw, db};
   }
 };

@@ -17,7 +17,7 @@ namespace {
 // The kernel set the CPU runs (kernel_isa.h); VIT_FUSED_ELTWISE=0 turns ours off, as it does the
 // GELU/dropout kernels built with them.
 KernelIsa chosen_isa() {
-  static const KernelIsa isa = switched_on("VIT_FUSED_ELTWISE") ? kernel_isa() : KernelIsa::None;
+  static const KernelIsa isa = kernel_isa_unless_off("VIT_FUSED_ELTWISE");
   return isa;
 }
 }  // namespace
@@ -49,10 +49,10 @@ at::Tensor column_sums(const at::Tensor& x) {
     const int64_t c0 = b * kColumnSumBlock, c1 = std::min(cols, e * kColumnSumBlock);
     if (type == at::kFloat) {
       const float* p = xc.data_ptr<float>();
-      isa == KernelIsa::Avx512 ? AVX512::column_sums(p, rows, cols, c0, c1, o) : AVX2::column_sums(p, rows, cols, c0, c1, o);
+      VIT_KERNEL_CALL(isa, column_sums, p, rows, cols, c0, c1, o);
     } else {
       const auto* p = xc.data_ptr<c10::BFloat16>();
-      isa == KernelIsa::Avx512 ? AVX512::column_sums(p, rows, cols, c0, c1, o) : AVX2::column_sums(p, rows, cols, c0, c1, o);
+      VIT_KERNEL_CALL(isa, column_sums, p, rows, cols, c0, c1, o);
     }
   });
   return type == at::kFloat ? out : out.to(type);

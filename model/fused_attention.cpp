@@ -100,11 +100,11 @@ SoftmaxBwd::primitive_desc softmax_bwd_pd(const memory::desc& diff_src, const me
 // Moves the heads of n images between a row-major (n, T, row) matrix, head h of a token at
 // columns [h*hd, (h+1)*hd) of `strided` (q, k or v in the qkv projection's output, row = 3D; the
 // output or its gradient, row = D), and dense (n*H, T, hd) matrices at `dense`. Gather: strided
-// to dense; else back. Plain copies of hd-element runs, where oneDNN's reorder primitives were
+// to dense (from = strided, to = dense); else back (from = dense, to = strided). Plain copies of hd-element runs, where oneDNN's reorder primitives were
 // (11 per layer and step before backward reused the forward's gathered heads): fmnist-small's
 // attention forward+backward 0.62-0.72 -> 0.55-0.57 ms (`attention_bench 32 17 4 32 100`, Intel
 // Xeon model 207, 2026-12-06), the same values.
-void move_heads(const Shape& s, int64_t row, int64_t esize, char* strided, char* dense, bool gather) {
+void move_heads(const Shape& s, int64_t row, int64_t esize, const char* from, char* to, bool gather) {
   const int64_t run = s.hd * esize, row_bytes = row * esize;
   auto copy = [run](char* to, const char* from) {
     if (run % 64 == 0) {
@@ -115,9 +115,11 @@ void move_heads(const Shape& s, int64_t row, int64_t esize, char* strided, char*
   };
   for (int64_t i = 0; i < s.n; ++i)
     for (int64_t h = 0; h < s.H; ++h) {
-      char* d = dense + (i * s.H + h) * s.T * run;
-      char* r = strided + i * s.T * row_bytes + h * run;
-      for (int64_t t = 0; t < s.T; ++t, d += run, r += row_bytes) gather ? copy(d, r) : copy(r, d);
+      const int64_t d = (i * s.H + h) * s.T * run, r = i * s.T * row_bytes + h * run;  // offsets
+      for (int64_t t = 0; t < s.T; ++t) {
+        const int64_t dense_at = d + t * run, strided_at = r + t * row_bytes;
+        gather ? copy(to + dense_at, from + strided_at) : copy(to + strided_at, from + dense_at);
+      }
     }
 }
 
@@ -232,11 +234,11 @@ at::Tensor attention_forward(const at::Tensor& qkv, int64_t H, float scale, cons
   auto p_scratch = probs.defined() ? at::Tensor() : at::empty({chunk, H, T, T}, qkv.options());
   // q, k, v (unless `heads` keeps them) and o of one chunk.
   auto scratch = head_buffers(qkv, heads.defined() ? 1 : 4, chunk, H, T, hd);
-  auto* base = static_cast<char*>(qkv.data_ptr());
+  const auto* base = static_cast<const char*>(qkv.data_ptr());
   auto* o = static_cast<char*>(out.data_ptr());
   for_each_chunk(B, H, T, hd, type, scale, probs.defined(), [&](int64_t b0, int64_t n, const Kernels& k) {
     const Shape s{n, H, T, hd, type};
-    char* in = base + b0 * T * 3 * D * esize;
+    const char* in = base + b0 * T * 3 * D * esize;
     char* p = probs.defined() ? static_cast<char*>(probs.data_ptr()) + b0 * H * T * T * esize
                               : static_cast<char*>(p_scratch.data_ptr());
     char* qkv_dense[3];
@@ -251,7 +253,7 @@ at::Tensor attention_forward(const at::Tensor& qkv, int64_t H, float scale, cons
     run(k.softmax, {{DNNL_ARG_SRC, S}, {DNNL_ARG_DST, P}});
     run(k.pv, {{DNNL_ARG_SRC, P}, {DNNL_ARG_WEIGHTS, mem(dense(s), qkv_dense[2])}, {DNNL_ARG_DST, mem(dense(s), od)}});
     thread_stream().wait();
-    move_heads(s, D, esize, o + b0 * T * D * esize, od, /*gather=*/false);
+    move_heads(s, D, esize, od, o + b0 * T * D * esize, /*gather=*/false);
   });
   return out;
 }
@@ -268,7 +270,7 @@ at::Tensor attention_backward(const at::Tensor& heads, const at::Tensor& probs, 
   auto dp_scratch = at::empty({chunk, H, T, T}, heads.options());
   auto ds_scratch = at::empty({chunk, H, T, T}, heads.options());
   auto scratch = head_buffers(heads, 2, chunk, H, T, hd);  // dO, one gradient at a time
-  auto* dout = static_cast<char*>(grad_out.data_ptr());
+  const auto* dout = static_cast<const char*>(grad_out.data_ptr());
   auto* g = static_cast<char*>(grad.data_ptr());
   for_each_chunk(B, H, T, hd, type, scale, true, [&](int64_t b0, int64_t n, const Kernels& k) {
     const Shape s{n, H, T, hd, type};
@@ -282,7 +284,7 @@ at::Tensor attention_backward(const at::Tensor& heads, const at::Tensor& probs, 
     // One gradient of q, k, v at a time into the dense buffer, then into its columns of `grad`.
     auto scatter = [&](int which) {
       thread_stream().wait();
-      move_heads(s, 3 * D, esize, g + row3 + which * D * esize, row_of(scratch, 1), /*gather=*/false);
+      move_heads(s, 3 * D, esize, row_of(scratch, 1), g + row3 + which * D * esize, /*gather=*/false);
     };
     // P comes from memory (saved by the forward pass for the whole batch): the softmax backward
     // reads it row by row, which prefetches well, and leaves it in cache for dV's transposed

@@ -32,23 +32,8 @@ namespace {
 using Isa = KernelIsa;
 
 Isa isa() {
-  static const Isa chosen = switched_on("VIT_FUSED_LAYER_NORM") ? kernel_isa() : Isa::None;
+  static const Isa chosen = kernel_isa_unless_off("VIT_FUSED_LAYER_NORM");
   return chosen;
-}
-
-template <typename... P>
-void kernel_forward(P... p) {
-  if (isa() == Isa::Avx512)
-    AVX512::layer_norm_forward(p...);
-  else
-    AVX2::layer_norm_forward(p...);
-}
-template <typename... P>
-void kernel_backward(P... p) {
-  if (isa() == Isa::Avx512)
-    AVX512::layer_norm_backward(p...);
-  else
-    AVX2::layer_norm_backward(p...);
 }
 
 // Rows per block of the backward pass: each block sums its rows' share of the parameters'
@@ -69,7 +54,9 @@ void run_forward(const at::Tensor& x, at::Tensor& y, at::Tensor& mean, at::Tenso
   const TX* xp = x.data_ptr<TX>();
   TY* yp = y.data_ptr<TY>();
   float *mp = mean.data_ptr<float>(), *rp = rstd.data_ptr<float>();
-  at::parallel_for(0, x.size(0), 64, [&](int64_t r0, int64_t r1) { kernel_forward(xp, yp, mp, rp, r0, r1, a); });
+  at::parallel_for(0, x.size(0), 64, [&](int64_t r0, int64_t r1) {
+    VIT_KERNEL_CALL(isa(), layer_norm_forward, xp, yp, mp, rp, r0, r1, a);
+  });
 }
 
 // x2: (M, C) contiguous; w, b: float (C) or empty. Returns y (type `out`), mean and rstd (M).
@@ -100,7 +87,7 @@ void run_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& d
   const int64_t M = x.size(0), blocks = (M + kRowBlock - 1) / kRowBlock;
   at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k)
-      kernel_backward(dyp, xp, drp, mp, rp, dxp, dw_parts ? dw_parts + k * a.C : nullptr,
+      VIT_KERNEL_CALL(isa(), layer_norm_backward, dyp, xp, drp, mp, rp, dxp, dw_parts ? dw_parts + k * a.C : nullptr,
                       db_parts ? db_parts + k * a.C : nullptr, k * kRowBlock, std::min(M, (k + 1) * kRowBlock), a);
   });
 }

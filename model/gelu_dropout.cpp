@@ -28,7 +28,7 @@ using Isa = KernelIsa;
 
 // The kernel set the CPU runs (kernel_isa.h); VIT_FUSED_ELTWISE=0 turns ours off.
 Isa isa() {
-  static const Isa chosen = switched_on("VIT_FUSED_ELTWISE") ? kernel_isa() : Isa::None;
+  static const Isa chosen = kernel_isa_unless_off("VIT_FUSED_ELTWISE");
   return chosen;
 }
 
@@ -42,35 +42,19 @@ void for_blocks(int64_t n, F&& f) {
   });
 }
 
-// The kernel set's function for these pointer types.
-template <typename... P>
-void kernel_forward(P... p) {
-  if (isa() == Isa::Avx512)
-    AVX512::forward(p...);
-  else
-    AVX2::forward(p...);
-}
-template <typename... P>
-void kernel_backward(P... p) {
-  if (isa() == Isa::Avx512)
-    AVX512::backward(p...);
-  else
-    AVX2::backward(p...);
+// r + dropout(gelu(x)) has r's type (x's without r).
+at::Tensor output_for(const at::Tensor& x, const at::Tensor& r) {
+  return at::empty_like(r.defined() ? r : x, at::MemoryFormat::Contiguous);
 }
 
 // Float GELU for training: y = r + dropout(gelu(x)) and g = gelu'(x), which backward_from_saved reads.
 at::Tensor forward_saving_grad(const at::Tensor& x, const at::Tensor& r, at::Tensor& g, const GeluDropoutArgs& a) {
-  auto y = at::empty_like(r.defined() ? r : x, at::MemoryFormat::Contiguous);
+  auto y = output_for(x, r);
   g = at::empty_like(x, at::MemoryFormat::Contiguous);
   const float* xp = x.data_ptr<float>();
   const float* rp = r.defined() ? r.data_ptr<float>() : nullptr;
   float *yp = y.data_ptr<float>(), *gp = g.data_ptr<float>();
-  for_blocks(x.numel(), [&](int64_t lo, int64_t hi) {
-    if (isa() == Isa::Avx512)
-      AVX512::forward_saving_grad(xp, rp, yp, gp, lo, hi, a);
-    else
-      AVX2::forward_saving_grad(xp, rp, yp, gp, lo, hi, a);
-  });
+  for_blocks(x.numel(), [&](int64_t lo, int64_t hi) { VIT_KERNEL_CALL(isa(), forward, xp, rp, yp, gp, lo, hi, a); });
   return y;
 }
 
@@ -80,12 +64,7 @@ at::Tensor backward_from_saved(const at::Tensor& dy_in, const at::Tensor& g, con
   const float* dyp = dy.data_ptr<float>();
   const float* gp = g.data_ptr<float>();
   float* dxp = dx.data_ptr<float>();
-  for_blocks(dy.numel(), [&](int64_t lo, int64_t hi) {
-    if (isa() == Isa::Avx512)
-      AVX512::backward_saved(dyp, gp, dxp, lo, hi, a);
-    else
-      AVX2::backward_saved(dyp, gp, dxp, lo, hi, a);
-  });
+  for_blocks(dy.numel(), [&](int64_t lo, int64_t hi) { VIT_KERNEL_CALL(isa(), backward_saved, dyp, gp, dxp, lo, hi, a); });
   return dx;
 }
 
@@ -94,7 +73,7 @@ void run_forward(const at::Tensor& x, const at::Tensor& r, at::Tensor& y, const 
   const TX* xp = x.data_ptr<TX>();
   const TY* rp = r.defined() ? r.data_ptr<TY>() : nullptr;
   TY* yp = y.data_ptr<TY>();
-  for_blocks(x.numel(), [&](int64_t lo, int64_t hi) { kernel_forward(xp, rp, yp, lo, hi, a); });
+  for_blocks(x.numel(), [&](int64_t lo, int64_t hi) { VIT_KERNEL_CALL(isa(), forward, xp, rp, yp, lo, hi, a); });
 }
 
 template <typename TD, typename TX>
@@ -102,12 +81,12 @@ void run_backward(const at::Tensor& dy, const at::Tensor& x, at::Tensor& dx, con
   const TD* dyp = dy.data_ptr<TD>();
   const TX* xp = x.defined() ? x.data_ptr<TX>() : nullptr;
   TX* dxp = dx.data_ptr<TX>();
-  for_blocks(dy.numel(), [&](int64_t lo, int64_t hi) { kernel_backward(dyp, xp, dxp, lo, hi, a); });
+  for_blocks(dy.numel(), [&](int64_t lo, int64_t hi) { VIT_KERNEL_CALL(isa(), backward, dyp, xp, dxp, lo, hi, a); });
 }
 
-// r + dropout(gelu(x)): the result has r's type (x's without r).
+// r + dropout(gelu(x)).
 at::Tensor forward(const at::Tensor& x, const at::Tensor& r, const GeluDropoutArgs& a) {
-  auto y = at::empty_like(r.defined() ? r : x, at::MemoryFormat::Contiguous);
+  auto y = output_for(x, r);
   const bool xb = x.scalar_type() == at::kBFloat16, yb = y.scalar_type() == at::kBFloat16;
   if (xb && yb)
     run_forward<c10::BFloat16, c10::BFloat16>(x, r, y, a);

@@ -153,8 +153,8 @@ void forward(const BFloat16* x, const BFloat16* r, BFloat16* y, int64_t lo, int6
 void forward(const BFloat16* x, const float* r, float* y, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {
   forward_impl(x, r, y, nullptr, lo, hi, a);
 }
-void forward_saving_grad(const float* x, const float* r, float* y, float* g, int64_t lo, int64_t hi,
-                         const GeluDropoutArgs& a) {
+void forward(const float* x, const float* r, float* y, float* g, int64_t lo, int64_t hi,
+             const GeluDropoutArgs& a) {
   forward_impl(x, r, y, g, lo, hi, a);
 }
 void backward_saved(const float* dy, const float* g, float* dx, int64_t lo, int64_t hi, const GeluDropoutArgs& a) {

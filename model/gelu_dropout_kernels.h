@@ -23,7 +23,7 @@ struct GeluDropoutArgs {
 // dx = dy * m * gelu'(x) (x unused, may be null, when !gelu). In float; bf16 tensors are converted
 // on load and rounded once on store. The type pairs are those of the model: all float, all bf16,
 // and bf16 mixed precision's bf16 branch on a float residual stream (a float gradient coming back
-// from it). For float training, forward_saving_grad also writes g = gelu'(x) and backward_saved
+// from it). For float training, forward with `g` also writes g = gelu'(x) and backward_saved
 // computes dx = dy * m * g from it: the same values without a second exp and division per element
 // (bf16 keeps recomputing: a float g would double what its backward reads).
 constexpr int64_t kGeluDropoutBlock = 1024;
@@ -41,8 +41,8 @@ constexpr int64_t kGeluDropoutBlock = 1024;
                 int64_t hi, const GeluDropoutArgs& a);                                             \
   void backward(const float* dy, const c10::BFloat16* x, c10::BFloat16* dx, int64_t lo, int64_t hi, \
                 const GeluDropoutArgs& a);                                                         \
-  void forward_saving_grad(const float* x, const float* r, float* y, float* g, int64_t lo,          \
-                           int64_t hi, const GeluDropoutArgs& a);                                  \
+  void forward(const float* x, const float* r, float* y, float* g, int64_t lo, int64_t hi,        \
+               const GeluDropoutArgs& a);                                                          \
   void backward_saved(const float* dy, const float* g, float* dx, int64_t lo, int64_t hi,          \
                       const GeluDropoutArgs& a);
 

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernel_switch.h"
+
 namespace vit {
 
 enum class KernelIsa { None, Avx2, Avx512 };
@@ -26,6 +28,17 @@ inline KernelIsa kernel_isa() {
   static const KernelIsa chosen = choose_kernel_isa();
   return chosen;
 }
+
+// The set a family of our kernels runs: kernel_isa(), or none when its switch (an environment
+// variable, kernel_switch.h) is "0". Callers keep the answer in a static.
+inline KernelIsa kernel_isa_unless_off(const char* switch_var) {
+  return switched_on(switch_var) ? kernel_isa() : KernelIsa::None;
+}
+
+// Calls `fn` of the kernel set `isa` (vit::AVX512::fn or vit::AVX2::fn, overloads resolved by the
+// arguments); never with KernelIsa::None.
+#define VIT_KERNEL_CALL(isa, fn, ...) \
+  ((isa) == ::vit::KernelIsa::Avx512 ? ::vit::AVX512::fn(__VA_ARGS__) : ::vit::AVX2::fn(__VA_ARGS__))
 
 // "avx512", "avx2", or why none: the kernels' switch (VIT_FUSED_ELTWISE or VIT_FUSED_LAYER_NORM)
 // when `switched_off`, else the CPU or ATEN_CPU_CAPABILITY.

@@ -15,6 +15,10 @@
 #ifdef VIT_HAVE_ONEDNN
 #include "onednn_common.h"
 #endif
+#ifdef VIT_HAVE_ELTWISE_KERNELS
+#include "kernel_isa.h"  // x86 only: __builtin_cpu_supports
+#include "softmax_kernels.h"
+#endif
 
 namespace vit {
 
@@ -31,6 +35,7 @@ bool fused_attention_enabled() {
 
 std::optional<at::Tensor> fused_attention(const at::Tensor&, int64_t, double) { return std::nullopt; }
 std::string fused_attention_declined() { return "built without oneDNN (libdnnl-dev)"; }
+std::string fused_attention_softmax() { return "none (built without oneDNN)"; }
 
 #else
 
@@ -123,6 +128,37 @@ void move_heads(const Shape& s, int64_t row, int64_t esize, const char* from, ch
     }
 }
 
+// Whose row softmax the kernels run: ours (softmax_kernels.h; oneDNN 2.6's primitive is slow on
+// short rows), unless VIT_FUSED_ELTWISE=0, the CPU has no AVX2, or the build has no element-wise
+// kernels: then oneDNN's primitives.
+#ifdef VIT_HAVE_ELTWISE_KERNELS
+using SoftmaxIsa = KernelIsa;
+SoftmaxIsa softmax_isa() {
+  static const KernelIsa isa = kernel_isa_unless_off("VIT_FUSED_ELTWISE");
+  return isa;
+}
+// P = softmax(S) row by row, S (rows, T) float scratch (overwritten), P in the input's type.
+void softmax_forward(dt type, void* s, int64_t rows, int64_t T, void* p) {
+  auto* sf = static_cast<float*>(s);
+  if (type == dt::f32) VIT_KERNEL_CALL(softmax_isa(), softmax_rows, sf, rows, T, static_cast<float*>(p));
+  else VIT_KERNEL_CALL(softmax_isa(), softmax_rows, sf, rows, T, static_cast<c10::BFloat16*>(p));
+}
+// dS = P * (dP - rowsum(P * dP)), all in the input's type.
+void softmax_backward(dt type, const void* p, const void* dp, int64_t rows, int64_t T, void* ds) {
+  if (type == dt::f32)
+    VIT_KERNEL_CALL(softmax_isa(), softmax_backward_rows, static_cast<const float*>(p),
+                    static_cast<const float*>(dp), rows, T, static_cast<float*>(ds));
+  else
+    VIT_KERNEL_CALL(softmax_isa(), softmax_backward_rows, static_cast<const c10::BFloat16*>(p),
+                    static_cast<const c10::BFloat16*>(dp), rows, T, static_cast<c10::BFloat16*>(ds));
+}
+#else
+enum class SoftmaxIsa { None };
+SoftmaxIsa softmax_isa() { return SoftmaxIsa::None; }
+void softmax_forward(dt, void*, int64_t, int64_t, void*) {}
+void softmax_backward(dt, const void*, const void*, int64_t, int64_t, void*) {}
+#endif
+
 // The primitives for one shape. Forward (q, k, v gathered into dense per-head matrices first):
 // S = scale * Q K^T (float scores), P = softmax(S) in the input's type, O = P V, then scattered
 // into the (n, T, D) output. Backward (made only when needed; dO gathered): dV = P^T dO,
@@ -130,7 +166,7 @@ void move_heads(const Shape& s, int64_t row, int64_t esize, const char* from, ch
 // its D columns of the qkv gradient.
 struct Kernels {
   dnnl::matmul qk, pv;
-  dnnl::primitive softmax;
+  dnnl::primitive softmax;  // oneDNN's, made only when ours (softmax_kernels.h) are off
   bool has_backward = false;
   dnnl::matmul dv, dp, dq, dk;
   dnnl::primitive softmax_bwd;
@@ -139,13 +175,15 @@ struct Kernels {
 Kernels make_kernels(const Shape& s, float scale, bool backward) {
   Kernels k;
   k.qk = make_matmul(dense(s), dense_t(s), scores(s, dt::f32), scale);
+  const bool onednn_softmax = softmax_isa() == SoftmaxIsa::None;
   const auto fwd = softmax_fwd_pd(scores(s, dt::f32), scores(s, s.type));
-  k.softmax = SoftmaxFwd(fwd);
+  if (onednn_softmax) k.softmax = SoftmaxFwd(fwd);
   k.pv = make_matmul(scores(s, s.type), dense(s), dense(s));
   if (backward) {
     k.dv = make_matmul(scores_t(s, s.type), dense(s), dense(s));
     k.dp = make_matmul(dense(s), dense_t(s), scores(s, s.type));
-    k.softmax_bwd = SoftmaxBwd(softmax_bwd_pd(scores(s, s.type), scores(s, s.type), scores(s, s.type), fwd));
+    if (onednn_softmax)
+      k.softmax_bwd = SoftmaxBwd(softmax_bwd_pd(scores(s, s.type), scores(s, s.type), scores(s, s.type), fwd));
     k.dq = make_matmul(scores(s, s.type), dense(s), dense(s), scale);
     k.dk = make_matmul(scores_t(s, s.type), dense(s), dense(s), scale);
     k.has_backward = true;
@@ -250,7 +288,12 @@ at::Tensor attention_forward(const at::Tensor& qkv, int64_t H, float scale, cons
     const auto S = mem(scores(s, dt::f32), s_scratch.data_ptr()), P = mem(scores(s, type), p);
     run(k.qk, {{DNNL_ARG_SRC, mem(dense(s), qkv_dense[0])}, {DNNL_ARG_WEIGHTS, mem(dense_t(s), qkv_dense[1])},
                {DNNL_ARG_DST, S}});
-    run(k.softmax, {{DNNL_ARG_SRC, S}, {DNNL_ARG_DST, P}});
+    if (softmax_isa() != SoftmaxIsa::None) {
+      thread_stream().wait();
+      softmax_forward(type, s_scratch.data_ptr(), n * H * T, T, p);
+    } else {
+      run(k.softmax, {{DNNL_ARG_SRC, S}, {DNNL_ARG_DST, P}});
+    }
     run(k.pv, {{DNNL_ARG_SRC, P}, {DNNL_ARG_WEIGHTS, mem(dense(s), qkv_dense[2])}, {DNNL_ARG_DST, mem(dense(s), od)}});
     thread_stream().wait();
     move_heads(s, D, esize, od, o + b0 * T * D * esize, /*gather=*/false);
@@ -290,8 +333,13 @@ at::Tensor attention_backward(const at::Tensor& heads, const at::Tensor& probs, 
     // reads it row by row, which prefetches well, and leaves it in cache for dV's transposed
     // read (that read straight from memory took 26 us per image of keras-cifar, from cache 12).
     run(k.dp, {{DNNL_ARG_SRC, dO}, {DNNL_ARG_WEIGHTS, mem(dense_t(s), row_of(heads, 2) + at_chunk)}, {DNNL_ARG_DST, dP}});
-    run(k.softmax_bwd, {{DNNL_ARG_DST, mem(scores(s, type), p)}, {DNNL_ARG_DIFF_DST, dP},
-                        {DNNL_ARG_DIFF_SRC, dS}});
+    if (softmax_isa() != SoftmaxIsa::None) {
+      thread_stream().wait();
+      softmax_backward(type, p, dp_scratch.data_ptr(), n * H * T, T, ds_scratch.data_ptr());
+    } else {
+      run(k.softmax_bwd, {{DNNL_ARG_DST, mem(scores(s, type), p)}, {DNNL_ARG_DIFF_DST, dP},
+                          {DNNL_ARG_DIFF_SRC, dS}});
+    }
     run(k.dv, {{DNNL_ARG_SRC, mem(scores_t(s, type), p)}, {DNNL_ARG_WEIGHTS, dO}, {DNNL_ARG_DST, gd}});
     scatter(2);
     run(k.dq, {{DNNL_ARG_SRC, dS}, {DNNL_ARG_WEIGHTS, kk}, {DNNL_ARG_DST, gd}});
@@ -333,6 +381,17 @@ struct FusedAttentionFunction : torch::autograd::Function<FusedAttentionFunction
 }  // namespace
 
 std::string fused_attention_declined() { return thread_state().declined; }
+
+std::string fused_attention_softmax() {
+#ifdef VIT_HAVE_ELTWISE_KERNELS
+  if (softmax_isa() != SoftmaxIsa::None)
+    return kernel_isa_name(softmax_isa(), false, "");
+  return switched_on("VIT_FUSED_ELTWISE") ? "oneDNN (no AVX2 on this CPU, or ATEN_CPU_CAPABILITY=default)"
+                                          : "oneDNN (VIT_FUSED_ELTWISE=0)";
+#else
+  return "oneDNN (built without the element-wise kernels: libsleef-dev)";
+#endif
+}
 
 std::optional<at::Tensor> fused_attention(const at::Tensor& qkv_in, int64_t heads, double scale) {
   if (!fused_attention_enabled() || !qkv_in.device().is_cpu() || qkv_in.dim() != 3) return std::nullopt;

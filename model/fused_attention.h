@@ -14,6 +14,9 @@
 // copy of q/k/v and buys oneDNN's brgemm kernels: on the strided layout oneDNN chose a generic
 // GEMM loop, slower than LibTorch's bf16 bmm for fmnist-small's 17 tokens.)
 //
+// The row softmax and its backward are ours (softmax_kernels.h) where the element-wise kernels
+// are built (x86-64 with libsleef-dev), oneDNN's primitives elsewhere.
+//
 // Numbers: float in, float math; bfloat16 in (under autocast), bfloat16 GEMMs with float
 // accumulation and float scores into the softmax, probabilities and gradients in bfloat16 as
 // ATen's bf16 path keeps them. Tests: tests/model/test_onednn_kernels.cpp compares against the
@@ -37,6 +40,10 @@ std::optional<at::Tensor> fused_attention(const at::Tensor& qkv, int64_t heads, 
 // Why oneDNN could not make the kernels for the last shape this thread asked for ("" when it
 // never failed), for benches and tests to say why fused_attention declined.
 std::string fused_attention_declined();
+
+// Whose row softmax fused attention runs: "avx512" or "avx2" (ours, softmax_kernels.h), or
+// "oneDNN (why)".
+std::string fused_attention_softmax();
 
 // Whether this build can fuse attention at all (compiled with oneDNN and not switched off).
 bool fused_attention_enabled();

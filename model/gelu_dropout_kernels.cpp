@@ -7,6 +7,7 @@
 
 #include "dropout_stream.h"
 #include "vec_io.h"
+#include "vec_math.h"
 
 #if !defined(CPU_CAPABILITY_AVX2) && !defined(CPU_CAPABILITY_AVX512)
 #error "gelu_dropout_kernels.cpp is built per instruction set: CPU_CAPABILITY_AVX2 or CPU_CAPABILITY_AVX512"
@@ -57,7 +58,7 @@ inline Cdf normal_cdf(const Vec& x) {
   poly = at::vec::fmadd(poly, t, Vec(1.421413741f));
   poly = at::vec::fmadd(poly, t, Vec(-0.284496736f));
   poly = at::vec::fmadd(poly, t, Vec(0.254829592f));
-  const Vec e = (x * x * Vec(-0.5f)).exp();
+  const Vec e = exp_nonpositive(x * x * Vec(-0.5f));  // inline (vec_math.h), not SLEEF's call
   const Vec tail = Vec(0.5f) * poly * t * e;  // Phi(-|x|) = erfc(|x| / sqrt 2) / 2
   return {Vec::blendv(tail, Vec(1.0f) - tail, x >= Vec(0.0f)), e};
 }

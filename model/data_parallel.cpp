@@ -252,9 +252,11 @@ double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm,
   });
   const auto total = norms.size() == 1 ? norms[0] : torch::stack(norms).norm(2.0);
   const auto coef = torch::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
-  for_each_shard(n, [&](int t) {
-    for (size_t i : owners[size_t(t)]) grads[i].mul_(coef);
-  });
+  // A factor of exactly 1 (the norm is within the limit) changes no gradient: skip the passes.
+  if (coef.item<float>() != 1.0f)
+    for_each_shard(n, [&](int t) {
+      for (size_t i : owners[size_t(t)]) grads[i].mul_(coef);
+    });
   return total.item<double>();
 }
 

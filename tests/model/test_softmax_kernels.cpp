@@ -32,6 +32,17 @@ struct KernelSet {
   std::function<void(const c10::BFloat16*, const c10::BFloat16*, int64_t, int64_t, c10::BFloat16*)> backward_bf16;
 };
 
+// One instruction set's kernels (vit::AVX512 or vit::AVX2) as a KernelSet.
+#define VIT_KERNEL_SET(label, ns)                                                                 \
+  KernelSet{(label),                                                                              \
+            [](float* s, int64_t r, int64_t c, float* p) { vit::ns::softmax_rows(s, r, c, p); },    \
+            [](float* s, int64_t r, int64_t c, c10::BFloat16* p) { vit::ns::softmax_rows(s, r, c, p); }, \
+            [](const float* p, const float* d, int64_t r, int64_t c, float* o) {                  \
+              vit::ns::softmax_backward_rows(p, d, r, c, o);                                      \
+            },                                                                                    \
+            [](const c10::BFloat16* p, const c10::BFloat16* d, int64_t r, int64_t c,              \
+               c10::BFloat16* o) { vit::ns::softmax_backward_rows(p, d, r, c, o); }}
+
 // The sets this CPU can run (the kernels are built on x86-64 only).
 std::vector<KernelSet> kernel_sets() {
   std::vector<KernelSet> sets;
@@ -39,25 +50,8 @@ std::vector<KernelSet> kernel_sets() {
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-    sets.push_back({"avx512",
-                    [](float* s, int64_t r, int64_t c, float* p) { vit::AVX512::softmax_rows(s, r, c, p); },
-                    [](float* s, int64_t r, int64_t c, c10::BFloat16* p) { vit::AVX512::softmax_rows(s, r, c, p); },
-                    [](const float* p, const float* d, int64_t r, int64_t c, float* o) {
-                      vit::AVX512::softmax_backward_rows(p, d, r, c, o);
-                    },
-                    [](const c10::BFloat16* p, const c10::BFloat16* d, int64_t r, int64_t c, c10::BFloat16* o) {
-                      vit::AVX512::softmax_backward_rows(p, d, r, c, o);
-                    }});
-  if (avx2)
-    sets.push_back({"avx2",
-                    [](float* s, int64_t r, int64_t c, float* p) { vit::AVX2::softmax_rows(s, r, c, p); },
-                    [](float* s, int64_t r, int64_t c, c10::BFloat16* p) { vit::AVX2::softmax_rows(s, r, c, p); },
-                    [](const float* p, const float* d, int64_t r, int64_t c, float* o) {
-                      vit::AVX2::softmax_backward_rows(p, d, r, c, o);
-                    },
-                    [](const c10::BFloat16* p, const c10::BFloat16* d, int64_t r, int64_t c, c10::BFloat16* o) {
-                      vit::AVX2::softmax_backward_rows(p, d, r, c, o);
-                    }});
+    sets.push_back(VIT_KERNEL_SET("avx512", AVX512));
+  if (avx2) sets.push_back(VIT_KERNEL_SET("avx2", AVX2));
   return sets;
 }
 

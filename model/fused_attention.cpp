@@ -137,7 +137,7 @@ SoftmaxIsa softmax_isa() {
   static const KernelIsa isa = kernel_isa_unless_off("VIT_FUSED_ELTWISE");
   return isa;
 }
-// P = softmax(S) row by row, S (rows, T) float scratch (overwritten), P in the input's type.
+// P = softmax(S) row by row, S (rows, T) float scratch (may be overwritten), P in the input's type.
 void softmax_forward(dt type, void* s, int64_t rows, int64_t T, void* p) {
   auto* sf = static_cast<float*>(s);
   if (type == dt::f32) VIT_KERNEL_CALL(softmax_isa(), softmax_rows, sf, rows, T, static_cast<float*>(p));

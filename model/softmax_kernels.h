@@ -17,7 +17,8 @@
 namespace vit {
 
 // softmax_rows: p[r, :] = softmax(s[r, :]) for `rows` rows of `cols` float scores, with the
-// row's maximum subtracted before exp; `s` is overwritten with exp(s - max) (scratch).
+// row's maximum subtracted before exp; `s` is scratch (rows longer than 4 vectors keep exp(s - max)
+// there between passes).
 // softmax_backward_rows: ds = p * (dp - sum(p * dp)) per row (the gradient of the scores from the
 // probabilities' gradient), the row sum in float.
 #define VIT_SOFTMAX_KERNELS                                                                         \

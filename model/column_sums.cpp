@@ -4,7 +4,6 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/sum.h>
 
-#include "kernel_switch.h"
 #ifdef VIT_HAVE_ELTWISE_KERNELS
 #include "column_sum_kernels.h"
 #include "kernel_isa.h"  // x86 only: __builtin_cpu_supports
@@ -12,20 +11,9 @@
 
 namespace vit {
 
-#ifdef VIT_HAVE_ELTWISE_KERNELS
-namespace {
-// The kernel set the CPU runs (kernel_isa.h); VIT_FUSED_ELTWISE=0 turns ours off, as it does the
-// GELU/dropout kernels built with them.
-KernelIsa chosen_isa() {
-  static const KernelIsa isa = kernel_isa_unless_off("VIT_FUSED_ELTWISE");
-  return isa;
-}
-}  // namespace
-#endif
-
 std::string column_sums_isa() {
 #ifdef VIT_HAVE_ELTWISE_KERNELS
-  return kernel_isa_name(chosen_isa(), !switched_on("VIT_FUSED_ELTWISE"), "off (VIT_FUSED_ELTWISE=0)");
+  return eltwise_kernel_isa_name();
 #else
   return "off (built without SLEEF's headers, libsleef-dev)";
 #endif
@@ -33,7 +21,8 @@ std::string column_sums_isa() {
 
 at::Tensor column_sums(const at::Tensor& x) {
 #ifdef VIT_HAVE_ELTWISE_KERNELS
-  const KernelIsa isa = chosen_isa();
+  // The element-wise family's set (kernel_isa.h): VIT_FUSED_ELTWISE=0 turns it off.
+  const KernelIsa isa = eltwise_kernel_isa();
   const auto type = x.scalar_type();
   if (isa == KernelIsa::None || x.dim() != 2 || !x.device().is_cpu() ||
       (type != at::kFloat && type != at::kBFloat16) || x.size(0) == 0)

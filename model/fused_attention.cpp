@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -128,33 +129,30 @@ void move_heads(const Shape& s, int64_t row, int64_t esize, const char* from, ch
     }
 }
 
-// Whose row softmax the kernels run: ours (softmax_kernels.h; oneDNN 2.6's primitive is slow on
-// short rows), unless VIT_FUSED_ELTWISE=0, the CPU has no AVX2, or the build has no element-wise
-// kernels: then oneDNN's primitives.
+// Whether the row softmax is ours (softmax_kernels.h, the element-wise family's set: oneDNN 2.6's
+// primitive is slow on short rows); not with VIT_FUSED_ELTWISE=0, on a CPU without AVX2, or in a
+// build without the element-wise kernels: then oneDNN's primitives.
 #ifdef VIT_HAVE_ELTWISE_KERNELS
-using SoftmaxIsa = KernelIsa;
-SoftmaxIsa softmax_isa() {
-  static const KernelIsa isa = kernel_isa_unless_off("VIT_FUSED_ELTWISE");
-  return isa;
-}
+bool own_softmax() { return eltwise_kernel_isa() != KernelIsa::None; }
 // P = softmax(S) row by row, S (rows, T) float scratch (may be overwritten), P in the input's type.
 void softmax_forward(dt type, void* s, int64_t rows, int64_t T, void* p) {
+  const KernelIsa isa = eltwise_kernel_isa();
   auto* sf = static_cast<float*>(s);
-  if (type == dt::f32) VIT_KERNEL_CALL(softmax_isa(), softmax_rows, sf, rows, T, static_cast<float*>(p));
-  else VIT_KERNEL_CALL(softmax_isa(), softmax_rows, sf, rows, T, static_cast<c10::BFloat16*>(p));
+  if (type == dt::f32) VIT_KERNEL_CALL(isa, softmax_rows, sf, rows, T, static_cast<float*>(p));
+  else VIT_KERNEL_CALL(isa, softmax_rows, sf, rows, T, static_cast<c10::BFloat16*>(p));
 }
 // dS = P * (dP - rowsum(P * dP)), all in the input's type.
 void softmax_backward(dt type, const void* p, const void* dp, int64_t rows, int64_t T, void* ds) {
+  const KernelIsa isa = eltwise_kernel_isa();
   if (type == dt::f32)
-    VIT_KERNEL_CALL(softmax_isa(), softmax_backward_rows, static_cast<const float*>(p),
-                    static_cast<const float*>(dp), rows, T, static_cast<float*>(ds));
+    VIT_KERNEL_CALL(isa, softmax_backward_rows, static_cast<const float*>(p), static_cast<const float*>(dp),
+                    rows, T, static_cast<float*>(ds));
   else
-    VIT_KERNEL_CALL(softmax_isa(), softmax_backward_rows, static_cast<const c10::BFloat16*>(p),
+    VIT_KERNEL_CALL(isa, softmax_backward_rows, static_cast<const c10::BFloat16*>(p),
                     static_cast<const c10::BFloat16*>(dp), rows, T, static_cast<c10::BFloat16*>(ds));
 }
 #else
-enum class SoftmaxIsa { None };
-SoftmaxIsa softmax_isa() { return SoftmaxIsa::None; }
+bool own_softmax() { return false; }
 void softmax_forward(dt, void*, int64_t, int64_t, void*) {}
 void softmax_backward(dt, const void*, const void*, int64_t, int64_t, void*) {}
 #endif
@@ -175,15 +173,17 @@ struct Kernels {
 Kernels make_kernels(const Shape& s, float scale, bool backward) {
   Kernels k;
   k.qk = make_matmul(dense(s), dense_t(s), scores(s, dt::f32), scale);
-  const bool onednn_softmax = softmax_isa() == SoftmaxIsa::None;
-  const auto fwd = softmax_fwd_pd(scores(s, dt::f32), scores(s, s.type));
-  if (onednn_softmax) k.softmax = SoftmaxFwd(fwd);
+  std::optional<SoftmaxFwd::primitive_desc> fwd;  // also the backward primitive's hint
+  if (!own_softmax()) {
+    fwd = softmax_fwd_pd(scores(s, dt::f32), scores(s, s.type));
+    k.softmax = SoftmaxFwd(*fwd);
+  }
   k.pv = make_matmul(scores(s, s.type), dense(s), dense(s));
   if (backward) {
     k.dv = make_matmul(scores_t(s, s.type), dense(s), dense(s));
     k.dp = make_matmul(dense(s), dense_t(s), scores(s, s.type));
-    if (onednn_softmax)
-      k.softmax_bwd = SoftmaxBwd(softmax_bwd_pd(scores(s, s.type), scores(s, s.type), scores(s, s.type), fwd));
+    if (fwd)
+      k.softmax_bwd = SoftmaxBwd(softmax_bwd_pd(scores(s, s.type), scores(s, s.type), scores(s, s.type), *fwd));
     k.dq = make_matmul(scores(s, s.type), dense(s), dense(s), scale);
     k.dk = make_matmul(scores_t(s, s.type), dense(s), dense(s), scale);
     k.has_backward = true;
@@ -288,7 +288,7 @@ at::Tensor attention_forward(const at::Tensor& qkv, int64_t H, float scale, cons
     const auto S = mem(scores(s, dt::f32), s_scratch.data_ptr()), P = mem(scores(s, type), p);
     run(k.qk, {{DNNL_ARG_SRC, mem(dense(s), qkv_dense[0])}, {DNNL_ARG_WEIGHTS, mem(dense_t(s), qkv_dense[1])},
                {DNNL_ARG_DST, S}});
-    if (softmax_isa() != SoftmaxIsa::None) {
+    if (own_softmax()) {
       thread_stream().wait();
       softmax_forward(type, s_scratch.data_ptr(), n * H * T, T, p);
     } else {
@@ -333,7 +333,7 @@ at::Tensor attention_backward(const at::Tensor& heads, const at::Tensor& probs, 
     // reads it row by row, which prefetches well, and leaves it in cache for dV's transposed
     // read (that read straight from memory took 26 us per image of keras-cifar, from cache 12).
     run(k.dp, {{DNNL_ARG_SRC, dO}, {DNNL_ARG_WEIGHTS, mem(dense_t(s), row_of(heads, 2) + at_chunk)}, {DNNL_ARG_DST, dP}});
-    if (softmax_isa() != SoftmaxIsa::None) {
+    if (own_softmax()) {
       thread_stream().wait();
       softmax_backward(type, p, dp_scratch.data_ptr(), n * H * T, T, ds_scratch.data_ptr());
     } else {
@@ -384,10 +384,8 @@ std::string fused_attention_declined() { return thread_state().declined; }
 
 std::string fused_attention_softmax() {
 #ifdef VIT_HAVE_ELTWISE_KERNELS
-  if (softmax_isa() != SoftmaxIsa::None)
-    return kernel_isa_name(softmax_isa(), false, "");
-  return switched_on("VIT_FUSED_ELTWISE") ? "oneDNN (no AVX2 on this CPU, or ATEN_CPU_CAPABILITY=default)"
-                                          : "oneDNN (VIT_FUSED_ELTWISE=0)";
+  if (own_softmax()) return eltwise_kernel_isa_name();
+  return std::string("oneDNN; ours: ") + eltwise_kernel_isa_name();
 #else
   return "oneDNN (built without the element-wise kernels: libsleef-dev)";
 #endif

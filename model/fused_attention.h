@@ -42,7 +42,7 @@ std::optional<at::Tensor> fused_attention(const at::Tensor& qkv, int64_t heads, 
 std::string fused_attention_declined();
 
 // Whose row softmax fused attention runs: "avx512" or "avx2" (ours, softmax_kernels.h), or
-// "oneDNN (why)".
+// "oneDNN..." saying why not ours.
 std::string fused_attention_softmax();
 
 // Whether this build can fuse attention at all (compiled with oneDNN and not switched off).

@@ -27,10 +27,7 @@ namespace {
 using Isa = KernelIsa;
 
 // The kernel set the CPU runs (kernel_isa.h); VIT_FUSED_ELTWISE=0 turns ours off.
-Isa isa() {
-  static const Isa chosen = kernel_isa_unless_off("VIT_FUSED_ELTWISE");
-  return chosen;
-}
+Isa isa() { return eltwise_kernel_isa(); }
 
 // Ranges of whole blocks, in parallel where the caller allows threads (data-parallel shards run
 // with one); each element's result is the same at any thread count.
@@ -177,7 +174,7 @@ struct GeluDropoutAddFunction : torch::autograd::Function<GeluDropoutAddFunction
 }  // namespace
 
 std::string gelu_dropout_isa() {
-  return kernel_isa_name(isa(), !switched_on("VIT_FUSED_ELTWISE"), "off (VIT_FUSED_ELTWISE=0)");
+  return eltwise_kernel_isa_name();
 }
 
 std::optional<at::Tensor> gelu_dropout(const at::Tensor& x_in, bool gelu, double p, const at::Tensor& residual) {

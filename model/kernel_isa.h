@@ -51,4 +51,14 @@ inline const char* kernel_isa_name(KernelIsa isa, bool switched_off, const char*
   return switched_off ? off_message : "off (no AVX2 on this CPU, or ATEN_CPU_CAPABILITY=default)";
 }
 
+// The element-wise family (GELU/dropout/residual, bias gradients' column sums, attention's
+// softmax), which VIT_FUSED_ELTWISE=0 turns off as one; and its name for logs and tests.
+inline KernelIsa eltwise_kernel_isa() {
+  static const KernelIsa isa = kernel_isa_unless_off("VIT_FUSED_ELTWISE");
+  return isa;
+}
+inline const char* eltwise_kernel_isa_name() {
+  return kernel_isa_name(eltwise_kernel_isa(), !switched_on("VIT_FUSED_ELTWISE"), "off (VIT_FUSED_ELTWISE=0)");
+}
+
 }  // namespace vit

@@ -17,6 +17,9 @@
 #include "onednn_common.h"
 #endif
 #ifdef VIT_HAVE_ELTWISE_KERNELS
+#include <ATen/Parallel.h>
+
+#include "attention_kernels.h"
 #include "kernel_isa.h"  // x86 only: __builtin_cpu_supports
 #include "softmax_kernels.h"
 #endif
@@ -37,6 +40,7 @@ bool fused_attention_enabled() {
 std::optional<at::Tensor> fused_attention(const at::Tensor&, int64_t, double) { return std::nullopt; }
 std::string fused_attention_declined() { return "built without oneDNN (libdnnl-dev)"; }
 std::string fused_attention_softmax() { return "none (built without oneDNN)"; }
+std::string fused_attention_kernels(int64_t, int64_t, at::ScalarType) { return "none (built without oneDNN)"; }
 
 #else
 
@@ -151,10 +155,49 @@ void softmax_backward(dt type, const void* p, const void* dp, int64_t rows, int6
     VIT_KERNEL_CALL(isa, softmax_backward_rows, static_cast<const c10::BFloat16*>(p),
                     static_cast<const c10::BFloat16*>(dp), rows, T, static_cast<c10::BFloat16*>(ds));
 }
+
+// Whether float heads of T tokens and hd features run on our register-blocked kernels
+// (attention_kernels.h: short sequences, small heads), with the element-wise family's switch.
+bool own_products(dt type, int64_t T, int64_t hd) {
+  const KernelIsa isa = eltwise_kernel_isa();
+  return type == dt::f32 && isa != KernelIsa::None && VIT_KERNEL_CALL(isa, small_attention_fits, T, hd);
+}
+// (image, head) pairs per task when a call runs on several threads (outside data-parallel
+// shards, e.g. evaluation): each pair is a microsecond or two.
+constexpr int64_t kPairsPerTask = 8;
+// The attention of qkv (B, T, 3D) on our kernels; probabilities into `probs` (B, H, T, T) when
+// it is defined.
+at::Tensor own_forward(const at::Tensor& qkv, int64_t H, float scale, const at::Tensor& probs) {
+  const int64_t B = qkv.size(0), T = qkv.size(1), D = qkv.size(2) / 3, hd = D / H;
+  auto out = at::empty({B, T, D}, qkv.options());
+  const KernelIsa isa = eltwise_kernel_isa();
+  const float* in = qkv.data_ptr<float>();
+  float* p = probs.defined() ? probs.data_ptr<float>() : nullptr;
+  float* o = out.data_ptr<float>();
+  at::parallel_for(0, B * H, kPairsPerTask, [&](int64_t bh0, int64_t bh1) {
+    VIT_KERNEL_CALL(isa, small_attention_forward, in, T, H, hd, scale, bh0, bh1, p, o);
+  });
+  return out;
+}
+at::Tensor own_backward(const at::Tensor& qkv, const at::Tensor& probs, const at::Tensor& grad_out, int64_t H,
+                        float scale) {
+  const int64_t B = qkv.size(0), T = qkv.size(1), D = qkv.size(2) / 3, hd = D / H;
+  auto grad = at::empty_like(qkv);
+  const KernelIsa isa = eltwise_kernel_isa();
+  const float *in = qkv.data_ptr<float>(), *p = probs.data_ptr<float>(), *go = grad_out.data_ptr<float>();
+  float* g = grad.data_ptr<float>();
+  at::parallel_for(0, B * H, kPairsPerTask, [&](int64_t bh0, int64_t bh1) {
+    VIT_KERNEL_CALL(isa, small_attention_backward, in, p, go, T, H, hd, scale, bh0, bh1, g);
+  });
+  return grad;
+}
 #else
 bool own_softmax() { return false; }
 void softmax_forward(dt, void*, int64_t, int64_t, void*) {}
 void softmax_backward(dt, const void*, const void*, int64_t, int64_t, void*) {}
+bool own_products(dt, int64_t, int64_t) { return false; }
+at::Tensor own_forward(const at::Tensor&, int64_t, float, const at::Tensor&) { return {}; }
+at::Tensor own_backward(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, float) { return {}; }
 #endif
 
 // The primitives for one shape. Forward (q, k, v gathered into dense per-head matrices first):
@@ -357,12 +400,21 @@ using torch::autograd::tensor_list;
 struct FusedAttentionFunction : torch::autograd::Function<FusedAttentionFunction> {
   // Saves the probabilities and q, k, v already gathered per head (the same size as qkv, which
   // is not kept): backward needs no gathering of its own.
+  // On our kernels (own_products) it saves qkv itself, which they read head by head in place.
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& qkv, int64_t heads, double scale) {
     const int64_t B = qkv.size(0), T = qkv.size(1), hd = qkv.size(2) / 3 / heads;
     auto probs = at::empty({B, heads, T, T}, qkv.options());
-    auto dense_heads = head_buffers(qkv, 3, B, heads, T, hd);
-    auto out = attention_forward(qkv, heads, float(scale), probs, dense_heads);
-    ctx->save_for_backward({dense_heads, probs});
+    const bool own = own_products(type_of(qkv), T, hd);
+    at::Tensor out;
+    if (own) {
+      out = own_forward(qkv, heads, float(scale), probs);
+      ctx->save_for_backward({qkv, probs});
+    } else {
+      auto dense_heads = head_buffers(qkv, 3, B, heads, T, hd);
+      out = attention_forward(qkv, heads, float(scale), probs, dense_heads);
+      ctx->save_for_backward({dense_heads, probs});
+    }
+    ctx->saved_data["own"] = own;
     ctx->saved_data["heads"] = heads;
     ctx->saved_data["scale"] = scale;
     return out;
@@ -370,17 +422,30 @@ struct FusedAttentionFunction : torch::autograd::Function<FusedAttentionFunction
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto& dense_heads = saved[0];
     const int64_t heads = ctx->saved_data["heads"].toInt();
     const float scale = float(ctx->saved_data["scale"].toDouble());
-    auto grad_out = grads[0].to(dense_heads.scalar_type()).contiguous();
-    return {attention_backward(dense_heads, saved[1], grad_out, heads, scale), at::Tensor(), at::Tensor()};
+    auto grad_out = grads[0].to(saved[0].scalar_type()).contiguous();
+    if (ctx->saved_data["own"].toBool())
+      return {own_backward(saved[0], saved[1], grad_out, heads, scale), at::Tensor(), at::Tensor()};
+    return {attention_backward(saved[0], saved[1], grad_out, heads, scale), at::Tensor(), at::Tensor()};
   }
 };
 
 }  // namespace
 
 std::string fused_attention_declined() { return thread_state().declined; }
+
+std::string fused_attention_kernels(int64_t tokens, int64_t head_dim, at::ScalarType type) {
+  if (!fused_attention_enabled()) return "none (VIT_FUSED_ATTENTION=0)";
+  if (type != at::kFloat && type != at::kBFloat16) return "none (only float and bfloat16)";
+#ifdef VIT_HAVE_ELTWISE_KERNELS
+  if (own_products(type == at::kFloat ? dt::f32 : dt::bf16, tokens, head_dim))
+    return std::string("ours (") + eltwise_kernel_isa_name() + ")";
+#else
+  (void)tokens, (void)head_dim;
+#endif
+  return "oneDNN's matmuls, softmax " + fused_attention_softmax();
+}
 
 std::string fused_attention_softmax() {
 #ifdef VIT_HAVE_ELTWISE_KERNELS
@@ -399,9 +464,11 @@ std::optional<at::Tensor> fused_attention(const at::Tensor& qkv_in, int64_t head
   if (B == 0 || T == 0 || heads <= 0 || D3 % (3 * heads) != 0) return std::nullopt;
   const bool backward = at::GradMode::is_enabled() && qkv_in.requires_grad();
   const int64_t hd = D3 / 3 / heads;
-  if (!kernels_ready(B, heads, T, hd, type_of(qkv_in), float(scale), backward)) return std::nullopt;
+  const bool own = own_products(type_of(qkv_in), T, hd);
+  if (!own && !kernels_ready(B, heads, T, hd, type_of(qkv_in), float(scale), backward)) return std::nullopt;
   const auto qkv = qkv_in.contiguous();
   if (backward) return FusedAttentionFunction::apply(qkv, heads, scale);
+  if (own) return own_forward(qkv, heads, float(scale), at::Tensor());
   return attention_forward(qkv, heads, float(scale), at::Tensor(), at::Tensor());
 }
 

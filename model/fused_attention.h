@@ -15,7 +15,10 @@
 // GEMM loop, slower than LibTorch's bf16 bmm for fmnist-small's 17 tokens.)
 //
 // The row softmax and its backward are ours (softmax_kernels.h) where the element-wise kernels
-// are built (x86-64 with libsleef-dev), oneDNN's primitives elsewhere.
+// are built (x86-64 with libsleef-dev), oneDNN's primitives elsewhere. Float heads of up to 4
+// vectors of tokens and features (fmnist-small's 17 x 32) skip all of the above: our
+// register-blocked kernels (attention_kernels.h) read q, k and v in place, keep each head's
+// scores in registers through the softmax and write the results into their columns.
 //
 // Numbers: float in, float math; bfloat16 in (under autocast), bfloat16 GEMMs with float
 // accumulation and float scores into the softmax, probabilities and gradients in bfloat16 as
@@ -40,6 +43,11 @@ std::optional<at::Tensor> fused_attention(const at::Tensor& qkv, int64_t heads, 
 // Why oneDNN could not make the kernels for the last shape this thread asked for ("" when it
 // never failed), for benches and tests to say why fused_attention declined.
 std::string fused_attention_declined();
+
+// Whose kernels fused attention runs for heads of `tokens` x `head_dim` in `type`: "ours (avx512)"
+// or "ours (avx2)" (attention_kernels.h: float, short sequences, small heads), else "oneDNN's
+// matmuls, softmax ..." (fused_attention_softmax()), or "none (...)" saying why neither.
+std::string fused_attention_kernels(int64_t tokens, int64_t head_dim, at::ScalarType type);
 
 // Whose row softmax fused attention runs: "avx512" or "avx2" (ours, softmax_kernels.h), or
 // "oneDNN..." saying why not ours.

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <limits>
 
+#include "vec_io.h"
 #include "vec_math.h"
 
 #if !defined(CPU_CAPABILITY_AVX2) && !defined(CPU_CAPABILITY_AVX512)
@@ -24,95 +25,6 @@ namespace vit {
 namespace CPU_CAPABILITY {
 
 namespace {
-
-using Vec = at::vec::Vectorized<float>;
-constexpr int64_t W = Vec::size();
-
-#if defined(CPU_CAPABILITY_AVX512)
-inline __mmask16 first(int64_t n) { return __mmask16((1u << n) - 1); }
-
-// n <= W elements; lanes past n are zero, and nothing past n is read or written.
-inline Vec load(const float* p, int64_t n) {
-  return n == W ? Vec(_mm512_loadu_ps(p)) : Vec(_mm512_maskz_loadu_ps(first(n), p));
-}
-inline Vec load(const c10::BFloat16* p, int64_t n) {
-  const __m256i h = n == W ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
-                           : _mm256_maskz_loadu_epi16(first(n), p);
-  return Vec(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
-}
-inline void store(float* p, int64_t n, const Vec& v) {
-  if (n == W) _mm512_storeu_ps(p, v);
-  else _mm512_mask_storeu_ps(p, first(n), v);
-}
-// Rounded to nearest even, NaN to the quiet NaN 0x7fc0: c10::BFloat16's conversion.
-inline void store(c10::BFloat16* p, int64_t n, const Vec& v) {
-  const __m512i bits = _mm512_castps_si512(v);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  __m512i hi = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
-  hi = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), hi, _mm512_set1_epi32(0x7fc0));
-  _mm256_mask_storeu_epi16(p, first(n), _mm512_cvtepi32_epi16(hi));
-}
-inline float lanes_sum(const Vec& v) { return _mm512_reduce_add_ps(v); }
-inline float lanes_max(const Vec& v) { return _mm512_reduce_max_ps(v); }
-#else
-inline __m256i first(int64_t n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-inline Vec load(const float* p, int64_t n) {
-  return n == W ? Vec(_mm256_loadu_ps(p)) : Vec(_mm256_maskload_ps(p, first(n)));
-}
-inline Vec load(const c10::BFloat16* p, int64_t n) {
-  __m128i h;
-  if (n == W) {
-    h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  } else {
-    alignas(16) uint16_t tmp[W] = {};
-    std::memcpy(tmp, p, size_t(n) * sizeof(uint16_t));
-    h = _mm_load_si128(reinterpret_cast<const __m128i*>(tmp));
-  }
-  return Vec(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
-}
-inline void store(float* p, int64_t n, const Vec& v) {
-  if (n == W) _mm256_storeu_ps(p, v);
-  else _mm256_maskstore_ps(p, first(n), v);
-}
-inline void store(c10::BFloat16* p, int64_t n, const Vec& v) {
-  const __m256i bits = _mm256_castps_si256(v);
-  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
-  __m256i hi = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
-  hi = _mm256_blendv_epi8(hi, _mm256_set1_epi32(0x7fc0), _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
-  const __m128i packed = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(hi, hi), 0xd8));
-  if (n == W) {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
-  } else {
-    alignas(16) uint16_t tmp[W];
-    _mm_store_si128(reinterpret_cast<__m128i*>(tmp), packed);
-    std::memcpy(p, tmp, size_t(n) * sizeof(uint16_t));
-  }
-}
-inline float lanes_sum(const Vec& v) {
-  const __m256 x = v;
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-inline float lanes_max(const Vec& v) {
-  const __m256 x = v;
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
-}
-#endif
-
-// The first n lanes of v, `fill` in the others.
-inline Vec keep_first(int64_t n, const Vec& fill, const Vec& v) {
-  if (n == W) return v;
-#if defined(CPU_CAPABILITY_AVX512)
-  return Vec(_mm512_mask_blend_ps(first(n), fill, v));
-#else
-  return Vec(_mm256_blendv_ps(fill, v, _mm256_castsi256_ps(first(n))));
-#endif
-}
 
 // Rows of at most NV vectors (cols in ((NV - 1) W, NV W]), R rows at a time: each row stays in
 // registers from its load to its store (nothing is written to `s`), and the R rows' reductions,

@@ -1,11 +1,13 @@
-// Loads and stores of two float vectors (2W elements) from float or bfloat16 memory, with a short
-// tail, for the per-instruction-set kernel files (gelu_dropout_kernels.cpp,
-// layer_norm_kernels.cpp). Include only from files built with CPU_CAPABILITY (model/CMakeLists.txt):
+// Loads and stores of float vectors from float or bfloat16 memory, two at a time (2W elements)
+// or one at a time with a masked tail, and horizontal sums and maxima, for the
+// per-instruction-set kernel files (gelu_dropout_kernels.cpp, layer_norm_kernels.cpp,
+// softmax_kernels.cpp, attention_kernels.cpp). Include only from files built with CPU_CAPABILITY (model/CMakeLists.txt):
 // the functions use that set's instructions, and their internal linkage keeps each set's copy to
 // its own object.
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
+#include <immintrin.h>
 #include <c10/util/BFloat16.h>
 
 #include <algorithm>
@@ -58,6 +60,96 @@ inline void store(float* p, int64_t n, const Vec& a, const Vec& b) {
 }
 inline void store(c10::BFloat16* p, int64_t n, const Vec& a, const Vec& b) {
   at::vec::convert_float_bfloat16(a, b).store(p, int(n));
+}
+
+// One vector of n <= W elements, masked (AVX-512 mask registers, AVX2 maskload/maskstore):
+// lanes past n are zero, and nothing past n is read or written. ATen's partial loads and
+// stores go through a zeroed stack buffer, which costs more than a row of 17 itself; a masked
+// store forwards nothing to a load after it.
+#if defined(CPU_CAPABILITY_AVX512)
+inline __mmask16 first(int64_t n) { return __mmask16((1u << n) - 1); }
+
+// n <= W elements; lanes past n are zero, and nothing past n is read or written.
+inline Vec load(const float* p, int64_t n) {
+  return n == W ? Vec(_mm512_loadu_ps(p)) : Vec(_mm512_maskz_loadu_ps(first(n), p));
+}
+inline Vec load(const c10::BFloat16* p, int64_t n) {
+  const __m256i h = n == W ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
+                           : _mm256_maskz_loadu_epi16(first(n), p);
+  return Vec(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+}
+inline void store(float* p, int64_t n, const Vec& v) {
+  if (n == W) _mm512_storeu_ps(p, v);
+  else _mm512_mask_storeu_ps(p, first(n), v);
+}
+// Rounded to nearest even, NaN to the quiet NaN 0x7fc0: c10::BFloat16's conversion.
+inline void store(c10::BFloat16* p, int64_t n, const Vec& v) {
+  const __m512i bits = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  __m512i hi = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  hi = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), hi, _mm512_set1_epi32(0x7fc0));
+  _mm256_mask_storeu_epi16(p, first(n), _mm512_cvtepi32_epi16(hi));
+}
+inline float lanes_sum(const Vec& v) { return _mm512_reduce_add_ps(v); }
+inline float lanes_max(const Vec& v) { return _mm512_reduce_max_ps(v); }
+#else
+inline __m256i first(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline Vec load(const float* p, int64_t n) {
+  return n == W ? Vec(_mm256_loadu_ps(p)) : Vec(_mm256_maskload_ps(p, first(n)));
+}
+inline Vec load(const c10::BFloat16* p, int64_t n) {
+  __m128i h;
+  if (n == W) {
+    h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  } else {
+    alignas(16) uint16_t tmp[W] = {};
+    std::memcpy(tmp, p, size_t(n) * sizeof(uint16_t));
+    h = _mm_load_si128(reinterpret_cast<const __m128i*>(tmp));
+  }
+  return Vec(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+}
+inline void store(float* p, int64_t n, const Vec& v) {
+  if (n == W) _mm256_storeu_ps(p, v);
+  else _mm256_maskstore_ps(p, first(n), v);
+}
+inline void store(c10::BFloat16* p, int64_t n, const Vec& v) {
+  const __m256i bits = _mm256_castps_si256(v);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+  __m256i hi = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+  hi = _mm256_blendv_epi8(hi, _mm256_set1_epi32(0x7fc0), _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+  const __m128i packed = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(hi, hi), 0xd8));
+  if (n == W) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
+  } else {
+    alignas(16) uint16_t tmp[W];
+    _mm_store_si128(reinterpret_cast<__m128i*>(tmp), packed);
+    std::memcpy(p, tmp, size_t(n) * sizeof(uint16_t));
+  }
+}
+inline float lanes_sum(const Vec& v) {
+  const __m256 x = v;
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+inline float lanes_max(const Vec& v) {
+  const __m256 x = v;
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+#endif
+
+// The first n lanes of v, `fill` in the others.
+inline Vec keep_first(int64_t n, const Vec& fill, const Vec& v) {
+  if (n == W) return v;
+#if defined(CPU_CAPABILITY_AVX512)
+  return Vec(_mm512_mask_blend_ps(first(n), fill, v));
+#else
+  return Vec(_mm256_blendv_ps(fill, v, _mm256_castsi256_ps(first(n))));
+#endif
 }
 
 }  // namespace

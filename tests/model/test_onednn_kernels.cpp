@@ -7,9 +7,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 #include <limits>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -38,7 +40,13 @@ struct Case {
 // Shapes: tiny; a batch that splits into several chunks plus a remainder (the kernel covers as
 // many images per call as fit ~512 KiB of float scores: 15 here, so 17 = 15 + 2); keras-cifar's
 // attention (145 tokens, 4 heads of 16); one image of ViT-B/16's (197 tokens, 12 heads of 64).
-const std::vector<Case> kCases = {{2, 5, 2, 8}, {17, 65, 2, 16}, {3, 145, 4, 16}, {1, 197, 12, 64}};
+// Then the float shapes our short-sequence kernels take (attention_kernels.h; on AVX-512 up to
+// 64 tokens and heads of 16-64 features, on AVX2 32 and 8-32): fmnist-small's 17 tokens of 32
+// (16 + a 1-token tail), one token, exactly one vector of tokens, 4 full vectors (AVX-512; AVX2
+// leaves it to oneDNN), and 33 tokens of 48 features (3 vectors each on AVX-512).
+const std::vector<Case> kCases = {{2, 5, 2, 8},   {17, 65, 2, 16}, {3, 145, 4, 16}, {1, 197, 12, 64},
+                                  {3, 17, 4, 32}, {2, 1, 2, 16},   {2, 16, 2, 16},  {4, 64, 2, 64},
+                                  {2, 33, 3, 48}};
 
 double max_rel_err(const torch::Tensor& got, const torch::Tensor& want) {
   const auto w = want.to(torch::kDouble);
@@ -128,6 +136,42 @@ TEST(FusedAttention, Bfloat16IsAsCloseAsATensBfloat16Path) {
   }
 }
 
+TEST(FusedAttention, ShortFloatHeadsRunOnOurKernels) {
+  // Our kernels and our row softmax share a switch (VIT_FUSED_ELTWISE) and a build condition;
+  // where the softmax is ours, fmnist-small's float heads must not fall back to oneDNN's
+  // matmuls (else the float tests above would check oneDNN's path only).
+  const std::string softmax = vit::fused_attention_softmax();
+  const std::string fmnist = vit::fused_attention_kernels(17, 32, torch::kFloat);
+  if (softmax.rfind("oneDNN", 0) == 0) {
+    EXPECT_EQ(fmnist.rfind("oneDNN", 0), 0u) << fmnist;
+    GTEST_SKIP() << "our kernels are off here: softmax " << softmax;
+  }
+  EXPECT_EQ(fmnist, "ours (" + softmax + ")");
+  EXPECT_EQ(vit::fused_attention_kernels(17, 32, torch::kBFloat16).rfind("oneDNN", 0), 0u)
+      << "bfloat16 stays on oneDNN (AMX where the CPU has it)";
+  EXPECT_EQ(vit::fused_attention_kernels(145, 16, torch::kFloat).rfind("oneDNN", 0), 0u)
+      << "keras-cifar's 145 tokens are longer than 4 vectors";
+  EXPECT_EQ(vit::fused_attention_kernels(17, 12, torch::kFloat).rfind("oneDNN", 0), 0u)
+      << "heads of 12 features are not whole vectors";
+}
+
+TEST(FusedAttention, ANaNStaysInItsOwnHeadAndImage) {
+  // fmnist-small's shape (our kernels where they run): a NaN in one query of image 1, head 0
+  // makes that token's output for head 0 NaN, and nothing in the other images or heads; its
+  // gradient reaches image 1 only.
+  const int64_t B = 3, T = 17, heads = 4, hd = 32, D = heads * hd;
+  torch::manual_seed(5);
+  auto qkv = torch::randn({B, T, 3 * D});
+  qkv[1][5][3] = std::numeric_limits<float>::quiet_NaN();  // q, head 0, token 5
+  const auto [out, grad] = fused_with_grad(qkv, heads, 1.0 / std::sqrt(double(hd)), torch::ones({B, T, D}));
+  ASSERT_TRUE(out.defined());
+  const auto nan = out.isnan();
+  EXPECT_TRUE(nan[1][5].slice(0, 0, hd).all().item<bool>()) << "the token's head-0 output";
+  EXPECT_EQ(nan.sum().item<int64_t>(), hd) << "only that token's head-0 output";
+  EXPECT_TRUE(grad[0].isfinite().all().item<bool>());
+  EXPECT_TRUE(grad[2].isfinite().all().item<bool>());
+}
+
 TEST(FusedAttention, ThreadsRuningAtOnceGetTheirOwnResults) {
   // Data-parallel shards call the kernel from several threads at once, each with its own cache
   // of kernels and its own stream.
@@ -171,8 +215,9 @@ TEST(FusedAttention, ModelGivesTheSameLogitsAndGradientsAsItsCompositePath) {
   // the composite ATen path: the same model must give the same logits and gradients both ways.
   torch::manual_seed(4);
   vit::ViTConfig c;
-  c.image_size = 24, c.patch_size = 4, c.in_channels = 3, c.num_classes = 7;
-  c.dim = 32, c.depth = 2, c.heads = 4, c.mlp_hidden = 64;
+  // 17 tokens and heads of 32 features, fmnist-small's: our kernels where they run.
+  c.image_size = 24, c.patch_size = 6, c.in_channels = 3, c.num_classes = 7;
+  c.dim = 64, c.depth = 2, c.heads = 2, c.mlp_hidden = 64;
   vit::VisionTransformer model(c);
   model->eval();  // no dropout, so both passes see identical networks
   const auto images = torch::randn({5, 3, 24, 24});

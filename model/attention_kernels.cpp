@@ -1,0 +1,271 @@
+// See attention_kernels.h. Built with CPU_CAPABILITY=AVX2 or AVX512 (and the matching -m flags);
+// nothing here may be called on a CPU without that instruction set.
+//
+// Every product is one register block at a time: R rows of the left operand, each a run of K
+// scalars broadcast one by one, times N vectors of a row of the right operand, accumulated in
+// R x N registers (kAccumulators of them, leaving room for the N right-hand vectors and a
+// broadcast). The right operand's rows are contiguous vectors: v or k rows straight from qkv, or
+// k/v transposed into a stack tile whose rows are the head's T tokens padded to whole vectors
+// with zeros. Per (image, head), forward: S = Q K^T row block by row block, scaled and softmaxed
+// in registers, P into a stack tile (and the probabilities' output), then O = P V. Backward: dP =
+// dO V^T, dS = scale * P (dP - rowsum(P dP)) into a stack tile, then dQ = dS K, dK = dS^T Q and
+// dV = P^T dO (the transposed left operands read with their strides swapped).
+#include "attention_kernels.h"
+
+#include <ATen/cpu/vec/vec.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <limits>
+#include <type_traits>
+
+#include "vec_io.h"
+#include "vec_math.h"
+
+#if !defined(CPU_CAPABILITY_AVX2) && !defined(CPU_CAPABILITY_AVX512)
+#error "attention_kernels.cpp is built per instruction set: CPU_CAPABILITY_AVX2 or CPU_CAPABILITY_AVX512"
+#endif
+
+namespace vit {
+namespace CPU_CAPABILITY {
+
+namespace {
+
+constexpr int64_t kMaxVectors = 4;
+constexpr int64_t kMaxLen = kMaxVectors * W;  // the most tokens, and the most features per head
+// Accumulator registers of one block: 16 of AVX-512's 32, 8 of AVX2's 16.
+constexpr int kAccumulators = W == 16 ? 16 : 8;
+
+template <int N>
+constexpr int rows_per_block() {
+  return std::max(1, std::min(4, kAccumulators / N));
+}
+
+// acc[r][n] = sum over d < K of a[r * ra + d * da] * b[d * bs + n * W].
+template <int R, int N>
+inline void block_product(const float* a, int64_t ra, int64_t da, int64_t K, const float* b, int64_t bs,
+                          Vec (&acc)[R][N]) {
+  for (int r = 0; r < R; ++r)
+    for (int n = 0; n < N; ++n) acc[r][n] = Vec(0.0f);
+  for (int64_t d = 0; d < K; ++d) {
+    Vec bv[N];
+    for (int n = 0; n < N; ++n) bv[n] = Vec::loadu(b + d * bs + n * W);
+    for (int r = 0; r < R; ++r) {
+      const Vec x(a[r * ra + d * da]);
+      for (int n = 0; n < N; ++n) acc[r][n] = at::vec::fmadd(x, bv[n], acc[r][n]);
+    }
+  }
+}
+
+// Rows i < rows of the product (row i of the left operand at a + i * ra), R at a time:
+// block(i0, acc, R) with acc[r] the vectors of row i0 + r, so that what follows the product works
+// on R independent rows and their latencies (horizontal sums, exp) overlap.
+template <int N, class Block>
+inline void product_blocks(int64_t rows, const float* a, int64_t ra, int64_t da, int64_t K, const float* b,
+                           int64_t bs, Block&& block) {
+  constexpr int R = rows_per_block<N>();
+  int64_t i = 0;
+  for (; i + R <= rows; i += R) {
+    Vec acc[R][N];
+    block_product<R, N>(a + i * ra, ra, da, K, b, bs, acc);
+    block(i, acc, std::integral_constant<int, R>());
+  }
+  for (; i < rows; ++i) {
+    Vec acc[1][N];
+    block_product<1, N>(a + i * ra, ra, da, K, b, bs, acc);
+    block(i, acc, std::integral_constant<int, 1>());
+  }
+}
+
+// out[i * os + :] = the product's row i, N vectors.
+template <int N>
+inline void product_into(int64_t rows, const float* a, int64_t ra, int64_t da, int64_t K, const float* b,
+                         int64_t bs, float* out, int64_t os) {
+  product_blocks<N>(rows, a, ra, da, K, b, bs, [&](int64_t i0, auto& acc, auto rows_in_block) {
+    for (int r = 0; r < decltype(rows_in_block)::value; ++r)
+      for (int n = 0; n < N; ++n) acc[r][n].store(out + (i0 + r) * os + n * W);
+  });
+}
+
+// v[0..W) = the W x W block's columns (v[c] lane r = the block's row r, column c), in place.
+inline void transpose_in_registers(Vec (&v)[W]) {
+#if defined(CPU_CAPABILITY_AVX512)
+  __m512 t[16], r[16];
+  for (int i = 0; i < 16; ++i) r[i] = v[i];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+  }
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j) {
+      t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0x88);
+      t[8 * i + j + 4] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0xdd);
+    }
+  for (int j = 0; j < 8; ++j) {
+    v[j] = Vec(_mm512_shuffle_f32x4(t[j], t[j + 8], 0x88));
+    v[j + 8] = Vec(_mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd));
+  }
+#else
+  __m256 t[8], r[8];
+  for (int i = 0; i < 8; ++i) r[i] = v[i];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {
+    r[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+    r[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+  }
+  for (int j = 0; j < 4; ++j) {
+    v[j] = Vec(_mm256_permute2f128_ps(r[j], r[j + 4], 0x20));
+    v[j + 4] = Vec(_mm256_permute2f128_ps(r[j], r[j + 4], 0x31));
+  }
+#endif
+}
+
+// tile[d * LT + j] = x[j * stride + d] for d < hd, j < T; zero for T <= j < LT. W x W blocks
+// transposed in registers; a block of only a few tokens (17 = 16 + 1) element by element.
+inline void transpose(const float* x, int64_t stride, int64_t T, int64_t hd, int64_t LT, float* tile) {
+  for (int64_t j0 = 0; j0 < T; j0 += W) {
+    const int64_t rows = std::min(W, T - j0);
+    if (rows * 4 <= W) {
+      for (int64_t d = 0; d < hd; ++d) Vec(0.0f).store(tile + d * LT + j0);
+      for (int64_t j = j0; j < j0 + rows; ++j)
+        for (int64_t d = 0; d < hd; ++d) tile[d * LT + j] = x[j * stride + d];
+      continue;
+    }
+    for (int64_t d0 = 0; d0 < hd; d0 += W) {
+      Vec v[W];
+      for (int64_t r = 0; r < W; ++r) v[r] = r < rows ? Vec::loadu(x + (j0 + r) * stride + d0) : Vec(0.0f);
+      transpose_in_registers(v);
+      for (int64_t c = 0; c < W; ++c) v[c].store(tile + (d0 + c) * LT + j0);
+    }
+  }
+}
+
+// f(std::integral_constant<int, n>) for n in 1..kMaxVectors.
+template <class F>
+inline void with_vectors(int64_t n, F&& f) {
+  switch (n) {
+    case 1: return f(std::integral_constant<int, 1>());
+    case 2: return f(std::integral_constant<int, 2>());
+    case 3: return f(std::integral_constant<int, 3>());
+    default: return f(std::integral_constant<int, 4>());
+  }
+}
+
+// P = softmax(scale * Q K^T) row by row into ptile (rows of LT, zero past T) and, when not null,
+// probs (rows of T). q: rows of hd at `stride`; kt: k transposed (hd rows of LT).
+template <int NT>
+inline void scores_softmax(const float* q, int64_t stride, int64_t T, int64_t hd, const float* kt,
+                           int64_t LT, float scale, float* ptile, float* probs) {
+  const Vec lowest(-std::numeric_limits<float>::infinity()), vscale(scale);
+  const int64_t tail = T - (NT - 1) * W;
+  product_blocks<NT>(T, q, stride, 1, hd, kt, LT, [&](int64_t i0, auto& s, auto rows_in_block) {
+    constexpr int R = decltype(rows_in_block)::value;
+    Vec row_max[R], sum[R];
+    for (int r = 0; r < R; ++r) {
+      for (int n = 0; n < NT; ++n) s[r][n] = s[r][n] * vscale;
+      s[r][NT - 1] = keep_first(tail, lowest, s[r][NT - 1]);
+      Vec m = s[r][0];
+      for (int n = 1; n < NT; ++n) m = vmax(m, s[r][n]);
+      row_max[r] = Vec(lanes_max(m));
+    }
+    for (int r = 0; r < R; ++r) {
+      sum[r] = Vec(0.0f);
+      for (int n = 0; n < NT; ++n) {
+        s[r][n] = exp_nonpositive(s[r][n] - row_max[r]);  // the -inf past the row's end gives 0
+        sum[r] = sum[r] + s[r][n];
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const Vec inv(1.0f / lanes_sum(sum[r]));
+      for (int n = 0; n < NT; ++n) {
+        s[r][n] = s[r][n] * inv;
+        s[r][n].store(ptile + (i0 + r) * LT + n * W);
+        if (probs) store(probs + (i0 + r) * T + n * W, n == NT - 1 ? tail : W, s[r][n]);
+      }
+    }
+  });
+}
+
+// dS = scale * P (dP - rowsum(P dP)) with dP = dO V^T, into dstile (rows of LT, zero past T).
+// go: dO, rows of hd at go_stride; p: P, rows of T; vt: v transposed (hd rows of LT).
+template <int NT>
+inline void score_gradients(const float* go, int64_t go_stride, const float* p, int64_t T, int64_t hd,
+                            const float* vt, int64_t LT, float scale, float* dstile) {
+  const Vec vscale(scale);
+  const int64_t tail = T - (NT - 1) * W;
+  product_blocks<NT>(T, go, go_stride, 1, hd, vt, LT, [&](int64_t i0, auto& dp, auto rows_in_block) {
+    constexpr int R = decltype(rows_in_block)::value;
+    Vec pv[R][NT], total[R];
+    for (int r = 0; r < R; ++r) {
+      Vec dot(0.0f);
+      for (int n = 0; n < NT; ++n) {
+        pv[r][n] = load(p + (i0 + r) * T + n * W, n == NT - 1 ? tail : W);  // zero past T
+        dot = at::vec::fmadd(pv[r][n], dp[r][n], dot);
+      }
+      total[r] = Vec(lanes_sum(dot));
+    }
+    for (int r = 0; r < R; ++r)
+      for (int n = 0; n < NT; ++n)
+        (pv[r][n] * (dp[r][n] - total[r]) * vscale).store(dstile + (i0 + r) * LT + n * W);
+  });
+}
+
+}  // namespace
+
+bool small_attention_fits(int64_t T, int64_t hd) {
+  return T >= 1 && T <= kMaxLen && hd >= W && hd <= kMaxLen && hd % W == 0;
+}
+
+void small_attention_forward(const float* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0,
+                             int64_t bh1, float* probs, float* out) {
+  const int64_t D = H * hd, stride = 3 * D, NT = (T + W - 1) / W, ND = hd / W, LT = NT * W;
+  alignas(64) float kt[kMaxLen * kMaxLen];
+  alignas(64) float ptile[kMaxLen * kMaxLen];
+  for (int64_t bh = bh0; bh < bh1; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    const float* q = qkv + b * T * stride + h * hd;
+    transpose(q + D, stride, T, hd, LT, kt);
+    float* p = probs ? probs + bh * T * T : nullptr;
+    with_vectors(NT, [&](auto nt) { scores_softmax<decltype(nt)::value>(q, stride, T, hd, kt, LT, scale, ptile, p); });
+    with_vectors(ND, [&](auto nd) {
+      product_into<decltype(nd)::value>(T, ptile, LT, 1, T, q + 2 * D, stride, out + b * T * D + h * hd, D);
+    });
+  }
+}
+
+void small_attention_backward(const float* qkv, const float* probs, const float* grad_out, int64_t T, int64_t H,
+                              int64_t hd, float scale, int64_t bh0, int64_t bh1, float* grad_qkv) {
+  const int64_t D = H * hd, stride = 3 * D, NT = (T + W - 1) / W, ND = hd / W, LT = NT * W;
+  alignas(64) float vt[kMaxLen * kMaxLen];
+  alignas(64) float dstile[kMaxLen * kMaxLen];
+  for (int64_t bh = bh0; bh < bh1; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    const float* q = qkv + b * T * stride + h * hd;
+    const float* k = q + D;
+    const float* go = grad_out + b * T * D + h * hd;
+    const float* p = probs + bh * T * T;
+    float* g = grad_qkv + b * T * stride + h * hd;
+    transpose(q + 2 * D, stride, T, hd, LT, vt);
+    with_vectors(NT, [&](auto nt) { score_gradients<decltype(nt)::value>(go, D, p, T, hd, vt, LT, scale, dstile); });
+    with_vectors(ND, [&](auto nd) {
+      constexpr int N = decltype(nd)::value;
+      product_into<N>(T, dstile, LT, 1, T, k, stride, g, stride);       // dQ = dS K
+      product_into<N>(T, dstile, 1, LT, T, q, stride, g + D, stride);   // dK = dS^T Q
+      product_into<N>(T, p, 1, T, T, go, D, g + 2 * D, stride);         // dV = P^T dO
+    });
+  }
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace vit

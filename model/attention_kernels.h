@@ -1,0 +1,43 @@
+// Float attention for short sequences and small heads, forward and backward, one (image, head)
+// at a time straight from the qkv projection's layout, for fused attention (fused_attention.cpp).
+// Compiled once per instruction set like softmax_kernels.h (model/CMakeLists.txt: built with AVX2
+// flags into vit::AVX2 and with AVX-512 flags into vit::AVX512).
+//
+// Why not oneDNN's batched matmuls: fmnist-small's heads are 17 tokens of 32 features. oneDNN
+// wants each head's q, k and v gathered into dense matrices first (a copy of qkv each way), runs
+// its five products per layer and step at ~45 GFLOP/s on 17x17 scores, and the softmax between
+// them is a separate pass. Here a head's scores stay in registers from Q K^T through the softmax,
+// k (or v, in backward) is transposed into a stack tile once, and every product is a register
+// block of rows x vectors over broadcast scalars; the results go straight to their columns.
+//
+// Numbers: float throughout (products accumulated in float, as oneDNN's; the order of the sums
+// differs from it and from ATen's).
+#pragma once
+
+#include <cstdint>
+
+namespace vit {
+
+// small_attention_fits: whether these kernels cover T tokens and heads of hd features: T of at
+// most 4 vectors (64 on AVX-512, 32 on AVX2) and hd a multiple of the vector width, at most 4
+// vectors.
+//
+// small_attention_forward: for the (image, head) pairs bh in [bh0, bh1) (bh = image * H + head)
+// of qkv (B, T, 3D: q, k, v as three D = H * hd column blocks, head h at columns h * hd of each),
+// out[b, :, h*hd : (h+1)*hd] = softmax(scale * q k^T) v, and the probabilities into probs
+// (B, H, T, T) when it is not null.
+//
+// small_attention_backward: the qkv gradient (B, T, 3D) of those pairs from qkv, the forward's
+// probs and the output's gradient grad_out (B, T, D).
+#define VIT_ATTENTION_KERNELS                                                                          \
+  bool small_attention_fits(int64_t T, int64_t hd);                                                   \
+  void small_attention_forward(const float* qkv, int64_t T, int64_t H, int64_t hd, float scale,        \
+                               int64_t bh0, int64_t bh1, float* probs, float* out);                   \
+  void small_attention_backward(const float* qkv, const float* probs, const float* grad_out, int64_t T, \
+                                int64_t H, int64_t hd, float scale, int64_t bh0, int64_t bh1,          \
+                                float* grad_qkv);
+
+namespace AVX2 { VIT_ATTENTION_KERNELS }
+namespace AVX512 { VIT_ATTENTION_KERNELS }
+
+}  // namespace vit

@@ -77,14 +77,24 @@ inline void product_blocks(int64_t rows, const float* a, int64_t ra, int64_t da,
   }
 }
 
-// out[i * os + :] = the product's row i, N vectors.
-template <int N>
+// out[i * os + :] = the product's row i, N vectors (rounded to bfloat16 for a bfloat16 out).
+template <int N, typename Out>
 inline void product_into(int64_t rows, const float* a, int64_t ra, int64_t da, int64_t K, const float* b,
-                         int64_t bs, float* out, int64_t os) {
+                         int64_t bs, Out* out, int64_t os) {
   product_blocks<N>(rows, a, ra, da, K, b, bs, [&](int64_t i0, auto& acc, auto rows_in_block) {
     for (int r = 0; r < decltype(rows_in_block)::value; ++r)
-      for (int n = 0; n < N; ++n) acc[r][n].store(out + (i0 + r) * os + n * W);
+      for (int n = 0; n < N; ++n) store(out + (i0 + r) * os + n * W, W, acc[r][n]);
   });
+}
+
+// A head's T rows of hd features (at `stride`) as float: float rows are used in place;
+// bfloat16 rows are converted into `tile` (rows of hd), and `stride` becomes hd.
+inline const float* as_float(const float* x, int64_t&, int64_t, int64_t, float*) { return x; }
+inline const float* as_float(const c10::BFloat16* x, int64_t& stride, int64_t T, int64_t hd, float* tile) {
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t c = 0; c < hd; c += W) load(x + t * stride + c, W).store(tile + t * hd + c);
+  stride = hd;
+  return tile;
 }
 
 // v[0..W) = the W x W block's columns (v[c] lane r = the block's row r, column c), in place.
@@ -221,6 +231,57 @@ inline void score_gradients(const float* go, int64_t go_stride, const float* p, 
   });
 }
 
+template <typename S>
+void forward(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0, int64_t bh1, float* probs,
+             S* out) {
+  const int64_t D = H * hd, NT = (T + W - 1) / W, ND = hd / W, LT = NT * W;
+  alignas(64) float kt[kMaxLen * kMaxLen];
+  alignas(64) float ptile[kMaxLen * kMaxLen];
+  alignas(64) float rows[3][kMaxLen * kMaxLen];  // q, k, v as float (bfloat16 input only)
+  for (int64_t bh = bh0; bh < bh1; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    const S* head = qkv + b * T * 3 * D + h * hd;
+    int64_t qs = 3 * D, ks = 3 * D, vs = 3 * D;  // row strides, hd once converted
+    const float* q = as_float(head, qs, T, hd, rows[0]);
+    const float* k = as_float(head + D, ks, T, hd, rows[1]);
+    const float* v = as_float(head + 2 * D, vs, T, hd, rows[2]);
+    transpose(k, ks, T, hd, LT, kt);
+    float* p = probs ? probs + bh * T * T : nullptr;
+    with_vectors(NT, [&](auto nt) { scores_softmax<decltype(nt)::value>(q, qs, T, hd, kt, LT, scale, ptile, p); });
+    with_vectors(ND, [&](auto nd) {
+      product_into<decltype(nd)::value>(T, ptile, LT, 1, T, v, vs, out + b * T * D + h * hd, D);
+    });
+  }
+}
+
+template <typename S>
+void backward(const S* qkv, const float* probs, const S* grad_out, int64_t T, int64_t H, int64_t hd, float scale,
+              int64_t bh0, int64_t bh1, S* grad_qkv) {
+  const int64_t D = H * hd, NT = (T + W - 1) / W, ND = hd / W, LT = NT * W;
+  alignas(64) float vt[kMaxLen * kMaxLen];
+  alignas(64) float dstile[kMaxLen * kMaxLen];
+  alignas(64) float rows[4][kMaxLen * kMaxLen];  // q, k, v, dO as float (bfloat16 input only)
+  for (int64_t bh = bh0; bh < bh1; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    const S* head = qkv + b * T * 3 * D + h * hd;
+    int64_t qs = 3 * D, ks = 3 * D, vs = 3 * D, gos = D;
+    const float* q = as_float(head, qs, T, hd, rows[0]);
+    const float* k = as_float(head + D, ks, T, hd, rows[1]);
+    const float* v = as_float(head + 2 * D, vs, T, hd, rows[2]);
+    const float* go = as_float(grad_out + b * T * D + h * hd, gos, T, hd, rows[3]);
+    const float* p = probs + bh * T * T;
+    S* g = grad_qkv + b * T * 3 * D + h * hd;
+    transpose(v, vs, T, hd, LT, vt);
+    with_vectors(NT, [&](auto nt) { score_gradients<decltype(nt)::value>(go, gos, p, T, hd, vt, LT, scale, dstile); });
+    with_vectors(ND, [&](auto nd) {
+      constexpr int N = decltype(nd)::value;
+      product_into<N>(T, dstile, LT, 1, T, k, ks, g, 3 * D);          // dQ = dS K
+      product_into<N>(T, dstile, 1, LT, T, q, qs, g + D, 3 * D);      // dK = dS^T Q
+      product_into<N>(T, p, 1, T, T, go, gos, g + 2 * D, 3 * D);      // dV = P^T dO
+    });
+  }
+}
+
 }  // namespace
 
 bool small_attention_fits(int64_t T, int64_t hd) {
@@ -229,42 +290,20 @@ bool small_attention_fits(int64_t T, int64_t hd) {
 
 void small_attention_forward(const float* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0,
                              int64_t bh1, float* probs, float* out) {
-  const int64_t D = H * hd, stride = 3 * D, NT = (T + W - 1) / W, ND = hd / W, LT = NT * W;
-  alignas(64) float kt[kMaxLen * kMaxLen];
-  alignas(64) float ptile[kMaxLen * kMaxLen];
-  for (int64_t bh = bh0; bh < bh1; ++bh) {
-    const int64_t b = bh / H, h = bh % H;
-    const float* q = qkv + b * T * stride + h * hd;
-    transpose(q + D, stride, T, hd, LT, kt);
-    float* p = probs ? probs + bh * T * T : nullptr;
-    with_vectors(NT, [&](auto nt) { scores_softmax<decltype(nt)::value>(q, stride, T, hd, kt, LT, scale, ptile, p); });
-    with_vectors(ND, [&](auto nd) {
-      product_into<decltype(nd)::value>(T, ptile, LT, 1, T, q + 2 * D, stride, out + b * T * D + h * hd, D);
-    });
-  }
+  forward(qkv, T, H, hd, scale, bh0, bh1, probs, out);
 }
-
+void small_attention_forward(const c10::BFloat16* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0,
+                             int64_t bh1, float* probs, c10::BFloat16* out) {
+  forward(qkv, T, H, hd, scale, bh0, bh1, probs, out);
+}
 void small_attention_backward(const float* qkv, const float* probs, const float* grad_out, int64_t T, int64_t H,
                               int64_t hd, float scale, int64_t bh0, int64_t bh1, float* grad_qkv) {
-  const int64_t D = H * hd, stride = 3 * D, NT = (T + W - 1) / W, ND = hd / W, LT = NT * W;
-  alignas(64) float vt[kMaxLen * kMaxLen];
-  alignas(64) float dstile[kMaxLen * kMaxLen];
-  for (int64_t bh = bh0; bh < bh1; ++bh) {
-    const int64_t b = bh / H, h = bh % H;
-    const float* q = qkv + b * T * stride + h * hd;
-    const float* k = q + D;
-    const float* go = grad_out + b * T * D + h * hd;
-    const float* p = probs + bh * T * T;
-    float* g = grad_qkv + b * T * stride + h * hd;
-    transpose(q + 2 * D, stride, T, hd, LT, vt);
-    with_vectors(NT, [&](auto nt) { score_gradients<decltype(nt)::value>(go, D, p, T, hd, vt, LT, scale, dstile); });
-    with_vectors(ND, [&](auto nd) {
-      constexpr int N = decltype(nd)::value;
-      product_into<N>(T, dstile, LT, 1, T, k, stride, g, stride);       // dQ = dS K
-      product_into<N>(T, dstile, 1, LT, T, q, stride, g + D, stride);   // dK = dS^T Q
-      product_into<N>(T, p, 1, T, T, go, D, g + 2 * D, stride);         // dV = P^T dO
-    });
-  }
+  backward(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv);
+}
+void small_attention_backward(const c10::BFloat16* qkv, const float* probs, const c10::BFloat16* grad_out,
+                              int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0, int64_t bh1,
+                              c10::BFloat16* grad_qkv) {
+  backward(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv);
 }
 
 }  // namespace CPU_CAPABILITY

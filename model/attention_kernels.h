@@ -10,9 +10,13 @@
 // k (or v, in backward) is transposed into a stack tile once, and every product is a register
 // block of rows x vectors over broadcast scalars; the results go straight to their columns.
 //
-// Numbers: float throughout (products accumulated in float, as oneDNN's; the order of the sums
-// differs from it and from ATen's).
+// Numbers: float arithmetic throughout, for float and bfloat16 heads (bfloat16 rows are converted
+// to float per head, results rounded to bfloat16 as they are stored; the probabilities are kept
+// in float either way). For bfloat16 that is more exact than oneDNN's and ATen's bf16 products;
+// for float the order of the sums differs from theirs.
 #pragma once
+
+#include <c10/util/BFloat16.h>
 
 #include <cstdint>
 
@@ -25,7 +29,7 @@ namespace vit {
 // small_attention_forward: for the (image, head) pairs bh in [bh0, bh1) (bh = image * H + head)
 // of qkv (B, T, 3D: q, k, v as three D = H * hd column blocks, head h at columns h * hd of each),
 // out[b, :, h*hd : (h+1)*hd] = softmax(scale * q k^T) v, and the probabilities into probs
-// (B, H, T, T) when it is not null.
+// (B, H, T, T, float) when it is not null.
 //
 // small_attention_backward: the qkv gradient (B, T, 3D) of those pairs from qkv, the forward's
 // probs and the output's gradient grad_out (B, T, D).
@@ -33,9 +37,14 @@ namespace vit {
   bool small_attention_fits(int64_t T, int64_t hd);                                                   \
   void small_attention_forward(const float* qkv, int64_t T, int64_t H, int64_t hd, float scale,        \
                                int64_t bh0, int64_t bh1, float* probs, float* out);                   \
+  void small_attention_forward(const c10::BFloat16* qkv, int64_t T, int64_t H, int64_t hd, float scale, \
+                               int64_t bh0, int64_t bh1, float* probs, c10::BFloat16* out);           \
   void small_attention_backward(const float* qkv, const float* probs, const float* grad_out, int64_t T, \
                                 int64_t H, int64_t hd, float scale, int64_t bh0, int64_t bh1,          \
-                                float* grad_qkv);
+                                float* grad_qkv);                                                     \
+  void small_attention_backward(const c10::BFloat16* qkv, const float* probs,                         \
+                                const c10::BFloat16* grad_out, int64_t T, int64_t H, int64_t hd,      \
+                                float scale, int64_t bh0, int64_t bh1, c10::BFloat16* grad_qkv);
 
 namespace AVX2 { VIT_ATTENTION_KERNELS }
 namespace AVX512 { VIT_ATTENTION_KERNELS }

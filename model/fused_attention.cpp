@@ -156,11 +156,17 @@ void softmax_backward(dt type, const void* p, const void* dp, int64_t rows, int6
                     static_cast<const c10::BFloat16*>(dp), rows, T, static_cast<c10::BFloat16*>(ds));
 }
 
-// Whether float heads of T tokens and hd features run on our register-blocked kernels
-// (attention_kernels.h: short sequences, small heads), with the element-wise family's switch.
+// Whether float or bfloat16 heads of T tokens and hd features run on our register-blocked
+// kernels (attention_kernels.h: short sequences, small heads), with the element-wise family's
+// switch.
 bool own_products(dt type, int64_t T, int64_t hd) {
   const KernelIsa isa = eltwise_kernel_isa();
-  return type == dt::f32 && isa != KernelIsa::None && VIT_KERNEL_CALL(isa, small_attention_fits, T, hd);
+  return (type == dt::f32 || type == dt::bf16) && isa != KernelIsa::None &&
+         VIT_KERNEL_CALL(isa, small_attention_fits, T, hd);
+}
+// The probabilities our kernels keep for backward: float for float and bfloat16 heads.
+at::Tensor own_probs(const at::Tensor& qkv, int64_t H) {
+  return at::empty({qkv.size(0), H, qkv.size(1), qkv.size(1)}, qkv.options().dtype(at::kFloat));
 }
 // (image, head) pairs per task when a call runs on several threads (outside data-parallel
 // shards, e.g. evaluation): each pair is a microsecond or two.
@@ -171,11 +177,14 @@ at::Tensor own_forward(const at::Tensor& qkv, int64_t H, float scale, const at::
   const int64_t B = qkv.size(0), T = qkv.size(1), D = qkv.size(2) / 3, hd = D / H;
   auto out = at::empty({B, T, D}, qkv.options());
   const KernelIsa isa = eltwise_kernel_isa();
-  const float* in = qkv.data_ptr<float>();
   float* p = probs.defined() ? probs.data_ptr<float>() : nullptr;
-  float* o = out.data_ptr<float>();
   at::parallel_for(0, B * H, kPairsPerTask, [&](int64_t bh0, int64_t bh1) {
-    VIT_KERNEL_CALL(isa, small_attention_forward, in, T, H, hd, scale, bh0, bh1, p, o);
+    if (qkv.scalar_type() == at::kFloat)
+      VIT_KERNEL_CALL(isa, small_attention_forward, qkv.data_ptr<float>(), T, H, hd, scale, bh0, bh1, p,
+                      out.data_ptr<float>());
+    else
+      VIT_KERNEL_CALL(isa, small_attention_forward, qkv.data_ptr<at::BFloat16>(), T, H, hd, scale, bh0, bh1, p,
+                      out.data_ptr<at::BFloat16>());
   });
   return out;
 }
@@ -184,10 +193,14 @@ at::Tensor own_backward(const at::Tensor& qkv, const at::Tensor& probs, const at
   const int64_t B = qkv.size(0), T = qkv.size(1), D = qkv.size(2) / 3, hd = D / H;
   auto grad = at::empty_like(qkv);
   const KernelIsa isa = eltwise_kernel_isa();
-  const float *in = qkv.data_ptr<float>(), *p = probs.data_ptr<float>(), *go = grad_out.data_ptr<float>();
-  float* g = grad.data_ptr<float>();
+  const float* p = probs.data_ptr<float>();
   at::parallel_for(0, B * H, kPairsPerTask, [&](int64_t bh0, int64_t bh1) {
-    VIT_KERNEL_CALL(isa, small_attention_backward, in, p, go, T, H, hd, scale, bh0, bh1, g);
+    if (qkv.scalar_type() == at::kFloat)
+      VIT_KERNEL_CALL(isa, small_attention_backward, qkv.data_ptr<float>(), p, grad_out.data_ptr<float>(), T, H,
+                      hd, scale, bh0, bh1, grad.data_ptr<float>());
+    else
+      VIT_KERNEL_CALL(isa, small_attention_backward, qkv.data_ptr<at::BFloat16>(), p,
+                      grad_out.data_ptr<at::BFloat16>(), T, H, hd, scale, bh0, bh1, grad.data_ptr<at::BFloat16>());
   });
   return grad;
 }
@@ -196,6 +209,7 @@ bool own_softmax() { return false; }
 void softmax_forward(dt, void*, int64_t, int64_t, void*) {}
 void softmax_backward(dt, const void*, const void*, int64_t, int64_t, void*) {}
 bool own_products(dt, int64_t, int64_t) { return false; }
+at::Tensor own_probs(const at::Tensor&, int64_t) { return {}; }
 at::Tensor own_forward(const at::Tensor&, int64_t, float, const at::Tensor&) { return {}; }
 at::Tensor own_backward(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, float) { return {}; }
 #endif
@@ -403,13 +417,14 @@ struct FusedAttentionFunction : torch::autograd::Function<FusedAttentionFunction
   // On our kernels (own_products) it saves qkv itself, which they read head by head in place.
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& qkv, int64_t heads, double scale) {
     const int64_t B = qkv.size(0), T = qkv.size(1), hd = qkv.size(2) / 3 / heads;
-    auto probs = at::empty({B, heads, T, T}, qkv.options());
     const bool own = own_products(type_of(qkv), T, hd);
     at::Tensor out;
     if (own) {
+      auto probs = own_probs(qkv, heads);
       out = own_forward(qkv, heads, float(scale), probs);
       ctx->save_for_backward({qkv, probs});
     } else {
+      auto probs = at::empty({B, heads, T, T}, qkv.options());
       auto dense_heads = head_buffers(qkv, 3, B, heads, T, hd);
       out = attention_forward(qkv, heads, float(scale), probs, dense_heads);
       ctx->save_for_backward({dense_heads, probs});

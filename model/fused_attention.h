@@ -15,14 +15,15 @@
 // GEMM loop, slower than LibTorch's bf16 bmm for fmnist-small's 17 tokens.)
 //
 // The row softmax and its backward are ours (softmax_kernels.h) where the element-wise kernels
-// are built (x86-64 with libsleef-dev), oneDNN's primitives elsewhere. Float heads of up to 4
-// vectors of tokens and features (fmnist-small's 17 x 32) skip all of the above: our
+// are built (x86-64 with libsleef-dev), oneDNN's primitives elsewhere. Heads of up to 4 vectors
+// of tokens and features (fmnist-small's 17 x 32), float or bfloat16, skip all of the above: our
 // register-blocked kernels (attention_kernels.h) read q, k and v in place, keep each head's
 // scores in registers through the softmax and write the results into their columns.
 //
 // Numbers: float in, float math; bfloat16 in (under autocast), bfloat16 GEMMs with float
 // accumulation and float scores into the softmax, probabilities and gradients in bfloat16 as
-// ATen's bf16 path keeps them. Tests: tests/model/test_onednn_kernels.cpp compares against the
+// ATen's bf16 path keeps them (on our short-head kernels: float arithmetic on the bfloat16 rows,
+// float probabilities, results rounded to bfloat16). Tests: tests/model/test_onednn_kernels.cpp compares against the
 // composite ATen expression, forward and gradients.
 #include <ATen/core/Tensor.h>
 
@@ -45,7 +46,7 @@ std::optional<at::Tensor> fused_attention(const at::Tensor& qkv, int64_t heads, 
 std::string fused_attention_declined();
 
 // Whose kernels fused attention runs for heads of `tokens` x `head_dim` in `type`: "ours (avx512)"
-// or "ours (avx2)" (attention_kernels.h: float, short sequences, small heads), else "oneDNN's
+// or "ours (avx2)" (attention_kernels.h: short sequences, small heads), else "oneDNN's
 // matmuls, softmax ..." (fused_attention_softmax()), or "none (...)" saying why neither.
 std::string fused_attention_kernels(int64_t tokens, int64_t head_dim, at::ScalarType type);
 

@@ -32,13 +32,15 @@ namespace CPU_CAPABILITY {
 namespace {
 
 constexpr int64_t kMaxVectors = 4;
-constexpr int64_t kMaxLen = kMaxVectors * W;  // the most tokens, and the most features per head
+constexpr int64_t kMaxLen = kMaxVectors * W;  // the most features per head; tokens kept in registers
+constexpr int64_t kMaxTokens = 256;           // the most tokens (longer rows: scores in a tile)
 // Accumulator registers of one block: 16 of AVX-512's 32, 8 of AVX2's 16.
 constexpr int kAccumulators = W == 16 ? 16 : 8;
 
+// Rows per block: 4 (8 for one-vector rows, so that enough independent sums hide the FMA's latency).
 template <int N>
 constexpr int rows_per_block() {
-  return std::max(1, std::min(4, kAccumulators / N));
+  return std::max(1, std::min(N == 1 ? 8 : 4, kAccumulators / N));
 }
 
 // acc[r][n] = sum over d < K of a[r * ra + d * da] * b[d * bs + n * W].
@@ -282,28 +284,149 @@ void backward(const S* qkv, const float* probs, const S* grad_out, int64_t T, in
   }
 }
 
+constexpr int64_t kRowsPerTile = 16;  // query rows per score tile in the long forward pass
+
+// tile[:, c0 : LT] (T rows of LT) = a (T rows of K at ra) times b (K rows of LT at bs, from column
+// 0), up to 4 vectors of columns at a time.
+inline void product_columns(int64_t T, const float* a, int64_t ra, int64_t K, const float* b, int64_t LT,
+                            float* tile) {
+  for (int64_t c0 = 0; c0 < LT; c0 += kMaxLen)
+    with_vectors(std::min(kMaxVectors, (LT - c0) / W),
+                 [&](auto nc) { product_into<decltype(nc)::value>(T, a, ra, 1, K, b + c0, LT, tile + c0, LT); });
+}
+
+// Long rows (T > kMaxLen) in place in `tile` (`rows` rows of LT): each row's scale * scores
+// softmaxed over its first T entries (the rest stay 0), into probs (rows of T) too when it is not
+// null.
+inline void softmax_tile(float* tile, int64_t rows, int64_t T, int64_t LT, float scale, float* probs) {
+  const Vec lowest(-std::numeric_limits<float>::infinity()), vscale(scale);
+  const int64_t last = LT - W, tail = T - last;
+  for (int64_t i = 0; i < rows; ++i) {
+    float* x = tile + i * LT;
+    Vec m0 = lowest, m1 = lowest;
+    for (int64_t c = 0; c < last; c += 2 * W) {
+      m0 = vmax(m0, Vec::loadu(x + c) * vscale);
+      if (c + W < last) m1 = vmax(m1, Vec::loadu(x + c + W) * vscale);
+    }
+    m0 = vmax(m0, keep_first(tail, lowest, Vec::loadu(x + last) * vscale));
+    const Vec row_max(lanes_max(vmax(m0, m1)));
+    Vec sum(0.0f);
+    for (int64_t c = 0; c <= last; c += W) {
+      Vec s = Vec::loadu(x + c) * vscale;
+      if (c == last) s = keep_first(tail, lowest, s);
+      const Vec e = exp_nonpositive(s - row_max);  // the -inf past the row's end gives 0
+      sum = sum + e;
+      e.store(x + c);
+    }
+    const Vec inv(1.0f / lanes_sum(sum));
+    for (int64_t c = 0; c <= last; c += W) {
+      const Vec pv = Vec::loadu(x + c) * inv;
+      pv.store(x + c);
+      if (probs) store(probs + i * T + c, c == last ? tail : W, pv);
+    }
+  }
+}
+
+template <typename S>
+void forward_long(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0, int64_t bh1,
+                  float* probs, S* out, float* scratch) {
+  const int64_t D = H * hd, ND = hd / W, LT = (T + W - 1) / W * W;
+  float* kt = scratch;
+  float* tile = kt + hd * LT;
+  float* rows[3] = {tile + T * LT, tile + T * LT + T * hd, tile + T * LT + 2 * T * hd};  // bfloat16 input only
+  for (int64_t bh = bh0; bh < bh1; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    const S* head = qkv + b * T * 3 * D + h * hd;
+    int64_t qs = 3 * D, ks = 3 * D, vs = 3 * D;
+    const float* q = as_float(head, qs, T, hd, rows[0]);
+    const float* k = as_float(head + D, ks, T, hd, rows[1]);
+    const float* v = as_float(head + 2 * D, vs, T, hd, rows[2]);
+    transpose(k, ks, T, hd, LT, kt);
+    // kRowsPerTile rows of queries at a time, so that their scores stay in L1 from Q K^T
+    // through the softmax to P V.
+    for (int64_t i0 = 0; i0 < T; i0 += kRowsPerTile) {
+      const int64_t n = std::min(kRowsPerTile, T - i0);
+      product_columns(n, q + i0 * qs, qs, hd, kt, LT, tile);  // Q K^T
+      softmax_tile(tile, n, T, LT, scale, probs ? probs + (bh * T + i0) * T : nullptr);
+      with_vectors(ND, [&](auto nd) {
+        product_into<decltype(nd)::value>(n, tile, LT, 1, T, v, vs, out + (b * T + i0) * D + h * hd, D);
+      });
+    }
+  }
+}
+
+template <typename S>
+void backward_long(const S* qkv, const float* probs, const S* grad_out, int64_t T, int64_t H, int64_t hd,
+                   float scale, int64_t bh0, int64_t bh1, S* grad_qkv, float* scratch) {
+  const int64_t D = H * hd, ND = hd / W, LT = (T + W - 1) / W * W, last = LT - W, tail = T - last;
+  float* vt = scratch;
+  float* tile = vt + hd * LT;
+  float* rows[4];  // q, k, v, dO as float (bfloat16 input only)
+  for (int i = 0; i < 4; ++i) rows[i] = tile + T * LT + i * T * hd;
+  const Vec vscale(scale);
+  for (int64_t bh = bh0; bh < bh1; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    const S* head = qkv + b * T * 3 * D + h * hd;
+    int64_t qs = 3 * D, ks = 3 * D, vs = 3 * D, gos = D;
+    const float* q = as_float(head, qs, T, hd, rows[0]);
+    const float* k = as_float(head + D, ks, T, hd, rows[1]);
+    const float* v = as_float(head + 2 * D, vs, T, hd, rows[2]);
+    const float* go = as_float(grad_out + b * T * D + h * hd, gos, T, hd, rows[3]);
+    const float* p = probs + bh * T * T;
+    S* g = grad_qkv + b * T * 3 * D + h * hd;
+    transpose(v, vs, T, hd, LT, vt);
+    product_columns(T, go, gos, hd, vt, LT, tile);  // dP = dO V^T
+    for (int64_t i = 0; i < T; ++i) {  // dS = scale * P (dP - rowsum(P dP)), in place
+      float* x = tile + i * LT;
+      const float* pr = p + i * T;
+      Vec dot(0.0f);
+      for (int64_t c = 0; c <= last; c += W)
+        dot = at::vec::fmadd(load(pr + c, c == last ? tail : W), Vec::loadu(x + c), dot);
+      const Vec total(lanes_sum(dot));
+      for (int64_t c = 0; c <= last; c += W)
+        (load(pr + c, c == last ? tail : W) * (Vec::loadu(x + c) - total) * vscale).store(x + c);
+    }
+    with_vectors(ND, [&](auto nd) {
+      constexpr int N = decltype(nd)::value;
+      product_into<N>(T, tile, LT, 1, T, k, ks, g, 3 * D);          // dQ = dS K
+      product_into<N>(T, tile, 1, LT, T, q, qs, g + D, 3 * D);      // dK = dS^T Q
+      product_into<N>(T, p, 1, T, T, go, gos, g + 2 * D, 3 * D);    // dV = P^T dO
+    });
+  }
+}
+
 }  // namespace
 
 bool small_attention_fits(int64_t T, int64_t hd) {
-  return T >= 1 && T <= kMaxLen && hd >= W && hd <= kMaxLen && hd % W == 0;
+  return T >= 1 && T <= kMaxTokens && hd >= W && hd <= kMaxLen && hd % W == 0;
+}
+
+int64_t small_attention_scratch(int64_t T, int64_t hd) {
+  if (T <= kMaxLen) return 0;  // the register path's tiles are on the stack
+  const int64_t LT = (T + W - 1) / W * W;
+  return hd * LT + T * LT + 4 * T * hd;  // k or v transposed, the scores, q/k/v/dO as float
 }
 
 void small_attention_forward(const float* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0,
-                             int64_t bh1, float* probs, float* out) {
-  forward(qkv, T, H, hd, scale, bh0, bh1, probs, out);
+                             int64_t bh1, float* probs, float* out, float* scratch) {
+  if (T <= kMaxLen) forward(qkv, T, H, hd, scale, bh0, bh1, probs, out);
+  else forward_long(qkv, T, H, hd, scale, bh0, bh1, probs, out, scratch);
 }
 void small_attention_forward(const c10::BFloat16* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0,
-                             int64_t bh1, float* probs, c10::BFloat16* out) {
-  forward(qkv, T, H, hd, scale, bh0, bh1, probs, out);
+                             int64_t bh1, float* probs, c10::BFloat16* out, float* scratch) {
+  if (T <= kMaxLen) forward(qkv, T, H, hd, scale, bh0, bh1, probs, out);
+  else forward_long(qkv, T, H, hd, scale, bh0, bh1, probs, out, scratch);
 }
 void small_attention_backward(const float* qkv, const float* probs, const float* grad_out, int64_t T, int64_t H,
-                              int64_t hd, float scale, int64_t bh0, int64_t bh1, float* grad_qkv) {
-  backward(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv);
+                              int64_t hd, float scale, int64_t bh0, int64_t bh1, float* grad_qkv, float* scratch) {
+  if (T <= kMaxLen) backward(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv);
+  else backward_long(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, scratch);
 }
 void small_attention_backward(const c10::BFloat16* qkv, const float* probs, const c10::BFloat16* grad_out,
                               int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0, int64_t bh1,
-                              c10::BFloat16* grad_qkv) {
-  backward(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv);
+                              c10::BFloat16* grad_qkv, float* scratch) {
+  if (T <= kMaxLen) backward(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv);
+  else backward_long(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, scratch);
 }
 
 }  // namespace CPU_CAPABILITY

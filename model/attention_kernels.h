@@ -1,14 +1,17 @@
-// Float attention for short sequences and small heads, forward and backward, one (image, head)
-// at a time straight from the qkv projection's layout, for fused attention (fused_attention.cpp).
-// Compiled once per instruction set like softmax_kernels.h (model/CMakeLists.txt: built with AVX2
-// flags into vit::AVX2 and with AVX-512 flags into vit::AVX512).
+// Attention for small heads, forward and backward, one (image, head) at a time straight from the
+// qkv projection's layout, for fused attention (fused_attention.cpp). Compiled once per
+// instruction set like softmax_kernels.h (model/CMakeLists.txt: built with AVX2 flags into
+// vit::AVX2 and with AVX-512 flags into vit::AVX512).
 //
-// Why not oneDNN's batched matmuls: fmnist-small's heads are 17 tokens of 32 features. oneDNN
-// wants each head's q, k and v gathered into dense matrices first (a copy of qkv each way), runs
-// its five products per layer and step at ~45 GFLOP/s on 17x17 scores, and the softmax between
-// them is a separate pass. Here a head's scores stay in registers from Q K^T through the softmax,
-// k (or v, in backward) is transposed into a stack tile once, and every product is a register
-// block of rows x vectors over broadcast scalars; the results go straight to their columns.
+// Why not oneDNN's batched matmuls: fmnist-small's heads are 17 tokens of 32 features,
+// keras-cifar's 145 of 16. oneDNN wants each head's q, k and v gathered into dense matrices first
+// (a copy of qkv each way), runs its five products per layer and step at ~45 GFLOP/s on 17x17
+// scores, and the softmax between them is a separate pass. Here k (or v, in backward) is
+// transposed into a tile once per head, every product is a register block of rows x vectors over
+// broadcast scalars, and the results go straight to their columns. Up to 4 vectors of tokens a
+// head's scores stay in registers from Q K^T through the softmax; longer rows (up to 256 tokens)
+// go through a tile of 16 query rows at a time forward, a tile of the whole head's score
+// gradients backward.
 //
 // Numbers: float arithmetic throughout, for float and bfloat16 heads (bfloat16 rows are converted
 // to float per head, results rounded to bfloat16 as they are stored; the probabilities are kept
@@ -22,9 +25,13 @@
 
 namespace vit {
 
-// small_attention_fits: whether these kernels cover T tokens and heads of hd features: T of at
-// most 4 vectors (64 on AVX-512, 32 on AVX2) and hd a multiple of the vector width, at most 4
-// vectors.
+// small_attention_fits: whether these kernels cover T tokens and heads of hd features: 1-256
+// tokens, and hd a multiple of the vector width, at most 4 vectors (16-64 on AVX-512, 8-32 on
+// AVX2).
+//
+// small_attention_scratch: the floats of scratch each call needs for such heads (0 up to 4
+// vectors of tokens). The caller owns it (no allocation in these objects: a std::vector's code
+// instantiated here with AVX flags could be the copy the linker keeps for everyone).
 //
 // small_attention_forward: for the (image, head) pairs bh in [bh0, bh1) (bh = image * H + head)
 // of qkv (B, T, 3D: q, k, v as three D = H * hd column blocks, head h at columns h * hd of each),
@@ -35,16 +42,19 @@ namespace vit {
 // probs and the output's gradient grad_out (B, T, D).
 #define VIT_ATTENTION_KERNELS                                                                          \
   bool small_attention_fits(int64_t T, int64_t hd);                                                   \
+  int64_t small_attention_scratch(int64_t T, int64_t hd);                                             \
   void small_attention_forward(const float* qkv, int64_t T, int64_t H, int64_t hd, float scale,        \
-                               int64_t bh0, int64_t bh1, float* probs, float* out);                   \
+                               int64_t bh0, int64_t bh1, float* probs, float* out, float* scratch);   \
   void small_attention_forward(const c10::BFloat16* qkv, int64_t T, int64_t H, int64_t hd, float scale, \
-                               int64_t bh0, int64_t bh1, float* probs, c10::BFloat16* out);           \
+                               int64_t bh0, int64_t bh1, float* probs, c10::BFloat16* out,            \
+                               float* scratch);                                                       \
   void small_attention_backward(const float* qkv, const float* probs, const float* grad_out, int64_t T, \
                                 int64_t H, int64_t hd, float scale, int64_t bh0, int64_t bh1,          \
-                                float* grad_qkv);                                                     \
+                                float* grad_qkv, float* scratch);                                     \
   void small_attention_backward(const c10::BFloat16* qkv, const float* probs,                         \
                                 const c10::BFloat16* grad_out, int64_t T, int64_t H, int64_t hd,      \
-                                float scale, int64_t bh0, int64_t bh1, c10::BFloat16* grad_qkv);
+                                float scale, int64_t bh0, int64_t bh1, c10::BFloat16* grad_qkv,       \
+                                float* scratch);
 
 namespace AVX2 { VIT_ATTENTION_KERNELS }
 namespace AVX512 { VIT_ATTENTION_KERNELS }

@@ -12,6 +12,7 @@
 #include <tuple>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #ifdef VIT_HAVE_ONEDNN
 #include "onednn_common.h"
@@ -178,13 +179,15 @@ at::Tensor own_forward(const at::Tensor& qkv, int64_t H, float scale, const at::
   auto out = at::empty({B, T, D}, qkv.options());
   const KernelIsa isa = eltwise_kernel_isa();
   float* p = probs.defined() ? probs.data_ptr<float>() : nullptr;
+  const int64_t scratch_size = VIT_KERNEL_CALL(isa, small_attention_scratch, T, hd);
   at::parallel_for(0, B * H, kPairsPerTask, [&](int64_t bh0, int64_t bh1) {
+    std::vector<float> scratch(static_cast<size_t>(scratch_size));
     if (qkv.scalar_type() == at::kFloat)
       VIT_KERNEL_CALL(isa, small_attention_forward, qkv.data_ptr<float>(), T, H, hd, scale, bh0, bh1, p,
-                      out.data_ptr<float>());
+                      out.data_ptr<float>(), scratch.data());
     else
       VIT_KERNEL_CALL(isa, small_attention_forward, qkv.data_ptr<at::BFloat16>(), T, H, hd, scale, bh0, bh1, p,
-                      out.data_ptr<at::BFloat16>());
+                      out.data_ptr<at::BFloat16>(), scratch.data());
   });
   return out;
 }
@@ -194,13 +197,16 @@ at::Tensor own_backward(const at::Tensor& qkv, const at::Tensor& probs, const at
   auto grad = at::empty_like(qkv);
   const KernelIsa isa = eltwise_kernel_isa();
   const float* p = probs.data_ptr<float>();
+  const int64_t scratch_size = VIT_KERNEL_CALL(isa, small_attention_scratch, T, hd);
   at::parallel_for(0, B * H, kPairsPerTask, [&](int64_t bh0, int64_t bh1) {
+    std::vector<float> scratch(static_cast<size_t>(scratch_size));
     if (qkv.scalar_type() == at::kFloat)
       VIT_KERNEL_CALL(isa, small_attention_backward, qkv.data_ptr<float>(), p, grad_out.data_ptr<float>(), T, H,
-                      hd, scale, bh0, bh1, grad.data_ptr<float>());
+                      hd, scale, bh0, bh1, grad.data_ptr<float>(), scratch.data());
     else
       VIT_KERNEL_CALL(isa, small_attention_backward, qkv.data_ptr<at::BFloat16>(), p,
-                      grad_out.data_ptr<at::BFloat16>(), T, H, hd, scale, bh0, bh1, grad.data_ptr<at::BFloat16>());
+                      grad_out.data_ptr<at::BFloat16>(), T, H, hd, scale, bh0, bh1, grad.data_ptr<at::BFloat16>(),
+                      scratch.data());
   });
   return grad;
 }

@@ -99,21 +99,36 @@ inline const float* as_float(const c10::BFloat16* x, int64_t& stride, int64_t T,
   return tile;
 }
 
-// v[0..W) = the W x W block's columns (v[c] lane r = the block's row r, column c), in place.
-inline void transpose_in_registers(Vec (&v)[W]) {
 #if defined(CPU_CAPABILITY_AVX512)
-  __m512 t[16], r[16];
-  for (int i = 0; i < 16; ++i) r[i] = v[i];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+using Reg = __m512;
+inline Reg unpack_lo(Reg a, Reg b) { return _mm512_unpacklo_ps(a, b); }
+inline Reg unpack_hi(Reg a, Reg b) { return _mm512_unpackhi_ps(a, b); }
+template <int imm>
+inline Reg shuffle(Reg a, Reg b) { return _mm512_shuffle_ps(a, b, imm); }
+#else
+using Reg = __m256;
+inline Reg unpack_lo(Reg a, Reg b) { return _mm256_unpacklo_ps(a, b); }
+inline Reg unpack_hi(Reg a, Reg b) { return _mm256_unpackhi_ps(a, b); }
+template <int imm>
+inline Reg shuffle(Reg a, Reg b) { return _mm256_shuffle_ps(a, b, imm); }
+#endif
+
+// v[0..W) = the W x W block's columns (v[c] lane r = the block's row r, column c), in place: the
+// classic transpose, 4x4 within each 128-bit lane (unpack, shuffle), then the lanes themselves.
+inline void transpose_in_registers(Vec (&v)[W]) {
+  Reg t[W], r[W];
+  for (int i = 0; i < W; ++i) r[i] = v[i];
+  for (int i = 0; i < W / 2; ++i) {
+    t[2 * i] = unpack_lo(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = unpack_hi(r[2 * i], r[2 * i + 1]);
   }
-  for (int i = 0; i < 4; ++i) {
-    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
-    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+  for (int i = 0; i < W / 4; ++i) {
+    r[4 * i] = shuffle<0x44>(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 1] = shuffle<0xee>(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 2] = shuffle<0x44>(t[4 * i + 1], t[4 * i + 3]);
+    r[4 * i + 3] = shuffle<0xee>(t[4 * i + 1], t[4 * i + 3]);
   }
+#if defined(CPU_CAPABILITY_AVX512)
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 4; ++j) {
       t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0x88);
@@ -124,18 +139,6 @@ inline void transpose_in_registers(Vec (&v)[W]) {
     v[j + 8] = Vec(_mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd));
   }
 #else
-  __m256 t[8], r[8];
-  for (int i = 0; i < 8; ++i) r[i] = v[i];
-  for (int i = 0; i < 4; ++i) {
-    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 2; ++i) {
-    r[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    r[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
-    r[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    r[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
-  }
   for (int j = 0; j < 4; ++j) {
     v[j] = Vec(_mm256_permute2f128_ps(r[j], r[j + 4], 0x20));
     v[j + 4] = Vec(_mm256_permute2f128_ps(r[j], r[j + 4], 0x31));
@@ -233,6 +236,42 @@ inline void score_gradients(const float* go, int64_t go_stride, const float* p, 
   });
 }
 
+// One (image, head)'s rows as float: q, k, v and, in backward, dO (x[0..3]), each with its row
+// stride; bfloat16 rows converted into tiles[i] (rows of hd).
+struct HeadRows {
+  const float* x[4];
+  int64_t stride[4];
+};
+template <typename S>
+inline HeadRows head_rows(const S* qkv, const S* grad_out, int64_t bh, int64_t T, int64_t H, int64_t hd,
+                          float* const* tiles) {
+  const int64_t D = H * hd, b = bh / H, h = bh % H;
+  const S* head = qkv + b * T * 3 * D + h * hd;
+  HeadRows r{};
+  for (int i = 0; i < 3; ++i) {
+    r.stride[i] = 3 * D;
+    r.x[i] = as_float(head + i * D, r.stride[i], T, hd, tiles[i]);
+  }
+  if (grad_out) {
+    r.stride[3] = D;
+    r.x[3] = as_float(grad_out + b * T * D + h * hd, r.stride[3], T, hd, tiles[3]);
+  }
+  return r;
+}
+
+// From dS (T rows of LT: scale and softmax's backward applied) and P (rows of T): dQ = dS K,
+// dK = dS^T Q, dV = P^T dO into the head's columns of the qkv gradient g (rows of 3D).
+template <typename S>
+inline void qkv_gradients(const HeadRows& r, const float* ds, int64_t LT, const float* p, int64_t T, int64_t hd,
+                          int64_t D, S* g) {
+  with_vectors(hd / W, [&](auto nd) {
+    constexpr int N = decltype(nd)::value;
+    product_into<N>(T, ds, LT, 1, T, r.x[1], r.stride[1], g, 3 * D);       // dQ = dS K
+    product_into<N>(T, ds, 1, LT, T, r.x[0], r.stride[0], g + D, 3 * D);   // dK = dS^T Q
+    product_into<N>(T, p, 1, T, T, r.x[3], r.stride[3], g + 2 * D, 3 * D);  // dV = P^T dO
+  });
+}
+
 template <typename S>
 void forward(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0, int64_t bh1, float* probs,
              S* out) {
@@ -240,47 +279,35 @@ void forward(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_
   alignas(64) float kt[kMaxLen * kMaxLen];
   alignas(64) float ptile[kMaxLen * kMaxLen];
   alignas(64) float rows[3][kMaxLen * kMaxLen];  // q, k, v as float (bfloat16 input only)
+  float* const tiles[3] = {rows[0], rows[1], rows[2]};
   for (int64_t bh = bh0; bh < bh1; ++bh) {
-    const int64_t b = bh / H, h = bh % H;
-    const S* head = qkv + b * T * 3 * D + h * hd;
-    int64_t qs = 3 * D, ks = 3 * D, vs = 3 * D;  // row strides, hd once converted
-    const float* q = as_float(head, qs, T, hd, rows[0]);
-    const float* k = as_float(head + D, ks, T, hd, rows[1]);
-    const float* v = as_float(head + 2 * D, vs, T, hd, rows[2]);
-    transpose(k, ks, T, hd, LT, kt);
+    const HeadRows r = head_rows<S>(qkv, nullptr, bh, T, H, hd, tiles);
+    transpose(r.x[1], r.stride[1], T, hd, LT, kt);
     float* p = probs ? probs + bh * T * T : nullptr;
-    with_vectors(NT, [&](auto nt) { scores_softmax<decltype(nt)::value>(q, qs, T, hd, kt, LT, scale, ptile, p); });
-    with_vectors(ND, [&](auto nd) {
-      product_into<decltype(nd)::value>(T, ptile, LT, 1, T, v, vs, out + b * T * D + h * hd, D);
+    with_vectors(NT, [&](auto nt) {
+      scores_softmax<decltype(nt)::value>(r.x[0], r.stride[0], T, hd, kt, LT, scale, ptile, p);
     });
+    S* o = out + (bh / H) * T * D + (bh % H) * hd;
+    with_vectors(ND, [&](auto nd) { product_into<decltype(nd)::value>(T, ptile, LT, 1, T, r.x[2], r.stride[2], o, D); });
   }
 }
 
 template <typename S>
 void backward(const S* qkv, const float* probs, const S* grad_out, int64_t T, int64_t H, int64_t hd, float scale,
               int64_t bh0, int64_t bh1, S* grad_qkv) {
-  const int64_t D = H * hd, NT = (T + W - 1) / W, ND = hd / W, LT = NT * W;
+  const int64_t D = H * hd, NT = (T + W - 1) / W, LT = NT * W;
   alignas(64) float vt[kMaxLen * kMaxLen];
   alignas(64) float dstile[kMaxLen * kMaxLen];
   alignas(64) float rows[4][kMaxLen * kMaxLen];  // q, k, v, dO as float (bfloat16 input only)
+  float* const tiles[4] = {rows[0], rows[1], rows[2], rows[3]};
   for (int64_t bh = bh0; bh < bh1; ++bh) {
-    const int64_t b = bh / H, h = bh % H;
-    const S* head = qkv + b * T * 3 * D + h * hd;
-    int64_t qs = 3 * D, ks = 3 * D, vs = 3 * D, gos = D;
-    const float* q = as_float(head, qs, T, hd, rows[0]);
-    const float* k = as_float(head + D, ks, T, hd, rows[1]);
-    const float* v = as_float(head + 2 * D, vs, T, hd, rows[2]);
-    const float* go = as_float(grad_out + b * T * D + h * hd, gos, T, hd, rows[3]);
+    const HeadRows r = head_rows(qkv, grad_out, bh, T, H, hd, tiles);
     const float* p = probs + bh * T * T;
-    S* g = grad_qkv + b * T * 3 * D + h * hd;
-    transpose(v, vs, T, hd, LT, vt);
-    with_vectors(NT, [&](auto nt) { score_gradients<decltype(nt)::value>(go, gos, p, T, hd, vt, LT, scale, dstile); });
-    with_vectors(ND, [&](auto nd) {
-      constexpr int N = decltype(nd)::value;
-      product_into<N>(T, dstile, LT, 1, T, k, ks, g, 3 * D);          // dQ = dS K
-      product_into<N>(T, dstile, 1, LT, T, q, qs, g + D, 3 * D);      // dK = dS^T Q
-      product_into<N>(T, p, 1, T, T, go, gos, g + 2 * D, 3 * D);      // dV = P^T dO
+    transpose(r.x[2], r.stride[2], T, hd, LT, vt);
+    with_vectors(NT, [&](auto nt) {
+      score_gradients<decltype(nt)::value>(r.x[3], r.stride[3], p, T, hd, vt, LT, scale, dstile);
     });
+    qkv_gradients(r, dstile, LT, p, T, hd, D, grad_qkv + (bh / H) * T * 3 * D + (bh % H) * hd);
   }
 }
 
@@ -333,15 +360,12 @@ void forward_long(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, i
   const int64_t D = H * hd, ND = hd / W, LT = (T + W - 1) / W * W;
   float* kt = scratch;
   float* tile = kt + hd * LT;
-  float* rows[3] = {tile + T * LT, tile + T * LT + T * hd, tile + T * LT + 2 * T * hd};  // bfloat16 input only
+  float* const tiles[3] = {tile + T * LT, tile + T * LT + T * hd, tile + T * LT + 2 * T * hd};  // bfloat16 only
   for (int64_t bh = bh0; bh < bh1; ++bh) {
-    const int64_t b = bh / H, h = bh % H;
-    const S* head = qkv + b * T * 3 * D + h * hd;
-    int64_t qs = 3 * D, ks = 3 * D, vs = 3 * D;
-    const float* q = as_float(head, qs, T, hd, rows[0]);
-    const float* k = as_float(head + D, ks, T, hd, rows[1]);
-    const float* v = as_float(head + 2 * D, vs, T, hd, rows[2]);
-    transpose(k, ks, T, hd, LT, kt);
+    const HeadRows r = head_rows<S>(qkv, nullptr, bh, T, H, hd, tiles);
+    const float *q = r.x[0], *v = r.x[2];
+    const int64_t qs = r.stride[0], vs = r.stride[2], b = bh / H, h = bh % H;
+    transpose(r.x[1], r.stride[1], T, hd, LT, kt);
     // kRowsPerTile rows of queries at a time, so that their scores stay in L1 from Q K^T
     // through the softmax to P V.
     for (int64_t i0 = 0; i0 < T; i0 += kRowsPerTile) {
@@ -358,24 +382,17 @@ void forward_long(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, i
 template <typename S>
 void backward_long(const S* qkv, const float* probs, const S* grad_out, int64_t T, int64_t H, int64_t hd,
                    float scale, int64_t bh0, int64_t bh1, S* grad_qkv, float* scratch) {
-  const int64_t D = H * hd, ND = hd / W, LT = (T + W - 1) / W * W, last = LT - W, tail = T - last;
+  const int64_t D = H * hd, LT = (T + W - 1) / W * W, last = LT - W, tail = T - last;
   float* vt = scratch;
   float* tile = vt + hd * LT;
-  float* rows[4];  // q, k, v, dO as float (bfloat16 input only)
-  for (int i = 0; i < 4; ++i) rows[i] = tile + T * LT + i * T * hd;
+  float* tiles[4];  // q, k, v, dO as float (bfloat16 input only)
+  for (int i = 0; i < 4; ++i) tiles[i] = tile + T * LT + i * T * hd;
   const Vec vscale(scale);
   for (int64_t bh = bh0; bh < bh1; ++bh) {
-    const int64_t b = bh / H, h = bh % H;
-    const S* head = qkv + b * T * 3 * D + h * hd;
-    int64_t qs = 3 * D, ks = 3 * D, vs = 3 * D, gos = D;
-    const float* q = as_float(head, qs, T, hd, rows[0]);
-    const float* k = as_float(head + D, ks, T, hd, rows[1]);
-    const float* v = as_float(head + 2 * D, vs, T, hd, rows[2]);
-    const float* go = as_float(grad_out + b * T * D + h * hd, gos, T, hd, rows[3]);
+    const HeadRows r = head_rows(qkv, grad_out, bh, T, H, hd, tiles);
     const float* p = probs + bh * T * T;
-    S* g = grad_qkv + b * T * 3 * D + h * hd;
-    transpose(v, vs, T, hd, LT, vt);
-    product_columns(T, go, gos, hd, vt, LT, tile);  // dP = dO V^T
+    transpose(r.x[2], r.stride[2], T, hd, LT, vt);
+    product_columns(T, r.x[3], r.stride[3], hd, vt, LT, tile);  // dP = dO V^T
     for (int64_t i = 0; i < T; ++i) {  // dS = scale * P (dP - rowsum(P dP)), in place
       float* x = tile + i * LT;
       const float* pr = p + i * T;
@@ -386,12 +403,7 @@ void backward_long(const S* qkv, const float* probs, const S* grad_out, int64_t 
       for (int64_t c = 0; c <= last; c += W)
         (load(pr + c, c == last ? tail : W) * (Vec::loadu(x + c) - total) * vscale).store(x + c);
     }
-    with_vectors(ND, [&](auto nd) {
-      constexpr int N = decltype(nd)::value;
-      product_into<N>(T, tile, LT, 1, T, k, ks, g, 3 * D);          // dQ = dS K
-      product_into<N>(T, tile, 1, LT, T, q, qs, g + D, 3 * D);      // dK = dS^T Q
-      product_into<N>(T, p, 1, T, T, go, gos, g + 2 * D, 3 * D);    // dV = P^T dO
-    });
+    qkv_gradients(r, tile, LT, p, T, hd, D, grad_qkv + (bh / H) * T * 3 * D + (bh % H) * hd);
   }
 }
 

@@ -6,7 +6,8 @@
 //   (defaults: keras-cifar's attention at its training batch)
 //
 // One thread, as each data-parallel shard runs. Prints ms per call (median of repeats) for float
-// and bfloat16, and the ratios.
+// and bfloat16, the ratios, and whose kernels the fused side ran (ours or oneDNN's,
+// fused_attention_kernels()).
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -61,8 +62,9 @@ int main(int argc, char** argv) {
       a_fwd = median_ms([&] { (void)layer->composite(input); }, repeats);
     }
     const double f_all = median_ms(both(true), repeats), a_all = median_ms(both(false), repeats);
-    std::printf("  %-9s %9.3f ms %9.3f ms %9.3f ms %9.3f ms %8.2fx %8.2fx\n", c10::toString(type),
-                f_fwd, a_fwd, f_all, a_all, a_fwd / f_fwd, a_all / f_all);
+    std::printf("  %-9s %9.3f ms %9.3f ms %9.3f ms %9.3f ms %8.2fx %8.2fx  fused: %s\n", c10::toString(type),
+                f_fwd, a_fwd, f_all, a_all, a_fwd / f_fwd, a_all / f_all,
+                vit::fused_attention_kernels(T, hd, type).c_str());
   }
   return 0;
 }

@@ -5,11 +5,13 @@
 // scalars broadcast one by one, times N vectors of a row of the right operand, accumulated in
 // R x N registers (kAccumulators of them, leaving room for the N right-hand vectors and a
 // broadcast). The right operand's rows are contiguous vectors: v or k rows straight from qkv, or
-// k/v transposed into a stack tile whose rows are the head's T tokens padded to whole vectors
-// with zeros. Per (image, head), forward: S = Q K^T row block by row block, scaled and softmaxed
-// in registers, P into a stack tile (and the probabilities' output), then O = P V. Backward: dP =
-// dO V^T, dS = scale * P (dP - rowsum(P dP)) into a stack tile, then dQ = dS K, dK = dS^T Q and
-// dV = P^T dO (the transposed left operands read with their strides swapped).
+// k/v transposed into a tile whose rows are the head's T tokens padded to whole vectors with
+// zeros. Per (image, head), forward: S = Q K^T row block by row block, scaled and softmaxed in
+// registers (up to 4 vectors of tokens; longer rows in a tile of 16 query rows), P into a tile
+// (and the probabilities' output), then O = P V. Backward, one path for every length: dP = dO V^T
+// into a tile, dS = scale * P (dP - rowsum(P dP)) in place, then dQ = dS K, dK = dS^T Q and
+// dV = P^T dO (the transposed left operands read with their strides swapped). Tiles live on the
+// stack up to 4 vectors of tokens, else in the caller's scratch.
 #include "attention_kernels.h"
 
 #include <ATen/cpu/vec/vec.h>
@@ -212,30 +214,6 @@ inline void scores_softmax(const float* q, int64_t stride, int64_t T, int64_t hd
   });
 }
 
-// dS = scale * P (dP - rowsum(P dP)) with dP = dO V^T, into dstile (rows of LT, zero past T).
-// go: dO, rows of hd at go_stride; p: P, rows of T; vt: v transposed (hd rows of LT).
-template <int NT>
-inline void score_gradients(const float* go, int64_t go_stride, const float* p, int64_t T, int64_t hd,
-                            const float* vt, int64_t LT, float scale, float* dstile) {
-  const Vec vscale(scale);
-  const int64_t tail = T - (NT - 1) * W;
-  product_blocks<NT>(T, go, go_stride, 1, hd, vt, LT, [&](int64_t i0, auto& dp, auto rows_in_block) {
-    constexpr int R = decltype(rows_in_block)::value;
-    Vec pv[R][NT], total[R];
-    for (int r = 0; r < R; ++r) {
-      Vec dot(0.0f);
-      for (int n = 0; n < NT; ++n) {
-        pv[r][n] = load(p + (i0 + r) * T + n * W, n == NT - 1 ? tail : W);  // zero past T
-        dot = at::vec::fmadd(pv[r][n], dp[r][n], dot);
-      }
-      total[r] = Vec(lanes_sum(dot));
-    }
-    for (int r = 0; r < R; ++r)
-      for (int n = 0; n < NT; ++n)
-        (pv[r][n] * (dp[r][n] - total[r]) * vscale).store(dstile + (i0 + r) * LT + n * W);
-  });
-}
-
 // One (image, head)'s rows as float: q, k, v and, in backward, dO (x[0..3]), each with its row
 // stride; bfloat16 rows converted into tiles[i] (rows of hd).
 struct HeadRows {
@@ -289,25 +267,6 @@ void forward(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_
     });
     S* o = out + (bh / H) * T * D + (bh % H) * hd;
     with_vectors(ND, [&](auto nd) { product_into<decltype(nd)::value>(T, ptile, LT, 1, T, r.x[2], r.stride[2], o, D); });
-  }
-}
-
-template <typename S>
-void backward(const S* qkv, const float* probs, const S* grad_out, int64_t T, int64_t H, int64_t hd, float scale,
-              int64_t bh0, int64_t bh1, S* grad_qkv) {
-  const int64_t D = H * hd, NT = (T + W - 1) / W, LT = NT * W;
-  alignas(64) float vt[kMaxLen * kMaxLen];
-  alignas(64) float dstile[kMaxLen * kMaxLen];
-  alignas(64) float rows[4][kMaxLen * kMaxLen];  // q, k, v, dO as float (bfloat16 input only)
-  float* const tiles[4] = {rows[0], rows[1], rows[2], rows[3]};
-  for (int64_t bh = bh0; bh < bh1; ++bh) {
-    const HeadRows r = head_rows(qkv, grad_out, bh, T, H, hd, tiles);
-    const float* p = probs + bh * T * T;
-    transpose(r.x[2], r.stride[2], T, hd, LT, vt);
-    with_vectors(NT, [&](auto nt) {
-      score_gradients<decltype(nt)::value>(r.x[3], r.stride[3], p, T, hd, vt, LT, scale, dstile);
-    });
-    qkv_gradients(r, dstile, LT, p, T, hd, D, grad_qkv + (bh / H) * T * 3 * D + (bh % H) * hd);
   }
 }
 
@@ -379,14 +338,12 @@ void forward_long(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, i
   }
 }
 
+// Backward, one path for every length: dP = dO V^T into `tile` (T rows of LT), dS in place, then
+// dQ, dK, dV. vt: hd rows of LT; tiles: q, k, v, dO as float (bfloat16 input only), T rows of hd.
 template <typename S>
-void backward_long(const S* qkv, const float* probs, const S* grad_out, int64_t T, int64_t H, int64_t hd,
-                   float scale, int64_t bh0, int64_t bh1, S* grad_qkv, float* scratch) {
+void backward(const S* qkv, const float* probs, const S* grad_out, int64_t T, int64_t H, int64_t hd, float scale,
+              int64_t bh0, int64_t bh1, S* grad_qkv, float* vt, float* tile, float* const* tiles) {
   const int64_t D = H * hd, LT = (T + W - 1) / W * W, last = LT - W, tail = T - last;
-  float* vt = scratch;
-  float* tile = vt + hd * LT;
-  float* tiles[4];  // q, k, v, dO as float (bfloat16 input only)
-  for (int i = 0; i < 4; ++i) tiles[i] = tile + T * LT + i * T * hd;
   const Vec vscale(scale);
   for (int64_t bh = bh0; bh < bh1; ++bh) {
     const HeadRows r = head_rows(qkv, grad_out, bh, T, H, hd, tiles);
@@ -414,10 +371,29 @@ bool small_attention_fits(int64_t T, int64_t hd) {
 }
 
 int64_t small_attention_scratch(int64_t T, int64_t hd) {
-  if (T <= kMaxLen) return 0;  // the register path's tiles are on the stack
+  if (T <= kMaxLen) return 0;  // tiles on the stack
   const int64_t LT = (T + W - 1) / W * W;
   return hd * LT + T * LT + 4 * T * hd;  // k or v transposed, the scores, q/k/v/dO as float
 }
+
+namespace {
+// Backward's tiles: on the stack up to kMaxLen tokens, else in the caller's scratch.
+template <typename S>
+void backward_tiles(const S* qkv, const float* probs, const S* grad_out, int64_t T, int64_t H, int64_t hd,
+                    float scale, int64_t bh0, int64_t bh1, S* grad_qkv, float* scratch) {
+  if (T <= kMaxLen) {
+    alignas(64) float vt[kMaxLen * kMaxLen];
+    alignas(64) float tile[kMaxLen * kMaxLen];
+    alignas(64) float rows[4][kMaxLen * kMaxLen];
+    float* const tiles[4] = {rows[0], rows[1], rows[2], rows[3]};
+    return backward(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, vt, tile, tiles);
+  }
+  const int64_t LT = (T + W - 1) / W * W;
+  float* const rows = scratch + hd * LT + T * LT;
+  float* const tiles[4] = {rows, rows + T * hd, rows + 2 * T * hd, rows + 3 * T * hd};
+  backward(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, scratch, scratch + hd * LT, tiles);
+}
+}  // namespace
 
 void small_attention_forward(const float* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0,
                              int64_t bh1, float* probs, float* out, float* scratch) {
@@ -431,14 +407,12 @@ void small_attention_forward(const c10::BFloat16* qkv, int64_t T, int64_t H, int
 }
 void small_attention_backward(const float* qkv, const float* probs, const float* grad_out, int64_t T, int64_t H,
                               int64_t hd, float scale, int64_t bh0, int64_t bh1, float* grad_qkv, float* scratch) {
-  if (T <= kMaxLen) backward(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv);
-  else backward_long(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, scratch);
+  backward_tiles(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, scratch);
 }
 void small_attention_backward(const c10::BFloat16* qkv, const float* probs, const c10::BFloat16* grad_out,
                               int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0, int64_t bh1,
                               c10::BFloat16* grad_qkv, float* scratch) {
-  if (T <= kMaxLen) backward(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv);
-  else backward_long(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, scratch);
+  backward_tiles(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, scratch);
 }
 
 }  // namespace CPU_CAPABILITY

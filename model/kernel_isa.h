@@ -52,7 +52,8 @@ inline const char* kernel_isa_name(KernelIsa isa, bool switched_off, const char*
 }
 
 // The element-wise family (GELU/dropout/residual, bias gradients' column sums, attention's
-// softmax), which VIT_FUSED_ELTWISE=0 turns off as one; and its name for logs and tests.
+// softmax and attention kernels), which VIT_FUSED_ELTWISE=0 turns off as one; and its name for
+// logs and tests.
 inline KernelIsa eltwise_kernel_isa() {
   static const KernelIsa isa = kernel_isa_unless_off("VIT_FUSED_ELTWISE");
   return isa;

@@ -8,10 +8,10 @@
 // (a copy of qkv each way), runs its five products per layer and step at ~45 GFLOP/s on 17x17
 // scores, and the softmax between them is a separate pass. Here k (or v, in backward) is
 // transposed into a tile once per head, every product is a register block of rows x vectors over
-// broadcast scalars, and the results go straight to their columns. Up to 4 vectors of tokens a
-// head's scores stay in registers from Q K^T through the softmax; longer rows (up to 256 tokens)
-// go through a tile of 16 query rows at a time forward, a tile of the whole head's score
-// gradients backward.
+// broadcast scalars, and the results go straight to their columns. Forward, up to 4 vectors of
+// tokens a head's scores stay in registers from Q K^T through the softmax; longer rows (up to 256
+// tokens) go through a tile of 16 query rows at a time. Backward keeps the whole head's score
+// gradients in a tile, at every length.
 //
 // Numbers: float arithmetic throughout, for float and bfloat16 heads (bfloat16 rows are converted
 // to float per head, results rounded to bfloat16 as they are stored; the probabilities are kept

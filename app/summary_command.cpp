@@ -6,6 +6,7 @@
 
 #include "benchmark.h"
 #include "config_json.h"
+#include "onednn_linear.h"
 #include "runtime.h"
 #include "summary.h"
 
@@ -57,6 +58,7 @@ int run_summary(const SummaryOptions& o) {
                         {"core_fp32_fma_gflops", bf16_support().fma_gflops},
                         {"core_bf16_dot_gflops", bf16_support().dot_gflops},
                         {"bf16_faster_than_fp32", bf16_support().fast()},
+                        {"bf16_gemms_on_float_units", bf16_gemms_on_float_units()},
                         {"precision", o.precision},
                         {"forward", rows}};
     if (!o.json) {

@@ -25,6 +25,10 @@ int available_cores() {
 
 bool Bf16Support::fast() const { return amx_bf16 || (avx512_bf16 && dot_vs_fma >= kFastBf16Ratio); }
 
+bool Bf16Support::gemm_on_float_units() const {
+  return !amx_bf16 && (!avx512_bf16 || dot_vs_fma < kBf16GemmOnFloatRatio);
+}
+
 std::string Bf16Support::describe() const {
   if (!any()) return "no bf16 instructions";
   std::string s;

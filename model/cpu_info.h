@@ -29,6 +29,10 @@ struct Bf16Support {
   // kFastBf16Ratio times the float FMA rate. The ratio, not the instruction's presence, decides:
   // the same model number has come with and without AMX from one day to the next.
   bool fast() const;
+  // Whether a bf16 GEMM is better run on the float units (bf16 values widened to float, a float
+  // matmul, the result rounded to bf16 once): no AMX, and no bf16 dot products or ones below
+  // kBf16GemmOnFloatRatio times the float FMA rate. onednn_linear.h does this.
+  bool gemm_on_float_units() const;
   // One line for logs: "AVX512_BF16 dot products at 0.49x the float FMA rate, no AMX".
   std::string describe() const;
 };
@@ -37,6 +41,13 @@ struct Bf16Support {
 // moved buys something, the casts cost something; 1.3 sits between the measured 0.49 (fp32 clearly
 // faster) and ~2 (bf16 clearly faster).
 inline constexpr double kFastBf16Ratio = 1.3;
+
+// Below this dot-product/FMA ratio (and without AMX) bf16 GEMMs run on the float units. At 0.51
+// (the Intel model 207 without AMX) oneDNN's float matmul ran keras-cifar's and ViT-B/16's linear
+// shapes 1.6-1.8x faster than its bf16 one, and 1.4-1.5x faster with the widening and rounding in
+// L2-sized blocks (README, "Speed on any x86 CPU"); at 1 the two GEMMs would take the same time and
+// the conversions would be pure cost.
+inline constexpr double kBf16GemmOnFloatRatio = 0.8;
 
 // Measures Bf16Support::dot_vs_fma again on the calling core (0 without AVX512_BF16): for tests
 // and benches; everything else reads bf16_support()'s one measurement.

@@ -78,14 +78,16 @@ inline void append_eltwise(dnnl::post_ops& ops, dnnl::algorithm alg, float alpha
 #endif
 }
 
-// c = scale * (a b) [+ bias], then GELU (erf form) when `gelu`. oneDNN 2.x (Debian 12) and 3.x
-// (Debian 13) spell primitive creation and post-ops differently; the kernels are the same. Throws
-// dnnl::error when this CPU has no kernel for the types (bf16 needs AVX-512).
+// c = scale * (a b) [+ bias], then GELU (erf form) when `gelu`; c += a b when `accumulate`.
+// oneDNN 2.x (Debian 12) and 3.x (Debian 13) spell primitive creation and post-ops differently;
+// the kernels are the same. Throws dnnl::error when this CPU has no kernel for the types (bf16
+// needs AVX-512).
 inline dnnl::matmul make_matmul(const memory::desc& a, const memory::desc& b, const memory::desc& c,
                                 float scale = 1.0f, const memory::desc* bias = nullptr,
-                                bool gelu = false) {
+                                bool gelu = false, bool accumulate = false) {
   auto attr = user_scratchpad();
   dnnl::post_ops ops;
+  if (accumulate) ops.append_sum(1.0f);
   if (scale != 1.0f) append_eltwise(ops, dnnl::algorithm::eltwise_linear, scale, 0.0f);
   if (gelu) append_eltwise(ops, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
   if (ops.len() > 0) attr.set_post_ops(ops);

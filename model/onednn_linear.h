@@ -35,4 +35,12 @@ std::optional<at::Tensor> onednn_linear(const at::Tensor& x, const at::Tensor& w
 std::optional<at::Tensor> onednn_linear_gelu(const at::Tensor& x, const at::Tensor& weight,
                                              const at::Tensor& bias);
 
+// Whether bf16 layers here run their GEMMs on the float units: bf16 values widened to float a
+// block of rows at a time (in L2), oneDNN's float matmul, the result rounded to bf16 once; the
+// same bf16 operands and results as oneDNN's bf16 matmul, and at least as accurate. Chosen where
+// bf16 dot products are slow (Bf16Support::gemm_on_float_units, cpu_info.h: no AMX and bf16 dot
+// products below 0.8x the float FMA rate, or none); VIT_BF16_GEMM=float or =bf16 in the
+// environment decides instead. False without oneDNN or with VIT_ONEDNN_LINEAR=0.
+bool bf16_gemms_on_float_units();
+
 }  // namespace vit

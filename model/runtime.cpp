@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "onednn_linear.h"  // bf16_gemms_on_float_units
+
 namespace vit {
 
 namespace {
@@ -266,6 +268,7 @@ std::string describe(const RuntimeInfo& info) {
   if (!info.onednn_isa.empty()) out << ", oneDNN " << info.onednn_isa;
   out << ", allocator " << info.allocator << (info.malloc_tuned ? "" : " (NOT tuned)");
   if (bf16_support().any()) out << ", bf16: " << bf16_support().describe();
+  if (bf16_gemms_on_float_units()) out << ", bf16 GEMMs on the float units";
   return out.str();
 }
 
@@ -286,7 +289,7 @@ std::string runtime_json() {
       << ",\"bf16\":" << quoted(bf16_support().describe()) << ",\"bf16_dot_vs_fma\":"
       << bf16_support().dot_vs_fma << ",\"core_fp32_fma_gflops\":" << bf16_support().fma_gflops
       << ",\"core_bf16_dot_gflops\":" << bf16_support().dot_gflops << ",\"bf16_faster_than_fp32\":" << (bf16_support().fast() ? "true" : "false")
-      << "}";
+      << ",\"bf16_gemms_on_float_units\":" << (bf16_gemms_on_float_units() ? "true" : "false") << "}";
   return out.str();
 }
 

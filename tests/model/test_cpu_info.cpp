@@ -21,6 +21,7 @@ struct DecisionRow {
   bool avx512_bf16, amx_bf16;
   double dot_vs_fma;
   bool fast;
+  bool gemm_on_float_units;  // onednn_linear.h: bf16 GEMMs as float GEMMs on the bf16 values
 };
 
 class Bf16Decision : public ::testing::TestWithParam<DecisionRow> {};
@@ -33,20 +34,23 @@ TEST_P(Bf16Decision, FollowsTheMeasuredRateNotTheInstruction) {
   s.dot_vs_fma = row.dot_vs_fma;
   EXPECT_EQ(s.fast(), row.fast);
   EXPECT_EQ(s.any(), row.avx512_bf16 || row.amx_bf16);
+  EXPECT_EQ(s.gemm_on_float_units(), row.gemm_on_float_units);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Rows, Bf16Decision,
-    ::testing::Values(DecisionRow{"none", false, false, 0, false},
+    ::testing::Values(DecisionRow{"none", false, false, 0, false, true},
                       // the Intel model 207 of 2026-12-06: AVX512_BF16 at half the float rate
-                      DecisionRow{"half_rate", true, false, 0.49, false},
-                      DecisionRow{"equal_rate", true, false, 1.0, false},
-                      DecisionRow{"just_below", true, false, vit::kFastBf16Ratio - 0.01, false},
-                      DecisionRow{"at_threshold", true, false, vit::kFastBf16Ratio, true},
-                      DecisionRow{"double_rate", true, false, 2.0, true},
+                      DecisionRow{"half_rate", true, false, 0.49, false, true},
+                      DecisionRow{"gemm_just_below", true, false, vit::kBf16GemmOnFloatRatio - 0.01, false, true},
+                      DecisionRow{"gemm_at_threshold", true, false, vit::kBf16GemmOnFloatRatio, false, false},
+                      DecisionRow{"equal_rate", true, false, 1.0, false, false},
+                      DecisionRow{"just_below", true, false, vit::kFastBf16Ratio - 0.01, false, false},
+                      DecisionRow{"at_threshold", true, false, vit::kFastBf16Ratio, true, false},
+                      DecisionRow{"double_rate", true, false, 2.0, true, false},
                       // AMX's tiles decide, whatever the vector unit does
-                      DecisionRow{"amx_half_rate_vectors", true, true, 0.49, true},
-                      DecisionRow{"amx_only", false, true, 0, true}),
+                      DecisionRow{"amx_half_rate_vectors", true, true, 0.49, true, false},
+                      DecisionRow{"amx_only", false, true, 0, true, false}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Bf16Probe, MeasuresARateOnlyWhereTheInstructionExists) {

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -15,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "cpu_info.h"
 #include "data_parallel.h"
 #include "fused_attention.h"
 #include "onednn_layer_norm.h"
@@ -345,6 +347,55 @@ TEST(OneDnnLinear, Bfloat16WeightsMatchLibTorchsBfloat16Linear) {
   EXPECT_LT(max_rel_err(x.grad(), xd.grad()), 1e-2);
   EXPECT_LT(max_rel_err(w.grad(), wd.grad()), 1e-2);
   EXPECT_LT(max_rel_err(b.grad(), bd.grad()), 1e-2);
+}
+
+TEST(OneDnnLinear, Bfloat16GemmsRunOnTheUnitsChosenForThisCpu) {
+  // VIT_BF16_GEMM=float|bf16 decides (the test_onednn_kernels_*_units variants run both), else
+  // the measured rates (cpu_info.h).
+  const char* v = std::getenv("VIT_BF16_GEMM");
+  const std::string forced = v ? v : "";
+  const bool want = forced == "float" ? true : forced == "bf16" ? false : vit::bf16_support().gemm_on_float_units();
+  EXPECT_EQ(vit::bf16_gemms_on_float_units(), want) << "VIT_BF16_GEMM=" << forced << ", " << vit::bf16_support().describe();
+}
+
+TEST(OneDnnLinear, Bfloat16OnFloatUnitsIsTheExactProductRoundedOnce) {
+  // bf16 layers on the float units (onednn_linear.h): blocks of rows widened to float, a float
+  // matmul, one rounding to bf16. 2,100 rows of 64 -> 64 go in blocks of 682 and a tail of 54, so
+  // the weight gradient is summed over four blocks. Each result must be the float64 result of the
+  // same bf16 values rounded once: at most one bf16 step (2^-8 to 2^-7 of the value) from it, and
+  // almost all values exactly it (float sums in another order flip a rounding only near a tie:
+  // 7 of 134,400 outputs here). Forgetting a block's share of dW, or rounding a partial sum to
+  // bf16, fails this.
+  if (!vit::bf16_gemms_on_float_units()) GTEST_SKIP() << "bf16 GEMMs run on bf16 units here (VIT_BF16_GEMM=float runs this)";
+  torch::manual_seed(10);
+  const auto x0 = torch::randn({3, 700, 64}).to(torch::kBFloat16);
+  const auto w0 = (torch::randn({64, 64}) * 0.1).to(torch::kBFloat16);
+  const auto b0 = torch::randn({64}).to(torch::kBFloat16);
+  const auto g = torch::randn({3, 700, 64}).to(torch::kBFloat16);  // d loss / d y
+  auto x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
+  const auto y = vit::onednn_linear(x, w, b);
+  ASSERT_TRUE(y) << "declined a bf16 layer on the float units";
+  ASSERT_EQ(y->scalar_type(), torch::kBFloat16);
+  (*y * g).sum().backward();
+  auto xd = x0.to(torch::kDouble).requires_grad_(true), wd = w0.to(torch::kDouble).requires_grad_(true);
+  auto bd = b0.to(torch::kDouble).requires_grad_(true);
+  (torch::nn::functional::linear(xd, wd, bd) * g.to(torch::kDouble)).sum().backward();
+  const auto yd = torch::nn::functional::linear(x0.to(torch::kDouble), w0.to(torch::kDouble), b0.to(torch::kDouble));
+  const std::vector<std::pair<torch::Tensor, torch::Tensor>> pairs = {
+      {*y, yd}, {x.grad(), xd.grad()}, {w.grad(), wd.grad()}};
+  const char* names[] = {"output", "input gradient", "weight gradient"};
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const auto& [got, exact] = pairs[i];
+    ASSERT_EQ(got.scalar_type(), torch::kBFloat16) << names[i];
+    const auto rounded = exact.to(torch::kFloat).to(torch::kBFloat16).to(torch::kDouble);
+    const auto step = exact.abs().clamp_min(1e-30) * std::ldexp(1.0, -7);
+    const auto diff = (got.to(torch::kDouble) - rounded).abs();
+    const auto bad = (diff > step * 1.0001);
+    EXPECT_FALSE(bad.any().item<bool>()) << names[i] << ": more than one bf16 step from the exact result at "
+        << bad.sum().item<int64_t>() << " of " << bad.numel() << ", e.g. got " << got.masked_select(bad).slice(0, 0, 3)
+        << " exact " << exact.masked_select(bad).slice(0, 0, 3) << " zero-diff share " << (diff == 0).to(torch::kDouble).mean().item<double>();
+    EXPECT_GT((diff == 0).to(torch::kDouble).mean().item<double>(), 0.999) << names[i];
+  }
 }
 
 TEST(OneDnnLinear, GeluPostOpMatchesGeluOfTheLayerForInference) {

@@ -15,6 +15,7 @@
 #include "device.h"
 #include "distributed.h"
 #include "finetune.h"
+#include "onednn_linear.h"  // bf16_gemms_on_float_units
 #include "param_groups.h"
 #include "run_writer.h"
 #include "settings_schema.h"
@@ -390,7 +391,12 @@ class Training {
         say("bf16 will be slower than fp32 on this CPU (" + cpu.describe() +
             "): --precision fp32 or auto trains faster here");
     }
-    if (bf16_) say("mixed precision: bf16 matrix products, float weights and optimizer");
+    if (bf16_)
+      say(std::string("mixed precision: bf16 matrix products") +
+          (device_.is_cpu() && bf16_gemms_on_float_units()
+               ? " (the linear layers' on the float units: bf16 values widened, one rounding per result)"
+               : "") +
+          ", float weights and optimizer");
     if (group_)
       say("distributed data parallel: " + std::to_string(world_) + " processes, each batch of " +
           std::to_string(tc_.batch_size) + " split into " + std::to_string(world_ * shards_) +

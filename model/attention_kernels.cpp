@@ -101,53 +101,6 @@ inline const float* as_float(const c10::BFloat16* x, int64_t& stride, int64_t T,
   return tile;
 }
 
-#if defined(CPU_CAPABILITY_AVX512)
-using Reg = __m512;
-inline Reg unpack_lo(Reg a, Reg b) { return _mm512_unpacklo_ps(a, b); }
-inline Reg unpack_hi(Reg a, Reg b) { return _mm512_unpackhi_ps(a, b); }
-template <int imm>
-inline Reg shuffle(Reg a, Reg b) { return _mm512_shuffle_ps(a, b, imm); }
-#else
-using Reg = __m256;
-inline Reg unpack_lo(Reg a, Reg b) { return _mm256_unpacklo_ps(a, b); }
-inline Reg unpack_hi(Reg a, Reg b) { return _mm256_unpackhi_ps(a, b); }
-template <int imm>
-inline Reg shuffle(Reg a, Reg b) { return _mm256_shuffle_ps(a, b, imm); }
-#endif
-
-// v[0..W) = the W x W block's columns (v[c] lane r = the block's row r, column c), in place: the
-// classic transpose, 4x4 within each 128-bit lane (unpack, shuffle), then the lanes themselves.
-inline void transpose_in_registers(Vec (&v)[W]) {
-  Reg t[W], r[W];
-  for (int i = 0; i < W; ++i) r[i] = v[i];
-  for (int i = 0; i < W / 2; ++i) {
-    t[2 * i] = unpack_lo(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = unpack_hi(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < W / 4; ++i) {
-    r[4 * i] = shuffle<0x44>(t[4 * i], t[4 * i + 2]);
-    r[4 * i + 1] = shuffle<0xee>(t[4 * i], t[4 * i + 2]);
-    r[4 * i + 2] = shuffle<0x44>(t[4 * i + 1], t[4 * i + 3]);
-    r[4 * i + 3] = shuffle<0xee>(t[4 * i + 1], t[4 * i + 3]);
-  }
-#if defined(CPU_CAPABILITY_AVX512)
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 4; ++j) {
-      t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0x88);
-      t[8 * i + j + 4] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0xdd);
-    }
-  for (int j = 0; j < 8; ++j) {
-    v[j] = Vec(_mm512_shuffle_f32x4(t[j], t[j + 8], 0x88));
-    v[j + 8] = Vec(_mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd));
-  }
-#else
-  for (int j = 0; j < 4; ++j) {
-    v[j] = Vec(_mm256_permute2f128_ps(r[j], r[j + 4], 0x20));
-    v[j + 4] = Vec(_mm256_permute2f128_ps(r[j], r[j + 4], 0x31));
-  }
-#endif
-}
-
 // tile[d * LT + j] = x[j * stride + d] for d < hd, j < T; zero for T <= j < LT. W x W blocks
 // transposed in registers; a block of only a few tokens (17 = 16 + 1) element by element.
 inline void transpose(const float* x, int64_t stride, int64_t T, int64_t hd, int64_t LT, float* tile) {

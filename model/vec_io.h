@@ -1,7 +1,8 @@
 // Loads and stores of float vectors from float or bfloat16 memory, two at a time (2W elements)
 // or one at a time with a masked tail, and horizontal sums and maxima, for the
 // per-instruction-set kernel files (gelu_dropout_kernels.cpp, layer_norm_kernels.cpp,
-// softmax_kernels.cpp, attention_kernels.cpp). Include only from files built with CPU_CAPABILITY (model/CMakeLists.txt):
+// softmax_kernels.cpp, attention_kernels.cpp, transpose_kernels.cpp), and the W x W register
+// transpose. Include only from files built with CPU_CAPABILITY (model/CMakeLists.txt):
 // the functions use that set's instructions, and their internal linkage keeps each set's copy to
 // its own object.
 #pragma once
@@ -149,6 +150,54 @@ inline Vec keep_first(int64_t n, const Vec& fill, const Vec& v) {
   return Vec(_mm512_mask_blend_ps(first(n), fill, v));
 #else
   return Vec(_mm256_blendv_ps(fill, v, _mm256_castsi256_ps(first(n))));
+#endif
+}
+
+// W x W blocks of floats transposed in registers (attention_kernels.cpp, transpose_kernels.cpp).
+#if defined(CPU_CAPABILITY_AVX512)
+using Reg = __m512;
+inline Reg unpack_lo(Reg a, Reg b) { return _mm512_unpacklo_ps(a, b); }
+inline Reg unpack_hi(Reg a, Reg b) { return _mm512_unpackhi_ps(a, b); }
+template <int imm>
+inline Reg shuffle(Reg a, Reg b) { return _mm512_shuffle_ps(a, b, imm); }
+#else
+using Reg = __m256;
+inline Reg unpack_lo(Reg a, Reg b) { return _mm256_unpacklo_ps(a, b); }
+inline Reg unpack_hi(Reg a, Reg b) { return _mm256_unpackhi_ps(a, b); }
+template <int imm>
+inline Reg shuffle(Reg a, Reg b) { return _mm256_shuffle_ps(a, b, imm); }
+#endif
+
+// v[0..W) = the W x W block's columns (v[c] lane r = the block's row r, column c), in place: the
+// classic transpose, 4x4 within each 128-bit lane (unpack, shuffle), then the lanes themselves.
+inline void transpose_in_registers(Vec (&v)[W]) {
+  Reg t[W], r[W];
+  for (int i = 0; i < W; ++i) r[i] = v[i];
+  for (int i = 0; i < W / 2; ++i) {
+    t[2 * i] = unpack_lo(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = unpack_hi(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < W / 4; ++i) {
+    r[4 * i] = shuffle<0x44>(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 1] = shuffle<0xee>(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 2] = shuffle<0x44>(t[4 * i + 1], t[4 * i + 3]);
+    r[4 * i + 3] = shuffle<0xee>(t[4 * i + 1], t[4 * i + 3]);
+  }
+#if defined(CPU_CAPABILITY_AVX512)
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j) {
+      t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0x88);
+      t[8 * i + j + 4] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0xdd);
+    }
+  for (int j = 0; j < 8; ++j) {
+    v[j] = Vec(_mm512_shuffle_f32x4(t[j], t[j + 8], 0x88));
+    v[j + 8] = Vec(_mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd));
+  }
+#else
+  for (int j = 0; j < 4; ++j) {
+    v[j] = Vec(_mm256_permute2f128_ps(r[j], r[j + 4], 0x20));
+    v[j + 4] = Vec(_mm256_permute2f128_ps(r[j], r[j + 4], 0x31));
+  }
 #endif
 }
 

@@ -1,0 +1,26 @@
+// A matrix transposed and widened to float, for the weight gradients of linear layers
+// (onednn_linear.cpp): dW = dy^T x sums over the rows of dy and x, and oneDNN's float matmul ran
+// that product at ~100 GFLOP/s on keras-cifar's shapes with dy^T read through strides, against
+// ~150 with dy^T as plain rows (Intel Xeon model 207, 1 thread; README, Speed on any x86 CPU).
+// Compiled once per instruction set like attention_kernels.h (model/CMakeLists.txt: built with
+// AVX2 flags into vit::AVX2 and with AVX-512 flags into vit::AVX512).
+//
+// transpose_to_float: dst[c * rows + r] = src[r * cols + c] as float, for r < rows, c < cols (src
+// rows of cols values, dst rows of rows values). W x W blocks transposed in registers, the
+// edges element by element; bfloat16 values widen exactly.
+#pragma once
+
+#include <c10/util/BFloat16.h>
+
+#include <cstdint>
+
+namespace vit {
+
+#define VIT_TRANSPOSE_KERNELS                                                             \
+  void transpose_to_float(const float* src, int64_t rows, int64_t cols, float* dst);      \
+  void transpose_to_float(const c10::BFloat16* src, int64_t rows, int64_t cols, float* dst);
+
+namespace AVX2 { VIT_TRANSPOSE_KERNELS }
+namespace AVX512 { VIT_TRANSPOSE_KERNELS }
+
+}  // namespace vit

@@ -23,7 +23,8 @@ import json, sys
 b = json.loads(sys.argv[1])["benchmark"]
 print(f"CPU: {b['cpu']}; {b['threads']} threads")
 print(f"OpenBLAS core: {b['blas_core']} ({b['blas_core_source']}); oneDNN ISA: {b['onednn_isa']}")
-print(f"bf16: {b['bf16']}; --precision auto trains in {'bf16' if b['bf16_faster_than_fp32'] else 'fp32'} here")
+print(f"bf16: {b['bf16']}; --precision auto trains in {'bf16' if b['bf16_faster_than_fp32'] else 'fp32'} here; "
+      f"bf16 linear layers multiply on the {'float' if b.get('bf16_gemms_on_float_units') else 'bf16'} units")
 if b['core_fp32_fma_gflops'] > 0:
     print(f"one core's peak: float FMA {b['core_fp32_fma_gflops']:.0f} GFLOP/s, bf16 dot product "
           f"{b['core_bf16_dot_gflops']:.0f} GFLOP/s (x{b['threads']} threads)")

@@ -121,9 +121,10 @@ bool on_float_units() {
 
 bool float_units_for(dt type) { return type == dt::bf16 && on_float_units(); }
 
-// Rows per block: the widened copies of a block's operands and result (2K + N floats a row in the
-// backward pass, K + N forward) stay within ~512 KiB, in L2 from widening to rounding. On an Intel
-// Xeon model 207 blocks of 512 rows beat 256 and 1,024-2,048 by 9-44% on keras-cifar's shapes.
+// Rows per block: ~512 KiB of floats over 2K + N a row, a multiple of 16 (whole 16 x 16 blocks for
+// the transposes). The widened copies (K + N floats a row forward; 2K + 2N backward with dy's
+// transposed copy, up to ~0.75 MiB) stay in L2 from widening to rounding. On an Intel Xeon model
+// 207 blocks of 512 rows beat 256 and 1,024-2,048 by 9-44% on keras-cifar's shapes.
 int64_t block_rows(int64_t M, int64_t K, int64_t N) {
   constexpr int64_t kBlockFloats = int64_t(1) << 17;
   return std::min(M, std::clamp<int64_t>(kBlockFloats / (2 * K + N), 128, 1024) / 16 * 16);

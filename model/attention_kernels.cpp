@@ -112,12 +112,7 @@ inline void transpose(const float* x, int64_t stride, int64_t T, int64_t hd, int
         for (int64_t d = 0; d < hd; ++d) tile[d * LT + j] = x[j * stride + d];
       continue;
     }
-    for (int64_t d0 = 0; d0 < hd; d0 += W) {
-      Vec v[W];
-      for (int64_t r = 0; r < W; ++r) v[r] = r < rows ? Vec::loadu(x + (j0 + r) * stride + d0) : Vec(0.0f);
-      transpose_in_registers(v);
-      for (int64_t c = 0; c < W; ++c) v[c].store(tile + (d0 + c) * LT + j0);
-    }
+    for (int64_t d0 = 0; d0 < hd; d0 += W) transpose_block(x + j0 * stride + d0, stride, rows, tile + d0 * LT + j0, LT);
   }
 }
 

@@ -130,21 +130,30 @@ int64_t block_rows(int64_t M, int64_t K, int64_t N) {
   return std::min(M, std::clamp<int64_t>(kBlockFloats / (2 * K + N), 128, 1024) / 16 * 16);
 }
 
-// dst (cols, rows) = src (rows, cols)^T as float, on our register-transpose kernels
-// (transpose_kernels.h); false where they are not built or are switched off (VIT_FUSED_ELTWISE=0).
-bool transpose_to_float(const void* src, dt type, int64_t rows, int64_t cols, float* dst) {
+// Whether our register-transpose kernels (transpose_kernels.h) run here: built, and not switched
+// off with the element-wise family (VIT_FUSED_ELTWISE=0). Without them dW reads dy^T through
+// strides.
+bool have_transposes() {
 #ifdef VIT_HAVE_ELTWISE_KERNELS
-  const KernelIsa isa = eltwise_kernel_isa();
-  if (isa == KernelIsa::None) return false;
-  if (type == dt::bf16)
-    VIT_KERNEL_CALL(isa, transpose_to_float, static_cast<const c10::BFloat16*>(src), rows, cols, dst);
-  else
-    VIT_KERNEL_CALL(isa, transpose_to_float, static_cast<const float*>(src), rows, cols, dst);
-  return true;
+  return eltwise_kernel_isa() != KernelIsa::None;
 #else
-  (void)src, (void)type, (void)rows, (void)cols, (void)dst;
   return false;
 #endif
+}
+
+// dst (cols, rows) = src (rows, cols)^T as float; only where have_transposes().
+void transpose_to_float(const at::BFloat16* src, int64_t rows, int64_t cols, float* dst) {
+#ifdef VIT_HAVE_ELTWISE_KERNELS
+  VIT_KERNEL_CALL(eltwise_kernel_isa(), transpose_to_float, src, rows, cols, dst);
+#else
+  (void)src, (void)rows, (void)cols, (void)dst;
+#endif
+}
+
+// The kinds the weight gradient runs as, in blocks on the float units: its first block, the rest.
+Kind weight_grad_kind(bool first) {
+  if (have_transposes()) return first ? Kind::GradWeight_rows : Kind::GradWeight_rows_accumulate;
+  return first ? Kind::GradWeight : Kind::GradWeight_accumulate;
 }
 
 // `rows` x `cols` values, row-major, from `from` to `to` (bf16 <-> f32), per thread as kernel().
@@ -206,14 +215,16 @@ void backward_on_float_units(const at::Tensor& x, const at::Tensor& w, const at:
   const auto f32 = x.options().dtype(at::kFloat);
   const auto wf = dx ? widened(w) : at::Tensor();
   const auto dwf = dw ? at::empty({N, K}, f32) : at::Tensor();
-  auto dyf = at::empty({rows, N}, f32), xf = at::empty({rows, K}, f32);
-  auto dyt = dw ? at::empty({N, rows}, f32) : at::Tensor();
+  const bool transposes = dw && have_transposes();
+  const bool widen_dy = dx || !transposes;  // dy's block as rows: for dx, or for dW read through strides
+  auto dyf = widen_dy ? at::empty({rows, N}, f32) : at::Tensor(), xf = at::empty({rows, K}, f32);
+  auto dyt = transposes ? at::empty({N, rows}, f32) : at::Tensor();
   if (dx) *dx = at::empty({M, K}, x.options());
   const auto* dyp = static_cast<const at::BFloat16*>(dy.data_ptr());
   const auto* xp = static_cast<const at::BFloat16*>(x.data_ptr());
   for (int64_t r = 0; r < M; r += rows) {
     const int64_t m = std::min(rows, M - r);
-    convert(dyp + r * N, dt::bf16, dyf.data_ptr(), dt::f32, m, N);
+    if (widen_dy) convert(dyp + r * N, dt::bf16, dyf.data_ptr(), dt::f32, m, N);
     if (dx) {  // xf holds this block's dx, then (below) its x
       run(float_kernel(Kind::GradInput, m, K, N), {{DNNL_ARG_SRC, mem(matrix(m, N, dt::f32), dyf.data_ptr())},
                                                    {DNNL_ARG_WEIGHTS, mem(matrix(N, K, dt::f32), wf.data_ptr())},
@@ -222,17 +233,12 @@ void backward_on_float_units(const at::Tensor& x, const at::Tensor& w, const at:
     }
     if (dw) {
       convert(xp + r * K, dt::bf16, xf.data_ptr(), dt::f32, m, K);
-      const bool first = r == 0;
-      if (transpose_to_float(dyp + r * N, dt::bf16, m, N, dyt.data_ptr<float>()))
-        run(float_kernel(first ? Kind::GradWeight_rows : Kind::GradWeight_rows_accumulate, m, K, N),
-            {{DNNL_ARG_SRC, mem(matrix(N, m, dt::f32), dyt.data_ptr())},
-             {DNNL_ARG_WEIGHTS, mem(matrix(m, K, dt::f32), xf.data_ptr())},
-             {DNNL_ARG_DST, mem(matrix(N, K, dt::f32), dwf.data_ptr())}});
-      else
-        run(float_kernel(first ? Kind::GradWeight : Kind::GradWeight_accumulate, m, K, N),
-            {{DNNL_ARG_SRC, mem(transposed(N, m, dt::f32), dyf.data_ptr())},
-             {DNNL_ARG_WEIGHTS, mem(matrix(m, K, dt::f32), xf.data_ptr())},
-             {DNNL_ARG_DST, mem(matrix(N, K, dt::f32), dwf.data_ptr())}});
+      if (transposes) transpose_to_float(dyp + r * N, m, N, dyt.data_ptr<float>());
+      const auto dy_t = transposes ? mem(matrix(N, m, dt::f32), dyt.data_ptr()) : mem(transposed(N, m, dt::f32), dyf.data_ptr());
+      run(float_kernel(weight_grad_kind(r == 0), m, K, N),
+          {{DNNL_ARG_SRC, dy_t},
+           {DNNL_ARG_WEIGHTS, mem(matrix(m, K, dt::f32), xf.data_ptr())},
+           {DNNL_ARG_DST, mem(matrix(N, K, dt::f32), dwf.data_ptr())}});
     }
   }
   if (dw) {
@@ -242,16 +248,19 @@ void backward_on_float_units(const at::Tensor& x, const at::Tensor& w, const at:
   thread_stream().wait();
 }
 
-// Whether the matmul(s) of `kinds` exist here for (M, K, N) in `type`, on the units it runs on.
+// Whether the matmul(s) of `kinds` exist here for (M, K, N) in `type`, on the units it runs on
+// (on the float units GradWeight stands for the block kinds weight_grad_kind() gives).
 bool available(std::initializer_list<Kind> kinds, int64_t M, int64_t K, int64_t N, dt type) {
   for (const Kind kind : kinds) {
-    if (kind == Kind::GradWeight_accumulate && !float_units_for(type)) continue;  // blocks only
-    if (float_units_for(type)) {
-      const int64_t rows = block_rows(M, K, N);
-      if (!kernel(kind, rows, K, N, dt::f32)) return false;
-    } else if (!kernel(kind, M, K, N, type)) {
-      return false;
+    if (!float_units_for(type)) {
+      if (!kernel(kind, M, K, N, type)) return false;
+      continue;
     }
+    const int64_t rows = block_rows(M, K, N);
+    const bool grad_weight = kind == Kind::GradWeight;
+    if (!kernel(grad_weight ? weight_grad_kind(true) : kind, rows, K, N, dt::f32) ||
+        (grad_weight && !kernel(weight_grad_kind(false), rows, K, N, dt::f32)))
+      return false;
   }
   return true;
 }
@@ -391,7 +400,7 @@ std::optional<at::Tensor> onednn_linear(const at::Tensor& x_in, const at::Tensor
   const bool grad = wants_grad(x, weight, bias);
   const auto kind = bias.defined() ? Kind::Forward_bias : Kind::Forward;
   if (!available({kind}, M, K, N, type)) return std::nullopt;
-  if (grad && !available({Kind::GradInput, Kind::GradWeight, Kind::GradWeight_accumulate}, M, K, N, type))
+  if (grad && !available({Kind::GradInput, Kind::GradWeight}, M, K, N, type))
     return std::nullopt;
   const auto x2 = x.reshape({M, K}).contiguous();
   const auto w = weight.contiguous();

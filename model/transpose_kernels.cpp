@@ -11,33 +11,18 @@
 namespace vit {
 namespace CPU_CAPABILITY {
 
-namespace {
-
-template <typename S>
-void transpose_impl(const S* src, int64_t rows, int64_t cols, float* dst) {
+// Whole W x W blocks in registers (the last block of rows would write past dst's rows, so it and
+// the last columns go element by element).
+void transpose_to_float(const c10::BFloat16* src, int64_t rows, int64_t cols, float* dst) {
   int64_t r0 = 0;
   for (; r0 + W <= rows; r0 += W) {
     int64_t c0 = 0;
-    for (; c0 + W <= cols; c0 += W) {
-      Vec v[W];
-      for (int64_t r = 0; r < W; ++r) v[r] = load(src + (r0 + r) * cols + c0, W);
-      transpose_in_registers(v);
-      for (int64_t c = 0; c < W; ++c) v[c].store(dst + (c0 + c) * rows + r0);
-    }
+    for (; c0 + W <= cols; c0 += W) transpose_block(src + r0 * cols + c0, cols, W, dst + c0 * rows + r0, rows);
     for (; c0 < cols; ++c0)
       for (int64_t r = r0; r < r0 + W; ++r) dst[c0 * rows + r] = float(src[r * cols + c0]);
   }
   for (; r0 < rows; ++r0)
     for (int64_t c = 0; c < cols; ++c) dst[c * rows + r0] = float(src[r0 * cols + c]);
-}
-
-}  // namespace
-
-void transpose_to_float(const float* src, int64_t rows, int64_t cols, float* dst) {
-  transpose_impl(src, rows, cols, dst);
-}
-void transpose_to_float(const c10::BFloat16* src, int64_t rows, int64_t cols, float* dst) {
-  transpose_impl(src, rows, cols, dst);
 }
 
 }  // namespace CPU_CAPABILITY

@@ -6,8 +6,8 @@
 // AVX2 flags into vit::AVX2 and with AVX-512 flags into vit::AVX512).
 //
 // transpose_to_float: dst[c * rows + r] = src[r * cols + c] as float, for r < rows, c < cols (src
-// rows of cols values, dst rows of rows values). W x W blocks transposed in registers, the
-// edges element by element; bfloat16 values widen exactly.
+// rows of cols bfloat16 values, dst rows of rows floats; widening is exact). W x W blocks
+// transposed in registers, the edges element by element.
 #pragma once
 
 #include <c10/util/BFloat16.h>
@@ -16,8 +16,7 @@
 
 namespace vit {
 
-#define VIT_TRANSPOSE_KERNELS                                                             \
-  void transpose_to_float(const float* src, int64_t rows, int64_t cols, float* dst);      \
+#define VIT_TRANSPOSE_KERNELS \
   void transpose_to_float(const c10::BFloat16* src, int64_t rows, int64_t cols, float* dst);
 
 namespace AVX2 { VIT_TRANSPOSE_KERNELS }

@@ -201,6 +201,16 @@ inline void transpose_in_registers(Vec (&v)[W]) {
 #endif
 }
 
+// dst[c * dst_stride + r] = src[r * stride + c] for the W x W block at src: its first `rows` rows
+// (rows <= W; the rest taken as zeros), W columns written, all of them.
+template <typename S>
+inline void transpose_block(const S* src, int64_t stride, int64_t rows, float* dst, int64_t dst_stride) {
+  Vec v[W];
+  for (int64_t r = 0; r < W; ++r) v[r] = r < rows ? load(src + r * stride, W) : Vec(0.0f);
+  transpose_in_registers(v);
+  for (int64_t c = 0; c < W; ++c) v[c].store(dst + c * dst_stride);
+}
+
 }  // namespace
 }  // namespace CPU_CAPABILITY
 }  // namespace vit

@@ -6,6 +6,7 @@
 #include <ATen/ops/zeros_like.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
 #include <tuple>
 
 #include "kernel_switch.h"
@@ -40,6 +41,12 @@ Isa isa() {
 // gradients on its own, and the blocks are added in order afterwards.
 constexpr int64_t kRowBlock = 128;
 
+// Rows of a contiguous tensor normalized over its last dimension: (..., C) read as (M, C).
+int64_t rows_of(const at::Tensor& x) { return x.numel() / std::max<int64_t>(1, x.size(-1)); }
+
+// `t` as `type`; no dispatch when it is that already (backward passes run this on every call).
+at::Tensor as_type(const at::Tensor& t, at::ScalarType type) { return t.scalar_type() == type ? t : t.to(type); }
+
 LayerNormArgs args_of(int64_t C, double eps, const at::Tensor& w, const at::Tensor& b) {
   LayerNormArgs a;
   a.C = C;
@@ -54,16 +61,17 @@ void run_forward(const at::Tensor& x, at::Tensor& y, at::Tensor& mean, at::Tenso
   const TX* xp = x.data_ptr<TX>();
   TY* yp = y.data_ptr<TY>();
   float *mp = mean.data_ptr<float>(), *rp = rstd.data_ptr<float>();
-  at::parallel_for(0, x.size(0), 64, [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, rows_of(x), 64, [&](int64_t r0, int64_t r1) {
     VIT_KERNEL_CALL(isa(), layer_norm_forward, xp, yp, mp, rp, r0, r1, a);
   });
 }
 
-// x2: (M, C) contiguous; w, b: float (C) or empty. Returns y (type `out`), mean and rstd (M).
-std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_2d(const at::Tensor& x2, const at::Tensor& w,
-                                                          const at::Tensor& b, double eps, at::ScalarType out) {
-  const int64_t M = x2.size(0), C = x2.size(1);
-  auto y = at::empty({M, C}, x2.options().dtype(out));
+// x2: (..., C) contiguous, M rows of C; w, b: float (C) or empty. Returns y (x2's shape, type
+// `out`), mean and rstd (M).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_rows(const at::Tensor& x2, const at::Tensor& w,
+                                                            const at::Tensor& b, double eps, at::ScalarType out) {
+  const int64_t M = rows_of(x2), C = x2.size(-1);
+  auto y = at::empty(x2.sizes(), x2.options().dtype(out));
   const auto f32 = x2.options().dtype(at::kFloat);
   auto mean = at::empty({M}, f32), rstd = at::empty({M}, f32);
   const auto a = args_of(C, eps, w, b);
@@ -84,7 +92,7 @@ void run_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& d
   const TX* drp = dr.defined() ? dr.data_ptr<TX>() : nullptr;
   const float *mp = mean.data_ptr<float>(), *rp = rstd.data_ptr<float>();
   TX* dxp = dx.data_ptr<TX>();
-  const int64_t M = x.size(0), blocks = (M + kRowBlock - 1) / kRowBlock;
+  const int64_t M = rows_of(x), blocks = (M + kRowBlock - 1) / kRowBlock;
   at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k)
       VIT_KERNEL_CALL(isa(), layer_norm_backward, dyp, xp, drp, mp, rp, dxp, dw_parts ? dw_parts + k * a.C : nullptr,
@@ -111,11 +119,12 @@ using torch::autograd::tensor_list;
 // residual's gradient is added into x's inside the backward pass instead of by autograd's own
 // add afterwards.
 struct FusedLayerNormFunction : torch::autograd::Function<FusedLayerNormFunction> {
-  // x2: (M, C) contiguous; w, b: float (C), or empty tensors for none (LibTorch 1.13's apply()
-  // cannot take undefined tensors); out: the result's scalar type.
+  // x2: (..., C) contiguous, normalized over its last dimension (any leading shape: no reshape,
+  // so no view nodes in the graph around it); w, b: float (C), or empty tensors for none
+  // (LibTorch 1.13's apply() cannot take undefined tensors); out: the result's scalar type.
   static tensor_list forward(AutogradContext* ctx, const at::Tensor& x2, const at::Tensor& w, const at::Tensor& b,
                              double eps, int64_t out) {
-    auto [y, mean, rstd] = forward_2d(x2, w, b, eps, at::ScalarType(out));
+    auto [y, mean, rstd] = forward_rows(x2, w, b, eps, at::ScalarType(out));
     ctx->save_for_backward({x2, w, b, mean, rstd});
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["out"] = out;
@@ -125,19 +134,19 @@ struct FusedLayerNormFunction : torch::autograd::Function<FusedLayerNormFunction
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &w = saved[1], &b = saved[2], &mean = saved[3], &rstd = saved[4];
-    const int64_t M = x.size(0), C = x.size(1), blocks = (M + kRowBlock - 1) / kRowBlock;
+    const int64_t M = rows_of(x), C = x.size(-1), blocks = (M + kRowBlock - 1) / kRowBlock;
     const auto a = args_of(C, ctx->saved_data["eps"].toDouble(), w, b);
     const auto f32 = x.options().dtype(at::kFloat);
     const bool want_dw = w.numel() > 0 && ctx->needs_input_grad(1), want_db = b.numel() > 0 && ctx->needs_input_grad(2);
     auto dw_parts = want_dw ? at::zeros({blocks, C}, f32) : at::Tensor();
     auto db_parts = want_db ? at::zeros({blocks, C}, f32) : at::Tensor();
-    auto dr = grads[1].defined() ? grads[1].to(x.scalar_type()).contiguous() : at::Tensor();
+    auto dr = grads[1].defined() ? as_type(grads[1], x.scalar_type()).contiguous() : at::Tensor();
     if (!grads[0].defined()) {  // only the passed-through x was used
       return {dr.defined() ? dr : at::zeros_like(x), want_dw ? at::zeros({C}, f32) : at::Tensor(),
               want_db ? at::zeros({C}, f32) : at::Tensor(), at::Tensor(), at::Tensor()};
     }
-    const auto dy = grads[0].to(at::ScalarType(ctx->saved_data["out"].toInt())).contiguous();
-    auto dx = at::empty({M, C}, x.options());
+    const auto dy = as_type(grads[0], at::ScalarType(ctx->saved_data["out"].toInt())).contiguous();
+    auto dx = at::empty(x.sizes(), x.options());
     float* dwp = want_dw ? dw_parts.data_ptr<float>() : nullptr;
     float* dbp = want_db ? db_parts.data_ptr<float>() : nullptr;
     if (x.scalar_type() == at::kBFloat16)
@@ -165,18 +174,18 @@ std::optional<at::Tensor> fused_layer_norm(const at::Tensor& x, const at::Tensor
     return std::nullopt;
   const auto shape = layer_norm_operands(x, weight, bias);
   if (!shape) return std::nullopt;
-  const auto x2 = x.reshape({shape->M, shape->C}).contiguous();
+  const auto x2 = x.contiguous();
   const auto w = layer_norm_param_f32(weight, x), b = layer_norm_param_f32(bias, x);
   const bool grad = at::GradMode::is_enabled() &&
                     (x.requires_grad() || (weight.defined() && weight.requires_grad()) ||
                      (bias.defined() && bias.requires_grad()));
   if (!grad) {
     if (residual) *residual = x;
-    return std::get<0>(forward_2d(x2, w, b, eps, out)).view(x.sizes());
+    return std::get<0>(forward_rows(x2, w, b, eps, out));
   }
   const auto outputs = FusedLayerNormFunction::apply(x2, w, b, eps, int64_t(out));
-  if (residual) *residual = outputs[1].view(x.sizes());
-  return outputs[0].view(x.sizes());
+  if (residual) *residual = outputs[1];
+  return outputs[0];
 }
 
 #endif  // VIT_HAVE_ELTWISE_KERNELS

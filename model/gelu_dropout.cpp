@@ -56,7 +56,7 @@ at::Tensor forward_saving_grad(const at::Tensor& x, const at::Tensor& r, at::Ten
 }
 
 at::Tensor backward_from_saved(const at::Tensor& dy_in, const at::Tensor& g, const GeluDropoutArgs& a) {
-  const auto dy = dy_in.to(at::kFloat).contiguous();
+  const auto dy = (dy_in.scalar_type() == at::kFloat ? dy_in : dy_in.to(at::kFloat)).contiguous();
   auto dx = at::empty(dy.sizes(), dy.options());
   const float* dyp = dy.data_ptr<float>();
   const float* gp = g.data_ptr<float>();
@@ -145,9 +145,12 @@ at::Tensor save_and_run(AutogradContext* ctx, const at::Tensor& x, const at::Ten
 }
 at::Tensor gradient_of_x(AutogradContext* ctx, const at::Tensor& dy) {
   const bool gelu = ctx->saved_data["gelu"].toBool();
-  const auto a = args_for(gelu, ctx->saved_data["p"].toDouble(), uint64_t(ctx->saved_data["seed"].toInt()));
-  if (ctx->saved_data["saved_grad"].toBool()) return backward_from_saved(dy, ctx->get_saved_variables()[0], a);
+  const double p = ctx->saved_data["p"].toDouble();
   const auto type = at::ScalarType(ctx->saved_data["type"].toInt());
+  // A plain residual sum (no GELU, no dropout): x's gradient is dy itself, as for ATen's add.
+  if (!gelu && !(p > 0.0) && dy.scalar_type() == type) return dy;
+  const auto a = args_for(gelu, p, uint64_t(ctx->saved_data["seed"].toInt()));
+  if (ctx->saved_data["saved_grad"].toBool()) return backward_from_saved(dy, ctx->get_saved_variables()[0], a);
   return backward(dy, gelu ? ctx->get_saved_variables()[0] : at::Tensor(), type, a);
 }
 

@@ -183,11 +183,22 @@ const dnnl::matmul& float_kernel(Kind kind, int64_t m, int64_t K, int64_t N) {
   return *mm;
 }
 
-// y (M, N) = x (M, K) W^T [+ b] [then GELU], all bf16, on the float units.
+// x (..., K) contiguous as the matrix (M, K) it is in memory: the layers take and give tensors of
+// any leading shape, so no reshape or view (and no view node in the graph) surrounds them.
+int64_t rows_of(const at::Tensor& x) { return x.numel() / std::max<int64_t>(1, x.size(-1)); }
+
+// The shape of the layer's output for x (..., K): (..., N).
+std::vector<int64_t> output_sizes(const at::Tensor& x, int64_t N) {
+  auto sizes = x.sizes().vec();
+  sizes.back() = N;
+  return sizes;
+}
+
+// y (..., N) = x (..., K) W^T [+ b] [then GELU], all bf16, on the float units.
 at::Tensor forward_on_float_units(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, Kind kind) {
-  const int64_t M = x.size(0), K = x.size(1), N = w.size(0), rows = block_rows(M, K, N);
+  const int64_t M = rows_of(x), K = x.size(-1), N = w.size(0), rows = block_rows(M, K, N);
   const auto wf = widened(w), bf = b.defined() ? widened(b) : at::Tensor();
-  auto y = at::empty({M, N}, x.options());
+  auto y = at::empty(output_sizes(x, N), x.options());
   auto xf = at::empty({rows, K}, wf.options()), yf = at::empty({rows, N}, wf.options());
   const auto* xp = static_cast<const at::BFloat16*>(x.data_ptr());
   auto* yp = static_cast<at::BFloat16*>(y.data_ptr());
@@ -211,7 +222,7 @@ at::Tensor forward_on_float_units(const at::Tensor& x, const at::Tensor& w, cons
 // rounded once.
 void backward_on_float_units(const at::Tensor& x, const at::Tensor& w, const at::Tensor& dy, at::Tensor* dx,
                              at::Tensor* dw) {
-  const int64_t M = x.size(0), K = x.size(1), N = w.size(0), rows = block_rows(M, K, N);
+  const int64_t M = rows_of(x), K = x.size(-1), N = w.size(0), rows = block_rows(M, K, N);
   const auto f32 = x.options().dtype(at::kFloat);
   const auto wf = dx ? widened(w) : at::Tensor();
   const auto dwf = dw ? at::empty({N, K}, f32) : at::Tensor();
@@ -219,7 +230,7 @@ void backward_on_float_units(const at::Tensor& x, const at::Tensor& w, const at:
   const bool widen_dy = dx || !transposes;  // dy's block as rows: for dx, or for dW read through strides
   auto dyf = widen_dy ? at::empty({rows, N}, f32) : at::Tensor(), xf = at::empty({rows, K}, f32);
   auto dyt = transposes ? at::empty({N, rows}, f32) : at::Tensor();
-  if (dx) *dx = at::empty({M, K}, x.options());
+  if (dx) *dx = at::empty(x.sizes(), x.options());
   const auto* dyp = static_cast<const at::BFloat16*>(dy.data_ptr());
   const auto* xp = static_cast<const at::BFloat16*>(x.data_ptr());
   for (int64_t r = 0; r < M; r += rows) {
@@ -265,13 +276,14 @@ bool available(std::initializer_list<Kind> kinds, int64_t M, int64_t K, int64_t 
   return true;
 }
 
-at::Tensor forward_2d(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, Kind kind) {
-  const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
+// y (..., N) = x (..., K) W^T [+ b] [then GELU]; x contiguous.
+at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, Kind kind) {
+  const int64_t M = rows_of(x), K = x.size(-1), N = w.size(0);
   const dt type = type_of(x);
   if (float_units_for(type)) return forward_on_float_units(x, w, b, kind);
   const auto* mm = kernel(kind, M, K, N, type);
   if (!mm) throw std::runtime_error("oneDNN linear: no forward kernel on this thread; run with VIT_ONEDNN_LINEAR=0");
-  auto y = at::empty({M, N}, x.options());
+  auto y = at::empty(output_sizes(x, N), x.options());
   std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, mem(matrix(M, K, type), x.data_ptr())},
                                           {DNNL_ARG_WEIGHTS, mem(transposed(K, N, type), w.data_ptr())},
                                           {DNNL_ARG_DST, mem(matrix(M, N, type), y.data_ptr())}};
@@ -285,33 +297,34 @@ using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
 struct LinearFunction : torch::autograd::Function<LinearFunction> {
-  // x2: (M, K) contiguous; b: the bias, or an empty tensor for none (LibTorch 1.13's apply()
-  // cannot take an undefined tensor); the kernels were checked to exist before apply().
+  // x2: (..., K) contiguous; b: the bias, or an empty tensor for none (LibTorch 1.13's apply()
+  // cannot take an undefined tensor; the empty one never needs a gradient, so needs_input_grad(2)
+  // says whether db is wanted); the kernels were checked to exist before apply().
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x2, const at::Tensor& w,
                             const at::Tensor& b) {
     const bool has_bias = b.numel() > 0;
     ctx->save_for_backward({x2, w});
-    ctx->saved_data["bias"] = has_bias;
-    return forward_2d(x2, w, has_bias ? b : at::Tensor(), has_bias ? Kind::Forward_bias : Kind::Forward);
+    return forward_rows(x2, w, has_bias ? b : at::Tensor(), has_bias ? Kind::Forward_bias : Kind::Forward);
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &w = saved[1];
-    const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
+    const int64_t M = rows_of(x), K = x.size(-1), N = w.size(0);
     const dt type = type_of(x);
-    const auto dy = grads[0].to(x.scalar_type()).contiguous();
+    const auto dy = (grads[0].scalar_type() == x.scalar_type() ? grads[0] : grads[0].to(x.scalar_type())).contiguous();
+    const bool want_db = ctx->needs_input_grad(2);
     at::Tensor dx, dw, db;
     if (float_units_for(type)) {
       backward_on_float_units(x, w, dy, ctx->needs_input_grad(0) ? &dx : nullptr, ctx->needs_input_grad(1) ? &dw : nullptr);
-      if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) db = column_sums(dy);
+      if (want_db) db = column_sums(dy.view({M, N}));
       return {dx, dw, db};
     }
     const auto* gi = kernel(Kind::GradInput, M, K, N, type);
     const auto* gw = kernel(Kind::GradWeight, M, K, N, type);
     if (!gi || !gw) throw std::runtime_error("oneDNN linear: no backward kernel on this thread; run with VIT_ONEDNN_LINEAR=0");
     if (ctx->needs_input_grad(0)) {
-      dx = at::empty({M, K}, x.options());
+      dx = at::empty(x.sizes(), x.options());
       run(*gi, {{DNNL_ARG_SRC, mem(matrix(M, N, type), dy.data_ptr())},
                 {DNNL_ARG_WEIGHTS, mem(matrix(N, K, type), w.data_ptr())},
                 {DNNL_ARG_DST, mem(matrix(M, K, type), dx.data_ptr())}});
@@ -323,7 +336,7 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
                 {DNNL_ARG_DST, mem(matrix(N, K, type), dw.data_ptr())}});
     }
     thread_stream().wait();
-    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) db = column_sums(dy);
+    if (want_db) db = column_sums(dy.view({M, N}));
     return {dx, dw, db};
   }
 };
@@ -368,12 +381,6 @@ bool wants_grad(const at::Tensor& x, const at::Tensor& weight, const at::Tensor&
          (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
 }
 
-at::Tensor as_rows(const at::Tensor& y, const at::Tensor& x) {
-  auto sizes = x.sizes().vec();
-  sizes.back() = y.size(1);
-  return y.view(sizes);
-}
-
 // A layer's operands (cast as autocast would) and shape, when oneDNN covers it.
 struct Layer {
   Operands ops;
@@ -402,12 +409,11 @@ std::optional<at::Tensor> onednn_linear(const at::Tensor& x_in, const at::Tensor
   if (!available({kind}, M, K, N, type)) return std::nullopt;
   if (grad && !available({Kind::GradInput, Kind::GradWeight}, M, K, N, type))
     return std::nullopt;
-  const auto x2 = x.reshape({M, K}).contiguous();
+  const auto x2 = x.contiguous();
   const auto w = weight.contiguous();
   const auto b = bias.defined() ? bias.contiguous() : at::Tensor();
-  at::Tensor y = grad ? LinearFunction::apply(x2, w, b.defined() ? b : at::empty({0}, x.options()))
-                      : forward_2d(x2, w, b, kind);
-  return as_rows(y, x);
+  return grad ? LinearFunction::apply(x2, w, b.defined() ? b : at::empty({0}, x.options()))
+              : forward_rows(x2, w, b, kind);
 }
 
 std::optional<at::Tensor> onednn_linear_gelu(const at::Tensor& x_in, const at::Tensor& weight_in,
@@ -420,7 +426,7 @@ std::optional<at::Tensor> onednn_linear_gelu(const at::Tensor& x_in, const at::T
   const auto kind = bias.defined() ? Kind::Forward_bias_gelu : Kind::Forward_gelu;
   if (!available({kind}, M, K, N, type_of(x))) return std::nullopt;
   const auto b = bias.defined() ? bias.contiguous() : at::Tensor();
-  return as_rows(forward_2d(x.reshape({M, K}).contiguous(), weight.contiguous(), b, kind), x);
+  return forward_rows(x.contiguous(), weight.contiguous(), b, kind);
 }
 
 bool bf16_gemms_on_float_units() { return enabled() && on_float_units(); }

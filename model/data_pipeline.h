@@ -35,6 +35,10 @@ void prepare_image(const uint8_t* src, int channels, int height, int width, int 
                    const Normalization& norm, const AugmentConfig& augment, uint64_t rng_seed,
                    float* out);
 
+// Number k (0-based) drawn by the engine prepare_image takes its augmentation from, seeded with
+// `seed`: std::mt19937_64's, computed lazily (test DataPipeline.augmentationEngineIsMt19937_64).
+uint64_t augmentation_engine_draw(uint64_t seed, int k);
+
 struct LoaderOptions {
   int batch_size = 128;
   int image_size = 28;       // output side S

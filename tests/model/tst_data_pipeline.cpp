@@ -3,8 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <random>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -130,6 +132,60 @@ TEST(DataPipeline, cropShiftsWholePixelsWithBlackBorder) {
     ASSERT_TRUE(found == 1) << "seed " << seed << " matches " << found << " shifts";
   }
   ASSERT_EQ(int(seen.size()), (2 * pad + 1) * (2 * pad + 1));  // every shift, the zero one too
+}
+
+TEST(DataPipeline, augmentationEngineIsMt19937_64) {
+  // prepare_image computes only the part of the Mersenne Twister's state its first draws need;
+  // every draw must still be std::mt19937_64's, past the 156 it computes lazily too.
+  for (uint64_t seed : {uint64_t(0), uint64_t(1), uint64_t(42), uint64_t(0x9e3779b97f4a7c15ULL), ~uint64_t(0)}) {
+    std::mt19937_64 reference(seed);
+    for (int k = 0; k < 400; ++k) ASSERT_EQ(vit::augmentation_engine_draw(seed, k), reference()) << "seed " << seed << " draw " << k;
+  }
+}
+
+TEST(DataPipeline, flippedCropMatchesPixelByPixelDefinition) {
+  // Flip and crop together, and crops at least as wide as the image: the output is exactly one
+  // (mirror, dx, dy) shift of the source as defined pixel by pixel, or all black when the shift
+  // leaves the image (the source has no black pixel, so only such a shift gives black).
+  const int S = 9;
+  std::vector<uint8_t> src(S * S);
+  for (int i = 0; i < S * S; ++i) src[i] = uint8_t(1 + i * 3);
+  const vit::Normalization n{{0.1f}, {0.3f}};
+  const float black = 0.0f * (1.0f / (255.0f * 0.3f)) + -0.1f / 0.3f;
+  for (int pad : {2, 9, 12}) {
+    vit::AugmentConfig a;
+    a.hflip = true;
+    a.crop = pad;
+    int mirrored = 0, blacks = 0;
+    for (uint64_t seed = 0; seed < 200; ++seed) {
+      std::vector<float> out(S * S);
+      vit::prepare_image(src.data(), 1, S, S, S, n, a, seed, out.data());
+      if (std::all_of(out.begin(), out.end(), [&](float v) { return v == black; })) {
+        ++blacks;
+        continue;
+      }
+      int found = 0;
+      for (int mirror = 0; mirror < 2; ++mirror)
+        for (int dy = -pad; dy <= pad; ++dy)
+          for (int dx = -pad; dx <= pad; ++dx) {
+            bool match = true;
+            for (int y = 0; y < S && match; ++y)
+              for (int x = 0; x < S && match; ++x) {
+                const int sy = y + dy, sx = x + dx;
+                const bool inside = sy >= 0 && sy < S && sx >= 0 && sx < S;
+                const float pixel = inside ? src[sy * S + (mirror ? S - 1 - sx : sx)] : 0.0f;
+                match = out[y * S + x] == pixel * (1.0f / (255.0f * 0.3f)) + -0.1f / 0.3f;
+              }
+            if (match) {
+              ++found;
+              mirrored += mirror;
+            }
+          }
+      ASSERT_EQ(found, 1) << "pad " << pad << " seed " << seed;
+    }
+    ASSERT_GT(mirrored, 0) << "pad " << pad;
+    if (pad >= S) ASSERT_GT(blacks, 0) << "pad " << pad;
+  }
 }
 
 TEST(DataPipeline, erasingBlanksOneRectangleToTheMean) {

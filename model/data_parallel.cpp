@@ -221,6 +221,9 @@ StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::T
   std::vector<torch::Tensor> slots(params.size());
   for (size_t i = 0; i < params.size(); ++i) slots[i] = params[i].grad();
   const auto sum_owners = balance(numels(params), n);
+  // The clipping norms while each sum is in cache, where they are final: every shard ran here.
+  const bool norms = layout.count == layout.total && images.is_cpu();
+  if (norms) out.grad_norms.resize(params.size());
   for_each_shard(n, [&](int t) {
     torch::NoGradGuard no_grad;
     for (size_t i : sum_owners[size_t(t)]) {
@@ -228,6 +231,7 @@ StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::T
       for (int s = 0; s < n; ++s)
         if (grads[size_t(s)][i].defined()) terms.push_back(&grads[size_t(s)][i]);
       store_gradient(slots[i], terms);
+      if (norms && slots[i].defined()) out.grad_norms[i] = slots[i].norm(2.0);
     }
   });
   for (size_t i = 0; i < params.size(); ++i)
@@ -238,26 +242,44 @@ StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::T
   return out;
 }
 
-double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm, int threads) {
+GradClip grad_clip(const std::vector<torch::Tensor>& params, double max_norm, int threads,
+                   const std::vector<torch::Tensor>& given) {
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> grads;
-  for (const auto& p : params)
-    if (p.grad().defined()) grads.push_back(p.grad());
-  if (grads.empty()) return 0.0;
+  std::vector<torch::Tensor> grads, norms;
+  const bool have = given.size() == params.size();
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!params[i].grad().defined()) continue;
+    grads.push_back(params[i].grad());
+    norms.push_back(have ? given[i] : torch::Tensor());
+  }
+  if (grads.empty()) return {};
   const int n = std::max(1, std::min<int>(threads, int(grads.size())));
-  std::vector<torch::Tensor> norms(grads.size());
   const auto owners = balance(numels(grads), n);
-  for_each_shard(n, [&](int t) {
-    for (size_t i : owners[size_t(t)]) norms[i] = grads[i].norm(2.0);
-  });
+  if (std::any_of(norms.begin(), norms.end(), [](const torch::Tensor& t) { return !t.defined(); }))
+    for_each_shard(n, [&](int t) {
+      for (size_t i : owners[size_t(t)]) norms[i] = grads[i].norm(2.0);
+    });
   const auto total = norms.size() == 1 ? norms[0] : torch::stack(norms).norm(2.0);
   const auto coef = torch::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
+  return {total.item<double>(), coef.item<float>()};
+}
+
+double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm, int threads) {
+  const auto clip = grad_clip(params, max_norm, threads);
   // A factor of exactly 1 (the norm is within the limit) changes no gradient: skip the passes.
-  if (coef.item<float>() != 1.0f)
+  if (clip.scale != 1.0f) {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : params)
+      if (p.grad().defined()) grads.push_back(p.grad());
+    const int n = std::max(1, std::min<int>(threads, int(grads.size())));
+    const auto owners = balance(numels(grads), n);
+    const auto coef = torch::scalar_tensor(clip.scale, grads[0].options().dtype(torch::kFloat));
     for_each_shard(n, [&](int t) {
       for (size_t i : owners[size_t(t)]) grads[i].mul_(coef);
     });
-  return total.item<double>();
+  }
+  return clip.total_norm;
 }
 
 namespace {
@@ -328,11 +350,17 @@ struct AdamWScalars {
 
 // Vectorised (omp simd) at the baseline ISA: sqrt and division 4 lanes at a time; the file is
 // built with -fno-math-errno (sqrt needs no errno path) and -ffp-contract=off (model/CMakeLists.txt).
-void adamw_update(float* __restrict p, const float* __restrict g, float* __restrict m,
-                  float* __restrict v, int64_t n, const AdamWScalars& s) {
+// Scaled: g is first multiplied by `gs` and written back (clip_grad_norm_'s mul_, in this pass).
+template <bool Scaled>
+void adamw_update(float* __restrict p, float* __restrict g, float* __restrict m,
+                  float* __restrict v, int64_t n, const AdamWScalars& s, float gs) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
-    const float gi = g[i];
+    float gi = g[i];
+    if constexpr (Scaled) {
+      gi = gi * gs;
+      g[i] = gi;
+    }
     const float pi = p[i] * s.decay;                                      // p.mul_(1 - lr wd); x 1 is exact
     const float mi = m[i] * s.beta1 + s.one_minus_beta1 * gi;             // exp_avg.mul_(b1).add_(g, 1 - b1)
     const float vi = v[i] * s.beta2 + s.one_minus_beta2 * gi * gi;        // exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
@@ -354,7 +382,7 @@ bool fusable(const torch::Tensor& p, const torch::Tensor& g, const torch::optim:
 
 }  // namespace
 
-void adamw_step(torch::optim::AdamW& optimizer, int threads) {
+void adamw_step(torch::optim::AdamW& optimizer, int threads, float grad_scale) {
   torch::NoGradGuard no_grad;
   struct Item {
     torch::Tensor p;
@@ -390,12 +418,16 @@ void adamw_step(torch::optim::AdamW& optimizer, int threads) {
             float(beta1), float(1 - beta1), float(beta2), float(1 - beta2),
             float(std::sqrt(bias_correction2)), float(options->eps()),
             float(-(options->lr() / bias_correction1))};
-        adamw_update(p.data_ptr<float>(), grad.data_ptr<float>(), state->exp_avg().data_ptr<float>(),
-                     state->exp_avg_sq().data_ptr<float>(), p.numel(), scalars);
+        float *pp = p.data_ptr<float>(), *gp = grad.data_ptr<float>();
+        float *mp = state->exp_avg().data_ptr<float>(), *vp = state->exp_avg_sq().data_ptr<float>();
+        if (grad_scale != 1.0f) adamw_update<true>(pp, gp, mp, vp, p.numel(), scalars, grad_scale);
+        else adamw_update<false>(pp, gp, mp, vp, p.numel(), scalars, 1.0f);
         // Written through pointers: tell autograd's checks, as an in-place op would.
         for (const auto* t : {&p, &state->exp_avg(), &state->exp_avg_sq()}) t->unsafeGetTensorImpl()->bump_version();
+        if (grad_scale != 1.0f) grad.unsafeGetTensorImpl()->bump_version();
         continue;
       }
+      if (grad_scale != 1.0f) grad.mul_(torch::scalar_tensor(grad_scale, grad.options()));
       if (options->weight_decay() != 0) p.mul_(1 - options->lr() * options->weight_decay());
       state->exp_avg().mul_(beta1).add_(grad, 1 - beta1);
       state->exp_avg_sq().mul_(beta2).addcmul_(grad, grad, 1 - beta2);

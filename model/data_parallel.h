@@ -60,6 +60,10 @@ struct StepOutput {
   torch::Tensor logits;       // (B, classes), detached, on the model's device
   torch::Tensor loss_tensor;  // this process's share of the batch-mean loss, a scalar on the device
   double loss = 0;            // the same read to the host: on the CPU only (on a GPU it would wait)
+  // Each parameter's gradient norm (grad.norm(2)), taken right after its shards' gradients were
+  // summed (still in cache), when this process ran every shard of the batch on the CPU; empty
+  // otherwise (a distributed step's gradients change in the all-reduce after it). For grad_clip.
+  std::vector<torch::Tensor> grad_norms;
 };
 // bf16: mixed precision, LibTorch's CPU autocast on every shard's thread for the forward pass
 // (matrix products in bfloat16 with float accumulation; weights, gradients and the optimizer
@@ -80,11 +84,22 @@ StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::T
 // group, about a quarter of a small ViT's step.
 // torch::nn::utils::clip_grad_norm_ (L2): returns the total norm before clipping.
 double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm, int threads);
+// clip_grad_norm_'s total norm and factor, min(1, max_norm / (total + 1e-6)) computed as it does,
+// without scaling the gradients: adamw_step applies the factor in its own pass over them. `norms`:
+// StepOutput::grad_norms when it has them (one pass over the gradients less), else empty.
+struct GradClip {
+  double total_norm = 0;
+  float scale = 1.0f;  // 1: the norm is within the limit, nothing to scale
+};
+GradClip grad_clip(const std::vector<torch::Tensor>& params, double max_norm, int threads,
+                   const std::vector<torch::Tensor>& norms = {});
 // torch::optim::AdamW::step() of LibTorch 1.13 (decoupled decay, bias correction, no amsgrad),
 // on the optimizer's own state, so checkpoints and resume are unchanged. Float CPU parameters are
 // updated in one fused pass each (LibTorch's arithmetic in float, without FMAs: equal to
 // AdamW::step to float rounding, the same on every CPU and thread count); others by ATen's ops.
-void adamw_step(torch::optim::AdamW& optimizer, int threads);
+// grad_scale != 1 first multiplies each gradient by it (grad_clip's factor), in place, as
+// clip_grad_norm_ would have: the fused pass reads and scales the gradient once.
+void adamw_step(torch::optim::AdamW& optimizer, int threads, float grad_scale = 1.0f);
 // Every parameter's AdamW state in group order, created (zero, step 0) where missing: what a
 // distributed run broadcasts from rank 0 so that every rank continues with the same state.
 std::vector<torch::optim::AdamWParamState*> adamw_states(torch::optim::AdamW& optimizer);

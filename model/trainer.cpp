@@ -523,9 +523,10 @@ class Training {
       // checkpoint): the weights after it are never saved.
       if (pending_.empty()) pending_first_step_ = state_.global_step + 1;
       pending_.push_back(stats);
-      // Both as LibTorch's clip_grad_norm_ and AdamW::step, spread over the shards' threads.
-      if (tc_.grad_clip > 0) clip_grad_norm(params_, tc_.grad_clip, shards_);
-      adamw_step(*optimizer_, shards_);
+      // Both as LibTorch's clip_grad_norm_ and AdamW::step, spread over the shards' threads; the
+      // clipping factor is applied inside AdamW's pass over the gradients.
+      const float grad_scale = tc_.grad_clip > 0 ? grad_clip(params_, tc_.grad_clip, shards_, step.grad_norms).scale : 1.0f;
+      adamw_step(*optimizer_, shards_, grad_scale);
       ++steps_this_call_;
       ++state_.global_step;
       ++state_.step_in_epoch;

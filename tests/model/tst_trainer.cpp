@@ -196,6 +196,10 @@ TEST(Trainer, dataParallelGradientsMatchOneShard) {
           << (std::to_string(shards) + " shards, parameter " + std::to_string(i) + ": max diff " +
                 std::to_string((g[i] - g1[i]).abs().max().item<double>()) + " of max " +
                 std::to_string(g1[i].abs().max().item<double>()));
+    // The clipping norms taken with the sums are those of the gradients left in .grad.
+    ASSERT_EQ(split.grad_norms.size(), params.size());
+    for (size_t i = 0; i < params.size(); ++i)
+      ASSERT_TRUE(torch::equal(split.grad_norms[i], params[i].grad().norm(2.0))) << "norm of parameter " << i;
   }
   // The comparison above means something only for a gradient that is not zero.
   ASSERT_TRUE(g1[0].abs().sum().item<double>() > 0);
@@ -207,10 +211,11 @@ TEST(Trainer, dataParallelGradientsMatchOneShard) {
 TEST(Trainer, parallelClipAndAdamWMatchLibTorch) {
   ThreadsForTest threads(2);
   torch::manual_seed(4);
-  std::vector<torch::Tensor> a, b;
+  std::vector<torch::Tensor> a, b, c;  // c: the trainer's way, the factor applied inside AdamW's pass
   for (auto shape : std::vector<std::vector<int64_t>>{{16, 8}, {8}, {3, 4, 5}, {1}, {7, 7}}) {
     a.push_back(torch::randn(shape).requires_grad_());
     b.push_back(a.back().detach().clone().requires_grad_());
+    c.push_back(a.back().detach().clone().requires_grad_());
   }
   auto make = [](std::vector<torch::Tensor>& p) {
     std::vector<torch::optim::OptimizerParamGroup> groups;
@@ -220,19 +225,34 @@ TEST(Trainer, parallelClipAndAdamWMatchLibTorch) {
                         std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(3e-3).weight_decay(0.0)));
     return torch::optim::AdamW(std::move(groups), torch::optim::AdamWOptions(3e-3));
   };
-  auto ours = make(b), theirs = make(a);
+  auto ours = make(b), theirs = make(a), fused = make(c);
+  int scaled_steps = 0;
   const auto start = a[0].detach().clone();
   for (int step = 0; step < 4; ++step) {
     for (size_t i = 0; i < a.size(); ++i) {
-      const auto g = torch::randn(a[i].sizes()) * (step + 1);  // norms above and below the clip
+      // Norms below the clip (step 0: ~0.2 x sqrt(246) = 3.1 < 5) and above it.
+      const auto g = torch::randn(a[i].sizes()) * (step == 0 ? 0.2 : step + 1.0);
       a[i].mutable_grad() = g.clone();
       b[i].mutable_grad() = g.clone();
+      c[i].mutable_grad() = g.clone();
     }
     const double n1 = torch::nn::utils::clip_grad_norm_(a, 5.0);
     const double n2 = vit::clip_grad_norm(b, 5.0, 2);
     ASSERT_DOUBLE_EQ(n2, n1);
+    // Norms handed in as forward_backward takes them (grad.norm(2) per parameter), one missing.
+    std::vector<torch::Tensor> norms;
+    for (const auto& p : c) norms.push_back(p.grad().norm(2.0));
+    norms[3] = torch::Tensor();
+    const auto clip = vit::grad_clip(c, 5.0, 2, norms);
+    ASSERT_DOUBLE_EQ(clip.total_norm, n1);
+    scaled_steps += clip.scale != 1.0f;
     theirs.step();
     vit::adamw_step(ours, 2);
+    vit::adamw_step(fused, 2, clip.scale);
+    for (size_t i = 0; i < b.size(); ++i) {  // the fused scaling is clip_grad_norm's bit for bit
+      ASSERT_TRUE(torch::equal(b[i].grad(), c[i].grad())) << ("scaled gradient " + std::to_string(i));
+      ASSERT_TRUE(torch::equal(b[i], c[i])) << ("parameter " + std::to_string(i));
+    }
     for (size_t i = 0; i < a.size(); ++i) {
       ASSERT_TRUE(torch::equal(a[i].grad(), b[i].grad())) << ("clipped gradient " + std::to_string(i));
       // Our fused update does LibTorch's arithmetic in float without FMAs; ATen's kernels use
@@ -244,6 +264,8 @@ TEST(Trainer, parallelClipAndAdamWMatchLibTorch) {
     }
   }
   ASSERT_FALSE(torch::equal(a[0], start));  // the comparison is of weights that moved
+  ASSERT_GT(scaled_steps, 0);                // and of steps that clipped
+  ASSERT_LT(scaled_steps, 4);                // and steps that did not
   ASSERT_EQ(ours.state().size(), theirs.state().size());
   // The moments too, and the step counts.
   const auto s_ours = vit::adamw_states(ours), s_theirs = vit::adamw_states(theirs);  // group order

@@ -37,6 +37,20 @@ vit::Normalization unit(int c) {
   return {std::vector<float>(c, 0.0f), std::vector<float>(c, 1.0f)};
 }
 
+// Whether `out` (S x S) is the source moved by (dx, dy), mirrored first when `mirror`, black (0)
+// where it runs out: same(out pixel, source pixel value) for every pixel.
+template <class Same>
+bool is_shift(const std::vector<float>& out, const std::vector<uint8_t>& src, int S, int dx, int dy, bool mirror,
+              Same same) {
+  for (int y = 0; y < S; ++y)
+    for (int x = 0; x < S; ++x) {
+      const int sy = y + dy, sx = x + dx;
+      const bool inside = sy >= 0 && sy < S && sx >= 0 && sx < S;
+      if (!same(out[y * S + x], inside ? float(src[sy * S + (mirror ? S - 1 - sx : sx)]) : 0.0f)) return false;
+    }
+  return true;
+}
+
 }  // namespace
 
 TEST(DataPipeline, normalizationMatchesHandComputedValues) {
@@ -117,13 +131,9 @@ TEST(DataPipeline, cropShiftsWholePixelsWithBlackBorder) {
     int found = 0;
     for (int dy = -pad; dy <= pad; ++dy)
       for (int dx = -pad; dx <= pad; ++dx) {
-        bool match = true;
-        for (int y = 0; y < S && match; ++y)
-          for (int x = 0; x < S && match; ++x) {
-            const int sy = y + dy, sx = x + dx;
-            const float pixel = sy < 0 || sy >= S || sx < 0 || sx >= S ? 0.0f : src[sy * S + sx];
-            match = std::abs(out[y * S + x] - (pixel / 255.0f - 0.2f) / 0.5f) < 1e-5;
-          }
+        const bool match = is_shift(out, src, S, dx, dy, false, [](float o, float pixel) {
+          return std::abs(o - (pixel / 255.0f - 0.2f) / 0.5f) < 1e-5;
+        });
         if (match) {
           ++found;
           seen.insert({dx, dy});
@@ -168,14 +178,9 @@ TEST(DataPipeline, flippedCropMatchesPixelByPixelDefinition) {
       for (int mirror = 0; mirror < 2; ++mirror)
         for (int dy = -pad; dy <= pad; ++dy)
           for (int dx = -pad; dx <= pad; ++dx) {
-            bool match = true;
-            for (int y = 0; y < S && match; ++y)
-              for (int x = 0; x < S && match; ++x) {
-                const int sy = y + dy, sx = x + dx;
-                const bool inside = sy >= 0 && sy < S && sx >= 0 && sx < S;
-                const float pixel = inside ? src[sy * S + (mirror ? S - 1 - sx : sx)] : 0.0f;
-                match = out[y * S + x] == pixel * (1.0f / (255.0f * 0.3f)) + -0.1f / 0.3f;
-              }
+            const bool match = is_shift(out, src, S, dx, dy, mirror == 1, [](float o, float pixel) {
+              return o == pixel * (1.0f / (255.0f * 0.3f)) + -0.1f / 0.3f;  // exactly prepare_image's
+            });
             if (match) {
               ++found;
               mirrored += mirror;

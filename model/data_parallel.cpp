@@ -242,6 +242,22 @@ StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::T
   return out;
 }
 
+namespace {
+
+// fn(i) for each of `tensors`, spread over up to `threads` threads by size (balance()), each
+// tensor on one thread.
+template <class F>
+void for_each_balanced(const std::vector<torch::Tensor>& tensors, int threads, F&& fn) {
+  const int n = std::max(1, std::min<int>(threads, int(tensors.size())));
+  const auto owners = balance(numels(tensors), n);
+  for_each_shard(n, [&](int t) {
+    torch::NoGradGuard no_grad;  // grad mode is thread-local
+    for (size_t i : owners[size_t(t)]) fn(i);
+  });
+}
+
+}  // namespace
+
 GradClip grad_clip(const std::vector<torch::Tensor>& params, double max_norm, int threads,
                    const std::vector<torch::Tensor>& given) {
   torch::NoGradGuard no_grad;
@@ -253,12 +269,8 @@ GradClip grad_clip(const std::vector<torch::Tensor>& params, double max_norm, in
     norms.push_back(have ? given[i] : torch::Tensor());
   }
   if (grads.empty()) return {};
-  const int n = std::max(1, std::min<int>(threads, int(grads.size())));
-  const auto owners = balance(numels(grads), n);
   if (std::any_of(norms.begin(), norms.end(), [](const torch::Tensor& t) { return !t.defined(); }))
-    for_each_shard(n, [&](int t) {
-      for (size_t i : owners[size_t(t)]) norms[i] = grads[i].norm(2.0);
-    });
+    for_each_balanced(grads, threads, [&](size_t i) { norms[i] = grads[i].norm(2.0); });
   const auto total = norms.size() == 1 ? norms[0] : torch::stack(norms).norm(2.0);
   const auto coef = torch::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
   return {total.item<double>(), coef.item<float>()};
@@ -268,16 +280,11 @@ double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm,
   const auto clip = grad_clip(params, max_norm, threads);
   // A factor of exactly 1 (the norm is within the limit) changes no gradient: skip the passes.
   if (clip.scale != 1.0f) {
-    torch::NoGradGuard no_grad;
     std::vector<torch::Tensor> grads;
     for (const auto& p : params)
       if (p.grad().defined()) grads.push_back(p.grad());
-    const int n = std::max(1, std::min<int>(threads, int(grads.size())));
-    const auto owners = balance(numels(grads), n);
     const auto coef = torch::scalar_tensor(clip.scale, grads[0].options().dtype(torch::kFloat));
-    for_each_shard(n, [&](int t) {
-      for (size_t i : owners[size_t(t)]) grads[i].mul_(coef);
-    });
+    for_each_balanced(grads, threads, [&](size_t i) { grads[i].mul_(coef); });
   }
   return clip.total_norm;
 }

@@ -11,6 +11,7 @@
 
 #include "kernel_switch.h"
 #include "layer_norm_operands.h"
+#include "tensor_rows.h"
 #ifdef VIT_HAVE_ELTWISE_KERNELS
 #include "layer_norm_kernels.h"
 #include "kernel_isa.h"  // x86 only: __builtin_cpu_supports
@@ -40,12 +41,6 @@ Isa isa() {
 // Rows per block of the backward pass: each block sums its rows' share of the parameters'
 // gradients on its own, and the blocks are added in order afterwards.
 constexpr int64_t kRowBlock = 128;
-
-// Rows of a contiguous tensor normalized over its last dimension: (..., C) read as (M, C).
-int64_t rows_of(const at::Tensor& x) { return x.numel() / std::max<int64_t>(1, x.size(-1)); }
-
-// `t` as `type`; no dispatch when it is that already (backward passes run this on every call).
-at::Tensor as_type(const at::Tensor& t, at::ScalarType type) { return t.scalar_type() == type ? t : t.to(type); }
 
 LayerNormArgs args_of(int64_t C, double eps, const at::Tensor& w, const at::Tensor& b) {
   LayerNormArgs a;

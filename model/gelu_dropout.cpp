@@ -8,6 +8,7 @@
 #include "dropout.h"
 #include "dropout_stream.h"
 #include "kernel_switch.h"
+#include "tensor_rows.h"  // as_type
 #ifdef VIT_HAVE_ELTWISE_KERNELS
 #include "gelu_dropout_kernels.h"
 #include "kernel_isa.h"  // x86 only: __builtin_cpu_supports
@@ -56,7 +57,7 @@ at::Tensor forward_saving_grad(const at::Tensor& x, const at::Tensor& r, at::Ten
 }
 
 at::Tensor backward_from_saved(const at::Tensor& dy_in, const at::Tensor& g, const GeluDropoutArgs& a) {
-  const auto dy = (dy_in.scalar_type() == at::kFloat ? dy_in : dy_in.to(at::kFloat)).contiguous();
+  const auto dy = as_type(dy_in, at::kFloat).contiguous();
   auto dx = at::empty(dy.sizes(), dy.options());
   const float* dyp = dy.data_ptr<float>();
   const float* gp = g.data_ptr<float>();

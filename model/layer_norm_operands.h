@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "data_parallel.h"  // bf16_autocast_enabled
+#include "tensor_rows.h"
 
 namespace vit {
 
@@ -25,7 +26,7 @@ inline std::optional<LayerNormShape> layer_norm_operands(const at::Tensor& x, co
   if (x.dim() < 1 || !x.device().is_cpu() || (st != at::kFloat && st != at::kBFloat16) ||
       (st == at::kBFloat16 && bf16_autocast_enabled(at::kCPU)))
     return std::nullopt;
-  const int64_t C = x.size(-1), M = x.numel() / std::max<int64_t>(C, 1);
+  const int64_t C = x.size(-1), M = rows_of(x);
   if (M == 0 || C == 0) return std::nullopt;
   for (const auto* p : {&weight, &bias})
     if (p->defined() && (p->dim() != 1 || p->size(0) != C || !p->device().is_cpu() ||

@@ -15,6 +15,7 @@
 #include "column_sums.h"
 #include "cpu_info.h"
 #include "data_parallel.h"  // bf16_autocast_enabled
+#include "tensor_rows.h"
 
 #ifdef VIT_HAVE_ONEDNN
 #include "onednn_common.h"
@@ -183,10 +184,7 @@ const dnnl::matmul& float_kernel(Kind kind, int64_t m, int64_t K, int64_t N) {
   return *mm;
 }
 
-// x (..., K) contiguous as the matrix (M, K) it is in memory: the layers take and give tensors of
-// any leading shape, so no reshape or view (and no view node in the graph) surrounds them.
-int64_t rows_of(const at::Tensor& x) { return x.numel() / std::max<int64_t>(1, x.size(-1)); }
-
+// The layers take and give tensors of any leading shape as their rows (tensor_rows.h).
 // The shape of the layer's output for x (..., K): (..., N).
 std::vector<int64_t> output_sizes(const at::Tensor& x, int64_t N) {
   auto sizes = x.sizes().vec();
@@ -312,7 +310,7 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
     const auto &x = saved[0], &w = saved[1];
     const int64_t M = rows_of(x), K = x.size(-1), N = w.size(0);
     const dt type = type_of(x);
-    const auto dy = (grads[0].scalar_type() == x.scalar_type() ? grads[0] : grads[0].to(x.scalar_type())).contiguous();
+    const auto dy = as_type(grads[0], x.scalar_type()).contiguous();
     const bool want_db = ctx->needs_input_grad(2);
     at::Tensor dx, dw, db;
     if (float_units_for(type)) {
@@ -354,7 +352,7 @@ std::optional<Dims> covered(const at::Tensor& x, const at::Tensor& weight, const
   if (bias.defined() && (bias.scalar_type() != st || !bias.device().is_cpu() ||
                          bias.dim() != 1 || bias.size(0) != weight.size(0)))
     return std::nullopt;
-  const int64_t K = x.size(-1), N = weight.size(0), M = x.numel() / std::max<int64_t>(K, 1);
+  const int64_t K = x.size(-1), N = weight.size(0), M = rows_of(x);
   if (weight.size(1) != K || M == 0 || K == 0 || N == 0) return std::nullopt;
   return Dims{M, K, N};
 }

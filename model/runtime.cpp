@@ -107,10 +107,15 @@ std::string loaded_blas_path() {
 }
 
 // Read by jemalloc at its initialization: never purge freed pages back to the OS, so tensor
-// buffers are reused across training steps instead of being page-faulted in again.
+// buffers are reused across training steps instead of being page-faulted in again; and back its
+// memory with transparent huge pages (madvise, which Debian's default THP mode "madvise"
+// honours), so that streaming keras-cifar's attention probabilities (43 MB a layer at batch 128)
+// and activations walks 2 MB pages instead of 4 KB ones: keras-cifar bf16 steps ~2.5% faster,
+// fmnist-small's unchanged, peak memory +4% and +11%. MALLOC_CONF in the environment overrides
+// either (e.g. MALLOC_CONF=thp:default).
 extern "C" {
 __attribute__((used, visibility("default"))) const char* malloc_conf =
-    "dirty_decay_ms:-1,muzzy_decay_ms:-1";
+    "dirty_decay_ms:-1,muzzy_decay_ms:-1,thp:always";
 }
 
 void relaunch_with_openmp_policy(char** argv, const char* policy) {

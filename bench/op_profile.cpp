@@ -6,7 +6,7 @@
 //   a sixth argument `shapes` lists each op once per set of input shapes; OP_PROFILE_ROWS=N
 //   prints N rows instead of 25)
 //
-// Times the trainer's own step (forward_backward, clip_grad_norm, adamw_step) on random images
+// Times the trainer's own step (forward_backward, grad_clip, adamw_step) on random images
 // after 5 warm-up steps (or, for *-infer, the forward pass of `vit summary --benchmark`: model and
 // input converted to the type, inference mode), and prints the ops by self time (time in the op minus the ops it called),
 // with their share of the step, calls per step and the number of ops per step. With 1 thread
@@ -73,9 +73,8 @@ int main(int argc, char** argv) {
       model->forward(typed_images).to(torch::kFloat32);
       return;
     }
-    vit::forward_backward(model, params, images, labels, 0.1, shards, bf16);
-    vit::clip_grad_norm(params, 1.0, shards);
-    vit::adamw_step(optimizer, shards);
+    const auto out = vit::forward_backward(model, params, images, labels, 0.1, shards, bf16);
+    vit::adamw_step(optimizer, shards, vit::grad_clip(params, 1.0, shards, out.grad_norms).scale);
   };
   for (int i = 0; i < 5; ++i) step();
 

@@ -53,6 +53,8 @@ int run_summary(const SummaryOptions& o) {
                         {"blas_core_source", runtime.blas_core_source},
                         {"blas_check_error", runtime.blas_check_error},
                         {"onednn_isa", runtime.onednn_isa},
+                        {"allocator", runtime.allocator},
+                        {"huge_pages", runtime.huge_pages},
                         {"bf16", bf16_support().describe()},
                         {"bf16_dot_vs_fma", bf16_support().dot_vs_fma},
                         {"core_fp32_fma_gflops", bf16_support().fma_gflops},

@@ -28,6 +28,17 @@ namespace vit {
 
 namespace {
 
+// jemalloc's opt.thp, asked through its mallctl (looked up at run time: the symbol is there only
+// when jemalloc is the allocator); "" when it cannot say.
+std::string jemalloc_thp() {
+  using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
+  const auto mallctl = reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"));
+  const char* mode = nullptr;
+  size_t size = sizeof(mode);
+  if (!mallctl || mallctl("opt.thp", &mode, &size, nullptr, 0) != 0 || !mode) return "";
+  return mode;
+}
+
 std::string loaded_library(const char* fragment) {
   std::pair<const char*, std::string> query{fragment, {}};
   dl_iterate_phdr(
@@ -204,6 +215,7 @@ RuntimeInfo configure_runtime(int threads) {
   // Same effect as GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=<huge>:
   // keep freed tensor buffers in the heap instead of unmapping and faulting them back each step.
   info.allocator = loaded_library("libjemalloc").empty() ? "glibc" : "jemalloc";
+  if (info.allocator == "jemalloc") info.huge_pages = jemalloc_thp();
   info.malloc_tuned = info.allocator == "jemalloc" ||
                       (mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1);
 
@@ -275,6 +287,7 @@ std::string describe(const RuntimeInfo& info) {
   if (!info.blas_core.empty()) out << " (" << info.blas_core << ", " << info.blas_core_source << ")";
   if (!info.onednn_isa.empty()) out << ", oneDNN " << info.onednn_isa;
   out << ", allocator " << info.allocator << (info.malloc_tuned ? "" : " (NOT tuned)");
+  if (!info.huge_pages.empty()) out << " (huge pages " << info.huge_pages << ")";
   if (bf16_support().any()) out << ", bf16: " << bf16_support().describe();
   if (bf16_gemms_on_float_units()) out << ", bf16 GEMMs on the float units";
   return out.str();
@@ -294,6 +307,7 @@ std::string runtime_json() {
       << g_last.threads << ",\"blas\":" << quoted(g_last.blas_path) << ",\"blas_core\":"
       << quoted(g_last.blas_core) << ",\"blas_core_source\":" << quoted(g_last.blas_core_source)
       << ",\"onednn_isa\":" << quoted(g_last.onednn_isa) << ",\"allocator\":" << quoted(g_last.allocator)
+      << ",\"huge_pages\":" << quoted(g_last.huge_pages)
       << ",\"bf16\":" << quoted(bf16_support().describe()) << ",\"bf16_dot_vs_fma\":"
       << bf16_support().dot_vs_fma << ",\"core_fp32_fma_gflops\":" << bf16_support().fma_gflops
       << ",\"core_bf16_dot_gflops\":" << bf16_support().dot_gflops << ",\"bf16_faster_than_fp32\":" << (bf16_support().fast() ? "true" : "false")

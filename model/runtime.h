@@ -28,6 +28,8 @@ struct RuntimeInfo {
   std::string onednn_isa;    // the instruction set oneDNN (bf16 GEMMs) uses, "" when unknown
   bool malloc_tuned = false;
   std::string allocator;      // "jemalloc" or "glibc"
+  std::string huge_pages;     // jemalloc's transparent huge page mode ("always" unless
+                              // MALLOC_CONF says otherwise), "" for glibc
   std::string warning;       // non-empty when something will make training slow
 };
 

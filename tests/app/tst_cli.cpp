@@ -253,6 +253,17 @@ TEST(Cli, benchmarkNamesTheKernelSetsItRanOn) {
   EXPECT_TRUE(chosen.contains("bf16_faster_than_fp32"));
   EXPECT_GE(chosen.at("bf16_dot_vs_fma").get<double>(), 0.0);
 
+  // jemalloc backs tensors with transparent huge pages (runtime.cpp's malloc_conf) unless
+  // MALLOC_CONF says otherwise; the mode is read back from jemalloc itself.
+  if (chosen.at("allocator").get<std::string>() == "jemalloc") {
+    EXPECT_EQ(chosen.at("huge_pages").get<std::string>(), "always");
+    EXPECT_TRUE(contains(chosen.at("runtime").get<std::string>(), "allocator jemalloc (huge pages always)"))
+        << chosen.at("runtime");
+    const auto off = parsed(vit_test::run_process(
+        "env", Args{"MALLOC_CONF=thp:default", vit_binary()} + summary, std::chrono::minutes(2)));
+    EXPECT_EQ(off.at("huge_pages").get<std::string>(), "default");
+  }
+
   // The oldest x86-64 core, set by hand: kept as given, though ViT Studio knows better.
   const auto kept = parsed(vit_test::run_process(
       "env", Args{"OPENBLAS_CORETYPE=Prescott", vit_binary()} + summary, std::chrono::minutes(2)));

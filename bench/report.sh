@@ -7,7 +7,8 @@
 #    fp32 and bf16: REPEATS alternated pairs each and their median ratio.
 # 2. ViT-B/16 inference at batch 1 (the drag-and-drop case): `vit summary --benchmark` against the
 #    same model in python3-torch (bench/python_peer.py --infer), fp32 and bf16 (weights in bf16).
-# 3. What it ran on: the CPU, OpenBLAS's kernel set and who chose it, oneDNN's ISA.
+# 3. What it ran on: the CPU, OpenBLAS's kernel set and who chose it, oneDNN's ISA, the allocator
+#    and its huge page mode.
 # Figures only; nothing here fails on a time. The default `vit train` wall time is measured
 # separately (README, "Speed"), since it takes minutes.
 set -euo pipefail
@@ -23,6 +24,8 @@ import json, sys
 b = json.loads(sys.argv[1])["benchmark"]
 print(f"CPU: {b['cpu']}; {b['threads']} threads")
 print(f"OpenBLAS core: {b['blas_core']} ({b['blas_core_source']}); oneDNN ISA: {b['onednn_isa']}")
+if b.get('allocator'):
+    print(f"allocator: {b['allocator']}" + (f", transparent huge pages {b['huge_pages']}" if b.get('huge_pages') else ""))
 print(f"bf16: {b['bf16']}; --precision auto trains in {'bf16' if b['bf16_faster_than_fp32'] else 'fp32'} here; "
       f"bf16 linear layers multiply on the {'float' if b.get('bf16_gemms_on_float_units') else 'bf16'} units")
 if b['core_fp32_fma_gflops'] > 0:

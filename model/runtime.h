@@ -5,6 +5,8 @@
 //   measured on keras-cifar training, glibc with mallopt (or GLIBC_TUNABLES) still took ~1.1 M page
 //   faults for 6 steps and ran 54-71 images/s; jemalloc without decay 101-107 (jemalloc with its
 //   default 10 s decay: 11). mallopt stays as the fallback when jemalloc is not the allocator.
+//   jemalloc also backs its memory with transparent huge pages (thp:always: keras-cifar steps
+//   ~3.5% faster, paid once by a slower first step), reported as RuntimeInfo::huge_pages.
 // - threads: LibTorch starts with 1 intra-op thread here; we use every core we may run on.
 // - BLAS: LibTorch's float GEMM goes through libblas.so.3; Debian's reference BLAS is ~30x slower
 //   than OpenBLAS, so we report which one is loaded and warn when it is the reference one.

@@ -79,12 +79,14 @@ inline void append_eltwise(dnnl::post_ops& ops, dnnl::algorithm alg, float alpha
 }
 
 // c = scale * (a b) [+ bias], then GELU (erf form) when `gelu`; c += a b when `accumulate`.
+// make_matmul_pd gives the primitive's description (e.g. the layout it picked for a "format any"
+// operand), make_matmul the primitive.
 // oneDNN 2.x (Debian 12) and 3.x (Debian 13) spell primitive creation and post-ops differently;
 // the kernels are the same. Throws dnnl::error when this CPU has no kernel for the types (bf16
 // needs AVX-512).
-inline dnnl::matmul make_matmul(const memory::desc& a, const memory::desc& b, const memory::desc& c,
-                                float scale = 1.0f, const memory::desc* bias = nullptr,
-                                bool gelu = false, bool accumulate = false) {
+inline dnnl::matmul::primitive_desc make_matmul_pd(const memory::desc& a, const memory::desc& b, const memory::desc& c,
+                                                   float scale = 1.0f, const memory::desc* bias = nullptr,
+                                                   bool gelu = false, bool accumulate = false) {
   auto attr = user_scratchpad();
   dnnl::post_ops ops;
   if (accumulate) ops.append_sum(1.0f);
@@ -92,13 +94,18 @@ inline dnnl::matmul make_matmul(const memory::desc& a, const memory::desc& b, co
   if (gelu) append_eltwise(ops, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
   if (ops.len() > 0) attr.set_post_ops(ops);
 #if DNNL_VERSION_MAJOR >= 3
-  if (bias) return dnnl::matmul(dnnl::matmul::primitive_desc(cpu_engine(), a, b, *bias, c, attr));
-  return dnnl::matmul(dnnl::matmul::primitive_desc(cpu_engine(), a, b, c, attr));
+  if (bias) return dnnl::matmul::primitive_desc(cpu_engine(), a, b, *bias, c, attr);
+  return dnnl::matmul::primitive_desc(cpu_engine(), a, b, c, attr);
 #else
-  if (bias)
-    return dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, *bias, c), attr, cpu_engine()));
-  return dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, cpu_engine()));
+  if (bias) return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, *bias, c), attr, cpu_engine());
+  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, cpu_engine());
 #endif
+}
+
+inline dnnl::matmul make_matmul(const memory::desc& a, const memory::desc& b, const memory::desc& c,
+                                float scale = 1.0f, const memory::desc* bias = nullptr,
+                                bool gelu = false, bool accumulate = false) {
+  return dnnl::matmul(make_matmul_pd(a, b, c, scale, bias, gelu, accumulate));
 }
 
 }  // namespace vit::onednn

@@ -3,6 +3,9 @@
 #include "data_pipeline.h"
 
 #include <opencv2/imgproc.hpp>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -315,6 +318,8 @@ struct DataLoader::Impl {
     }
     producing = true;
     producer = std::thread([this, order = std::move(order), epoch, skip] {
+      // Lowering one's own priority needs no privilege; if it fails, the thread runs as before.
+      if (options.low_priority) (void)setpriority(PRIO_PROCESS, id_t(syscall(SYS_gettid)), 19);
       const int64_t total = batches();
       for (int64_t b = skip; b < total; ++b) {
         {

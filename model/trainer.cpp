@@ -100,6 +100,7 @@ EvalResult evaluate(VisionTransformer& model, const Dataset& data, std::vector<i
   o.normalization = norm;
   o.shuffle = false;
   o.pin_memory = device.is_cuda();
+  o.low_priority = device.is_cpu();
   DataLoader loader(data, indices, o);
   if (!indices.empty()) loader.start_epoch(0);
   Accumulator acc;
@@ -321,6 +322,7 @@ class Training {
     lo.part = rank_;
     lo.parts = world_;
     lo.pin_memory = device_.is_cuda();
+    lo.low_priority = device_.is_cpu();
     loader_ = std::make_unique<DataLoader>(full, train_rows_, lo);
     steps_per_epoch_ = loader_->batches_per_epoch();
     total_steps_ = steps_per_epoch_ * tc_.epochs;

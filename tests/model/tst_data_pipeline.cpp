@@ -4,12 +4,17 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <random>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "data_pipeline.h"
@@ -369,6 +374,53 @@ TEST(DataPipeline, destroyingMidEpochDoesNotHang) {
     ASSERT_TRUE(loader.next().has_value());
     loader.start_epoch(i + 1);  // restart while the producer is blocked on a full queue
     ASSERT_TRUE(loader.next().has_value());
+  }
+}
+
+namespace {
+
+// The nice values of this process's threads (Linux: field 19 of /proc/self/task/TID/stat).
+std::multiset<int> thread_nice_values() {
+  std::multiset<int> out;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream f(task.path() / "stat");
+    std::string line;
+    std::getline(f, line);
+    const auto close = line.rfind(')');  // the name, in parentheses, may hold spaces
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    std::string field;
+    for (int i = 3; i <= 19 && rest >> field; ++i)
+      if (i == 19) out.insert(std::stoi(field));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(DataPipeline, lowPriorityLoaderRunsAtNice19) {
+  // Training on the CPU: the producer must not preempt the trainer's threads on every hand-off.
+  const auto d = make_dataset(200, 1, 4, 4);
+  std::vector<int64_t> rows(200);
+  std::iota(rows.begin(), rows.end(), 0);
+  vit::LoaderOptions o;
+  o.batch_size = 4;
+  o.image_size = 4;
+  o.normalization = unit(1);
+  const int before = int(thread_nice_values().count(19));
+  for (const bool low : {false, true}) {
+    SCOPED_TRACE(low ? "low priority" : "normal priority");
+    o.low_priority = low;
+    vit::DataLoader loader(d, rows, o);
+    loader.start_epoch(0);
+    const auto first = loader.next();  // the producer has started; it now waits on a full queue
+    ASSERT_TRUE(first.has_value());
+    for (int tries = 0; tries < 200 && int(thread_nice_values().count(19)) == before && low; ++tries)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_EQ(int(thread_nice_values().count(19)), before + (low ? 1 : 0));
+    int64_t images = int64_t(first->indices.size());
+    while (auto b = loader.next()) images += int64_t(b->indices.size());
+    EXPECT_EQ(images, 200) << "a low-priority producer still delivers every batch";
   }
 }
 

@@ -89,6 +89,13 @@ TrainResult train(const ViTConfig& model_config, const TrainConfig& train_config
                   const DataSplits& data, const std::string& run_dir,
                   const TrainCallbacks& callbacks = {}, bool resume = false);
 
+// A step's (or a batch's) statistics as one float64 tensor where the logits are: [loss sum
+// (loss_sum, a 0-dim tensor), top-1 hits, top-5 hits (top-k for fewer than 5 classes), images,
+// stop vote (1 or 0)]. Hits count as topk would (on the CPU they are counted directly, and by
+// topk where a row has equal logits or NaN).
+at::Tensor batch_stats(const at::Tensor& logits, const at::Tensor& labels, const at::Tensor& loss_sum,
+                       bool stop_vote = false);
+
 // Loss (plain cross-entropy), top-1 and top-5 of a run's best weights (else last) on `data`, on
 // `device` (model/device.h), in `precision` (fp32, bf16, auto; "" = the run's own).
 EvalResult evaluate_run(const std::string& run_dir, const Dataset& data, const std::string& device = "auto",

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 
 #include "checkpoint.h"
@@ -137,6 +138,50 @@ TEST(Trainer, learnsAndWritesTheRunDirectory) {
   ASSERT_TRUE(info.config == tiny_model());
   ASSERT_EQ(info.normalization.mean.size(), size_t(1));
   ASSERT_TRUE(vit::load_safetensors((dir / "checkpoints/best.safetensors").string()).find("blocks.0.attn.qkv.weight"));
+}
+
+TEST(Trainer, batchStatsCountHitsAsTopkDoes) {
+  // batch_stats counts top-1/top-5 hits of float CPU logits directly (no ATen ops between the
+  // step's parallel parts); the reference here is topk itself. Rows where a logit equals the
+  // label's, or NaN, take topk's own way; so do other types.
+  torch::manual_seed(21);
+  const auto reference = [](const torch::Tensor& logits, const torch::Tensor& labels) {
+    const int64_t k = std::min<int64_t>(5, logits.size(1));
+    const auto hits = std::get<1>(logits.topk(k, 1)).eq(labels.unsqueeze(1));
+    return std::make_pair(hits.select(1, 0).sum().item<int64_t>(), hits.any(1).sum().item<int64_t>());
+  };
+  const auto loss = torch::tensor(12.5f);
+  struct Case { const char* name; torch::Tensor logits, labels; };
+  std::vector<Case> cases;
+  for (int64_t classes : {10, 3, 1}) {
+    auto logits = torch::randn({300, classes});
+    cases.push_back({"random", logits, torch::randint(0, classes, {300}, torch::kLong)});
+  }
+  auto tied = torch::randn({50, 10}), nan = torch::randn({50, 10});
+  auto labels = torch::randint(0, 10, {50}, torch::kLong);
+  tied[7] = 1.0;  // a row of equal logits
+  tied[9][labels[9].item<int64_t>()] = tied[9].max().item<float>() + 1;
+  tied[9][(labels[9].item<int64_t>() + 1) % 10] = tied[9][labels[9].item<int64_t>()].item<float>();  // tie at the top
+  nan[3][2] = std::numeric_limits<float>::quiet_NaN();
+  cases.push_back({"ties", tied, labels});
+  cases.push_back({"NaN", nan, labels});
+  cases.push_back({"bf16", torch::randn({64, 10}).to(torch::kBFloat16), torch::randint(0, 10, {64}, torch::kLong)});
+  int64_t hits_seen = 0;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.name) + ", " + std::to_string(c.logits.size(1)) + " classes");
+    const auto stats = vit::batch_stats(c.logits, c.labels, loss, /*stop_vote=*/true);
+    ASSERT_EQ(stats.scalar_type(), torch::kDouble);
+    ASSERT_EQ(stats.numel(), 5);
+    const auto [top1, top5] = reference(c.logits, c.labels);
+    EXPECT_EQ(stats[0].item<double>(), 12.5);
+    EXPECT_EQ(stats[1].item<double>(), double(top1));
+    EXPECT_EQ(stats[2].item<double>(), double(top5));
+    EXPECT_EQ(stats[3].item<double>(), double(c.logits.size(0)));
+    EXPECT_EQ(stats[4].item<double>(), 1.0);
+    hits_seen += top1;
+  }
+  EXPECT_GT(hits_seen, 0);
+  EXPECT_EQ(vit::batch_stats(cases[0].logits, cases[0].labels, loss)[4].item<double>(), 0.0);
 }
 
 TEST(Trainer, stopThenResumeMatchesAnUninterruptedRun) {

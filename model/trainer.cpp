@@ -4,8 +4,8 @@
 
 #include <chrono>
 #include <cmath>
-#include <optional>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>

@@ -117,6 +117,7 @@ nlohmann::json to_json(const ModelSummary& s) {
           {"input_shape", {c.in_channels, c.image_size, c.image_size}},
           {"num_patches", c.num_patches()},
           {"num_tokens", c.num_tokens()},
+          {"training_tokens", c.num_tokens() - c.num_patches() + c.training_patches()},
           {"params", s.params},
           {"trainable_params", s.trainable_params},
           {"macs", s.macs},
@@ -176,8 +177,11 @@ std::string format_table(const ModelSummary& s) {
   const auto& c = s.config;
   out << "Input: " << c.in_channels << "x" << c.image_size << "x" << c.image_size << ", "
       << c.num_patches() << " patches of " << c.patch_size << "x" << c.patch_size << ", "
-      << c.num_tokens() << " tokens of dim " << c.dim << "\n"
-      << rule << "\n";
+      << c.num_tokens() << " tokens of dim " << c.dim;
+  if (c.training_patches() < c.num_patches())
+    out << " (training steps keep " << c.training_patches() << " of the patches: patch_drop "
+        << c.patch_drop << ")";
+  out << "\n" << rule << "\n";
   line("Layer", "Type", "Output shape", "Params", "MACs");
   out << rule << "\n";
   for (const auto& row : s.layers)

@@ -44,6 +44,10 @@ struct TrainConfig {
   double warmup_epochs = 0.5;    // linear warmup from 0 to lr, in (fractional) epochs
   double label_smoothing = 0.1;  // cross-entropy target smoothing
   double grad_clip = 1.0;        // max global gradient norm; 0 disables
+  // The last this many epochs train without the model's patch_drop, on every patch: the model
+  // ends on the token count it is evaluated with (FLIP's "unmasked tuning", Li et al. 2023).
+  // Nothing changes for a model without patch_drop.
+  int full_token_epochs = 0;
   uint64_t seed = 42;            // model init, split, shuffling and augmentation
   double val_fraction = 0.1;     // share of the training set held out for validation
   AugmentConfig augment;         // training-time augmentation

@@ -68,6 +68,8 @@ std::optional<torch::Tensor> host_batch_stats(const torch::Tensor& logits, const
 
 }  // namespace
 
+bool patch_drop_active(const TrainConfig& c, int epoch) { return epoch < c.epochs - c.full_token_epochs; }
+
 // Built and summed without reading anything back from a GPU, so it never waits for them; the
 // trainer reads them every log_every steps.
 torch::Tensor batch_stats(const torch::Tensor& logits, const torch::Tensor& labels,
@@ -527,6 +529,11 @@ class Training {
     mark_ = epoch_start_;
     loader_->start_epoch(state_.epoch, state_.step_in_epoch);
     model_->train();
+    model_->enable_patch_drop(patch_drop_active(tc_, state_.epoch));
+    if (model_config_.patch_drop > 0 && state_.step_in_epoch == 0 && tc_.full_token_epochs > 0 &&
+        state_.epoch == tc_.epochs - tc_.full_token_epochs)
+      say("epoch " + std::to_string(state_.epoch + 1) + ": the last " + std::to_string(tc_.full_token_epochs) +
+          " epoch(s) train on every patch (patch_drop off, full_token_epochs)");
     while (auto batch = loader_->next()) {
       // A stop request ends a single process before the step; in a distributed run it rides
       // in the step's all-reduce, so every rank stops at the same step.

@@ -89,6 +89,10 @@ TrainResult train(const ViTConfig& model_config, const TrainConfig& train_config
                   const DataSplits& data, const std::string& run_dir,
                   const TrainCallbacks& callbacks = {}, bool resume = false);
 
+// Whether epoch `epoch` (0-based) trains with the model's patch_drop: all but the last
+// TrainConfig::full_token_epochs epochs.
+bool patch_drop_active(const TrainConfig& config, int epoch);
+
 // A step's (or a batch's) statistics as one float64 tensor where the logits are: [loss sum
 // (loss_sum, a 0-dim tensor), top-1 hits, top-5 hits (top-k for fewer than 5 classes), images,
 // stop vote (1 or 0)]. Hits count as topk would (on the CPU they are counted directly, and by

@@ -1,6 +1,8 @@
 #include "vit.h"
 
 #include "data_parallel.h"  // bf16_autocast_enabled
+#include "dropout.h"
+#include "dropout_stream.h"
 #include "fused_attention.h"
 #include "fused_layer_norm.h"
 #include "gelu_dropout.h"
@@ -13,9 +15,11 @@
 #include <torch/nn/functional/linear.h>
 #include <torch/nn/init.h>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
+#include <vector>
 
 namespace vit {
 
@@ -120,6 +124,32 @@ torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias = true) {
 }
 
 }  // namespace
+
+// The kept patches of image b: the first places of a Fisher-Yates shuffle drawn from a splitmix64
+// stream started at (seed, b), sorted.
+torch::Tensor patch_dropout(const torch::Tensor& x, int64_t prefix, double p, bool training) {
+  const int64_t B = x.size(0), T = x.size(1), D = x.size(2), N = T - prefix;
+  if (!training || p <= 0.0 || N <= 1) return x;
+  const int64_t keep = patches_kept(N, p);
+  if (keep >= N) return x;
+  const uint64_t seed = next_dropout_seed();
+  auto rows = torch::empty({B * (prefix + keep)}, torch::kLong);
+  int64_t* r = rows.data_ptr<int64_t>();
+  std::vector<int64_t> order(static_cast<size_t>(N));
+  for (int64_t b = 0; b < B; ++b) {
+    uint64_t state = dropout_chunk_start(seed, b);
+    for (int64_t i = 0; i < N; ++i) order[size_t(i)] = i;
+    for (int64_t i = 0; i < keep; ++i) {
+      state += kGolden;
+      const int64_t j = i + static_cast<int64_t>(splitmix64_mix(state) % uint64_t(N - i));
+      std::swap(order[size_t(i)], order[size_t(j)]);
+    }
+    std::sort(order.begin(), order.begin() + keep);
+    for (int64_t i = 0; i < prefix; ++i) *r++ = b * T + i;
+    for (int64_t i = 0; i < keep; ++i) *r++ = b * T + prefix + order[size_t(i)];
+  }
+  return x.reshape({B * T, D}).index_select(0, rows.to(x.device())).view({B, prefix + keep, D});
+}
 
 PatchEmbedImpl::PatchEmbedImpl(const ViTConfig& c) {
   proj = register_module(
@@ -248,6 +278,7 @@ torch::Tensor VisionTransformerImpl::forward_features(const torch::Tensor& image
   if (cls_token.defined())
     x = torch::cat({cls_token.expand({x.size(0), -1, -1}), x}, 1);  // (B, T, D)
   x = maybe_dropout(x + pos_embed, config_.dropout, is_training());
+  x = patch_dropout(x, cls_token.defined() ? 1 : 0, patch_drop_on_ ? config_.patch_drop : 0.0, is_training());
   for (const auto& module : *blocks) {
     auto block = module->as<BlockImpl>();
     if (attentions) {
@@ -265,9 +296,11 @@ torch::Tensor VisionTransformerImpl::forward_head(const torch::Tensor& tokens) {
   torch::Tensor x;
   switch (config_.pool) {
     case Pool::Token: x = tokens.select(1, 0); break;                   // (B, D)
-    case Pool::Mean:
-      x = normalize(*fc_norm, tokens.narrow(1, cls_token.defined() ? 1 : 0, config_.num_patches()).mean(1));
-      break;                                                            // (B, D)
+    case Pool::Mean: {  // (B, D); in training patch_drop may have left fewer patches
+      const int64_t prefix = cls_token.defined() ? 1 : 0;
+      x = normalize(*fc_norm, tokens.narrow(1, prefix, tokens.size(1) - prefix).mean(1));
+      break;
+    }
     case Pool::Flatten: x = tokens.flatten(1); break;                   // (B, T * D)
   }
   if (head_mlp) {

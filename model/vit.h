@@ -60,6 +60,13 @@ struct MlpImpl : torch::nn::Module {
 };
 TORCH_MODULE(Mlp);
 
+// PatchDropout (Liu et al. 2022; timm's patch_drop_rate, with its `ordered` option): in training
+// each image of x (B, T, D) keeps its first `prefix` tokens (the class token) and
+// max(1, floor(N (1 - p))) of its N = T - prefix patch tokens, drawn without replacement and
+// left in their order; returns (B, prefix + kept, D), x itself when not training or p = 0. One
+// seed per call from the dropout streams (dropout.h), so data-parallel runs stay reproducible.
+torch::Tensor patch_dropout(const torch::Tensor& x, int64_t prefix, double p, bool training);
+
 // Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)), each residual branch
 // with stochastic depth (drop_path).
 struct BlockImpl : torch::nn::Module {
@@ -89,6 +96,10 @@ struct VisionTransformerImpl : torch::nn::Module {
   torch::Tensor forward_head(const torch::Tensor& tokens);  // (B, T, D) -> (B, classes)
 
   const ViTConfig& config() const { return config_; }
+  // Whether training steps apply the config's patch_drop (on by default). The trainer turns it
+  // off for TrainConfig::full_token_epochs, the last epochs, which then see every patch.
+  void enable_patch_drop(bool on) { patch_drop_on_ = on; }
+  bool patch_drop_enabled() const { return patch_drop_on_; }
 
   PatchEmbed patch_embed{nullptr};
   torch::Tensor cls_token;  // (1, 1, D), absent without a class token
@@ -102,6 +113,7 @@ struct VisionTransformerImpl : torch::nn::Module {
  private:
   void check_input(const torch::Tensor& images) const;
   ViTConfig config_;
+  bool patch_drop_on_ = true;
 };
 TORCH_MODULE(VisionTransformer);
 

@@ -1,5 +1,6 @@
 #include "vit_config.h"
 
+#include <algorithm>
 #include <sstream>
 #include <stdexcept>
 
@@ -117,6 +118,10 @@ Schema<ViTConfig> make_vit_schema() {
       "Dropout on the attention probabilities.")));
   s.push_back(member_field(&C::drop_path, rate("drop_path", "Drop path", "0.1",
       "Stochastic depth rate of the last block, linear from 0 at the first.")));
+  s.push_back(member_field(&C::patch_drop, rate("patch_drop", "Patch dropout", "0.25",
+      "Training only: this fraction of each image's patch tokens is left out at random after the "
+      "position embedding (timm's patch_drop_rate; Liu et al. 2022, PatchDropout), so a step "
+      "computes fewer tokens; evaluation and prediction see every patch.")));
   s.push_back(member_field(&C::class_token, architecture(toggle("class_token", "prepend a [CLS] token",
       "A learned token in front of the patches; pool 'token' reads it out."))));
   {
@@ -200,6 +205,13 @@ const Schema<ViTConfig>& vit_schema() {
   return schema;
 }
 
+int64_t patches_kept(int64_t patches, double patch_drop) {
+  if (!(patch_drop > 0.0)) return patches;
+  return std::min(patches, std::max<int64_t>(1, static_cast<int64_t>(double(patches) * (1.0 - patch_drop))));
+}
+
+int ViTConfig::training_patches() const { return int(patches_kept(num_patches(), patch_drop)); }
+
 bool ViTConfig::operator==(const ViTConfig& o) const {
   return differences(vit_schema(), *this, o).empty();
 }
@@ -231,6 +243,11 @@ std::vector<ConfigError> validate(const ViTConfig& c) {
         << nearest_multiples(c.dim, c.heads) << ", or heads that divide " << c.dim << " ("
         << divisors_of(c.dim) << ")";
     errors.push_back({"dim", out.str()});
+  }
+  if (c.pool == Pool::Flatten && c.patch_drop > 0.0 && !has_error("patch_drop")) {
+    errors.push_back({"patch_drop",
+                      "patch_drop needs a head that takes any number of tokens: use pool 'mean' or "
+                      "'token', or set patch_drop 0 with pool 'flatten'"});
   }
   if (c.pool == Pool::Token && !c.class_token) {
     errors.push_back({"pool",

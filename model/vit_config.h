@@ -38,6 +38,7 @@ struct ViTConfig {
   double dropout = 0.0;        // after the position embedding, attention proj and MLP layers
   double attn_dropout = 0.0;   // on the attention probabilities
   double drop_path = 0.0;      // stochastic depth: rate of the last block, linear from 0
+  double patch_drop = 0.0;     // training only: fraction of patch tokens dropped per image (timm's patch_drop_rate)
   bool class_token = true;     // prepend a learned [CLS] token (needed for Pool::Token)
   Pool pool = Pool::Token;     // how tokens become the head's input
   double ln_eps = 1e-6;        // LayerNorm epsilon (timm and the Keras example both use 1e-6)
@@ -47,12 +48,17 @@ struct ViTConfig {
   int grid() const { return image_size / patch_size; }         // patches per side
   int num_patches() const { return grid() * grid(); }          // N
   int num_tokens() const { return num_patches() + (class_token ? 1 : 0); }  // T
+  int training_patches() const;  // patches a training step computes: N, or fewer with patch_drop
   int head_dim() const { return dim / heads; }                 // hd
   int pooled_dim() const;                                      // features entering the head
 
   bool operator==(const ViTConfig& other) const;  // field by field, through the schema
   bool operator!=(const ViTConfig& other) const { return !(*this == other); }
 };
+
+// Patch tokens PatchDropout keeps of `patches` at rate `patch_drop`: timm's int(N (1 - p)), at
+// least 1; all of them at rate 0.
+int64_t patches_kept(int64_t patches, double patch_drop);
 
 // The fields of ViTConfig (settings_schema.h): JSON, flags, the panel and range checks.
 const Schema<ViTConfig>& vit_schema();

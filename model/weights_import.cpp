@@ -451,7 +451,7 @@ ViTConfig infer_config(const NamedTensors& timm, const std::string& what, std::o
     return it->second;
   };
   ViTConfig c;
-  c.dropout = c.attn_dropout = c.drop_path = 0.0;
+  c.dropout = c.attn_dropout = c.drop_path = c.patch_drop = 0.0;
   c.ln_eps = 1e-6;  // timm's ViT and Google's Flax LayerNorm (Hugging Face's 1e-12 is a conversion detail)
 
   const auto& proj = need("patch_embed.proj.weight", 4);  // (D, C, P, P)

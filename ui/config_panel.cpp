@@ -431,7 +431,7 @@ void ConfigPanel::setPretrainedArchitecture(const vit::ViTConfig& w) {
   // The user's regularization stays; everything else comes from the weights (the rule `vit train
   // --init` follows too).
   const vit::ViTConfig c = vit::finetuned_config(
-      w, modelConfig(), {"dropout", "attn_dropout", "drop_path", "head_dropout"}, "the weights");
+      w, modelConfig(), {"dropout", "attn_dropout", "drop_path", "patch_drop", "head_dropout"}, "the weights");
   initError_.clear();
   setConfigs(c, trainConfig());
 }

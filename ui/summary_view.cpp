@@ -84,6 +84,11 @@ void SummaryView::setConfig(const vit::ViTConfig& config) {
                        .arg(config.dim)
                        .arg(config.grid())
                        .arg(config.patch_size));
+  if (config.training_patches() < config.num_patches())
+    totals_->setText(totals_->text() + tr(" Training steps keep %1 of the %2 patches (patch dropout %3).")
+                                           .arg(config.training_patches())
+                                           .arg(config.num_patches())
+                                           .arg(config.patch_drop));
 }
 
 QString SummaryView::totals() const { return totals_->text(); }

@@ -158,6 +158,22 @@ TEST(Summary, jsonHasTheContractKeys) {
   for (const char* key : {"name", "type", "output_shape", "params", "macs"})
     ASSERT_TRUE(first.contains(key)) << key;
   ASSERT_EQ(first["name"].get<std::string>(), std::string("patch_embed.proj"));
+  ASSERT_EQ(j["training_tokens"].get<int>(), 197);  // no patch dropout: every token
+}
+
+// PatchDropout shrinks the training steps' tokens (timm's int(N (1 - p))), not the model.
+TEST(Summary, patchDropShowsTheTrainingTokens) {
+  auto c = vit::preset("vit-ti16").config;
+  c.patch_drop = 0.25;
+  const auto j = vit::to_json(vit::summarize(c));
+  ASSERT_EQ(j["num_tokens"].get<int>(), 197);
+  ASSERT_EQ(j["training_tokens"].get<int>(), 1 + 147);  // int(196 * 0.75)
+  ASSERT_EQ(j["params"].get<int64_t>(), int64_t(5'717'416));
+  const std::string table = vit::format_table(vit::summarize(c));
+  ASSERT_NE(table.find("training steps keep 147 of the patches: patch_drop 0.25"), std::string::npos) << table;
+  ASSERT_EQ(vit::patches_kept(16, 0.25), 12);
+  ASSERT_EQ(vit::patches_kept(16, 0.0), 16);
+  ASSERT_EQ(vit::patches_kept(16, 0.99), 1);  // at least one
 }
 
 TEST(Summary, formatting) {

@@ -398,13 +398,14 @@ TEST(Trainer, bf16GradientsAreCloseToFloat) {
   }
 }
 
-// With dropout and stochastic depth the shards draw their masks from seeds taken in shard
-// order, so the same seed gives the same gradient however the threads are scheduled.
+// With dropout, stochastic depth and patch dropout the shards draw their masks from seeds taken
+// in shard order, so the same seed gives the same gradient however the threads are scheduled.
 TEST(Trainer, dataParallelDropoutIsReproducible) {
   ThreadsForTest threads(2);
   auto cfg = tiny_model();
   cfg.dropout = 0.3;
   cfg.drop_path = 0.2;
+  cfg.patch_drop = 0.25;
   torch::manual_seed(5);
   vit::VisionTransformer model(cfg);
   model->train();
@@ -447,6 +448,43 @@ TEST(Trainer, dataParallelRunLearnsAndRepeats) {
   for (const auto& [name, t] : wa.tensors) ASSERT_TRUE(torch::equal(t, *wb.find(name))) << name;
   std::ifstream config(base / "a" / "config.json");
   ASSERT_TRUE(nlohmann::json::parse(config)["train"]["data_parallel"].get<bool>());
+}
+
+// Patch dropout in a whole run (mean pooling: a class token and fewer patches in training), with
+// the last epoch on every patch: it learns, repeats bit for bit, and the full-token epoch is
+// the last one; full_token_epochs covering the run turns patch dropout off altogether.
+TEST(Trainer, patchDropRunLearnsAndEndsOnEveryPatch) {
+  auto cfg = quick(4);
+  cfg.full_token_epochs = 1;
+  for (int epoch = 0; epoch < 4; ++epoch) ASSERT_EQ(vit::patch_drop_active(cfg, epoch), epoch < 3);
+  vit_test::TempDir tmp;
+  const fs::path base(tmp.path());
+  auto model = tiny_model();
+  model.pool = vit::Pool::Mean;
+  model.patch_drop = 0.25;  // 16 patches: 12 in training
+  std::vector<std::string> lines;
+  vit::TrainCallbacks cb;
+  cb.on_message = [&](const std::string& line) { lines.push_back(line); };
+  const auto data = splits();
+  const auto a = vit::train(model, cfg, data, (base / "a").string(), cb);
+  const auto b = vit::train(model, cfg, data, (base / "b").string());
+  ASSERT_TRUE(a.test->accuracy > 0.9) << std::to_string(a.test->accuracy);
+  ASSERT_DOUBLE_EQ(a.test->accuracy, b.test->accuracy);
+  bool said = false;
+  for (const auto& l : lines) said |= l.find("epoch 4: the last 1 epoch(s) train on every patch") != std::string::npos;
+  ASSERT_TRUE(said) << "no log line for the full-token epoch";
+  // All epochs on every patch: the same run as a model without patch_drop.
+  cfg.full_token_epochs = 4;
+  const auto c = vit::train(model, cfg, data, (base / "c").string());
+  model.patch_drop = 0;
+  const auto d = vit::train(model, cfg, data, (base / "d").string());
+  const auto wc = vit::load_safetensors((base / "c/checkpoints/last.safetensors").string());
+  const auto wd = vit::load_safetensors((base / "d/checkpoints/last.safetensors").string());
+  for (const auto& [name, t] : wc.tensors) ASSERT_TRUE(torch::equal(t, *wd.find(name))) << name;
+  const auto wa = vit::load_safetensors((base / "a/checkpoints/last.safetensors").string());
+  bool differs = false;
+  for (const auto& [name, t] : wa.tensors) differs |= !torch::equal(t, *wd.find(name));
+  ASSERT_TRUE(differs) << "patch dropout changed nothing";
 }
 
 TEST(Trainer, pauseWaitsThenContinues) {

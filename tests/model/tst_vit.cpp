@@ -258,6 +258,65 @@ TEST(Vit, evalIsDeterministicTrainIsNot) {
   ASSERT_FALSE(torch::equal(model->forward(x), model->forward(x)));
 }
 
+// PatchDropout (timm's patch_drop_rate): the class token always stays, each image keeps
+// int(N (1 - p)) distinct patches in their order, drawn anew per image; the gradient reaches
+// exactly the kept rows; evaluation sees every patch.
+TEST(Vit, patchDropoutKeepsTheClassTokenAndAShareOfPatches) {
+  const int64_t B = 200, T = 17, D = 3;  // fmnist-small: [CLS] + 16 patches
+  auto x = torch::arange(B * T * D, torch::kFloat).view({B, T, D}).requires_grad_(true);
+  torch::manual_seed(3);
+  const auto y = vit::patch_dropout(x, /*prefix=*/1, 0.25, /*training=*/true);
+  ASSERT_EQ(y.sizes(), (std::vector<int64_t>{B, 1 + 12, D}));
+  const auto index = (y.select(2, 0) / D).to(torch::kLong) - torch::arange(B).unsqueeze(1) * T;  // token index
+  ASSERT_TRUE(torch::equal(index.select(1, 0), torch::zeros({B}, torch::kLong)));  // the class token
+  const auto patches = index.slice(1, 1);
+  ASSERT_TRUE(patches.min().item<int64_t>() >= 1 && patches.max().item<int64_t>() <= 16);
+  ASSERT_TRUE((patches.slice(1, 1) > patches.slice(1, 0, -1)).all().item<bool>()) << "distinct, in order";
+  ASSERT_TRUE(torch::equal(y, x.view({B * T, D}).index_select(0, (index + torch::arange(B).unsqueeze(1) * T).flatten()).view({B, 13, D})));
+  // Each patch kept in ~3/4 of the images (binomial, 200 draws: sd 0.031), and images differ.
+  const auto kept = torch::zeros({B, T}).scatter_(1, index, 1.0);
+  const auto share = kept.slice(1, 1).mean(0);
+  ASSERT_TRUE(share.min().item<double>() > 0.6 && share.max().item<double>() < 0.9) << share;
+  ASSERT_FALSE(torch::equal(kept[0], kept[1]) && torch::equal(kept[1], kept[2]));
+  // Gradient: ones on the kept rows, zeros on the dropped ones.
+  y.sum().backward();
+  ASSERT_TRUE(torch::equal(x.grad().select(2, 0), kept));
+  // The same seed draws the same patches; another call draws others.
+  torch::manual_seed(3);
+  ASSERT_TRUE(torch::equal(vit::patch_dropout(x, 1, 0.25, true), y));
+  ASSERT_FALSE(torch::equal(vit::patch_dropout(x, 1, 0.25, true), y));
+  // Not training or p = 0: x itself. At least one patch stays.
+  ASSERT_TRUE(vit::patch_dropout(x, 1, 0.25, false).is_same(x));
+  ASSERT_TRUE(vit::patch_dropout(x, 1, 0.0, true).is_same(x));
+  ASSERT_TRUE(vit::patch_dropout(x.slice(1, 0, 2), 1, 0.5, true).size(1) == 2);  // one patch: kept
+  ASSERT_EQ(vit::patch_dropout(x, 1, 0.05, true).size(1), 1 + 15);  // int(16 * 0.95)
+  ASSERT_EQ(vit::patch_dropout(x, 1, 0.99, true).size(1), 2);
+  ASSERT_EQ(vit::patch_dropout(x, 0, 0.5, true).size(1), 8);  // no class token: 17 patches -> 8
+}
+
+// A model with patch_drop trains on fewer tokens (mean and token pooling), and evaluates on all
+// of them: in eval mode it is the same function as without.
+TEST(Vit, patchDropAppliesOnlyInTraining) {
+  for (auto pool : {vit::Pool::Mean, vit::Pool::Token}) {
+    ViTConfig c = tiny();
+    c.pool = pool;
+    torch::manual_seed(4);
+    vit::VisionTransformer plain(c);
+    c.patch_drop = 0.5;
+    torch::manual_seed(4);
+    vit::VisionTransformer dropping(c);
+    const auto x = torch::randn({6, 3, 16, 16});
+    plain->eval(), dropping->eval();
+    ASSERT_TRUE(torch::equal(plain->forward(x), dropping->forward(x)));
+    plain->train(), dropping->train();
+    ASSERT_TRUE(torch::equal(plain->forward(x), plain->forward(x)));  // no other randomness
+    const auto logits = dropping->forward(x);
+    ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{6, 5}));
+    ASSERT_FALSE(torch::equal(logits, plain->forward(x)));
+    ASSERT_TRUE(torch::isfinite(logits).all().item<bool>());
+  }
+}
+
 TEST(Vit, dropoutMaskHasTheRightStatistics) {
   torch::manual_seed(5);
   const auto a = vit::dropout_mask({1000, 1000}, 0.25);

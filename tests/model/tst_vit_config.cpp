@@ -83,6 +83,10 @@ std::vector<InvalidConfigRow> invalid_config_rows() {
   row("NaN attention dropout", c, "attn_dropout", "[0, 1)");
   c = base(); c.drop_path = 1.5;
   row("drop_path 1.5", c, "drop_path", "[0, 1)");
+  c = base(); c.patch_drop = 1.0;
+  row("patch_drop 1", c, "patch_drop", "[0, 1)");
+  c = base(); c.pool = vit::Pool::Flatten; c.patch_drop = 0.25;
+  row("patch_drop with a flatten head", c, "patch_drop", "pool 'mean'");
   c = base(); c.head_dropout = 1.0;
   row("head_dropout 1", c, "head_dropout", "[0, 1)");
   c = base(); c.ln_eps = 0.0;

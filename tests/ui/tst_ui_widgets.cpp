@@ -234,6 +234,11 @@ class TestUiWidgets : public QObject {
     view.setConfig(c);
     QVERIFY(view.table()->rowCount() < rows);
     QVERIFY(view.params() < 86567656);
+    QVERIFY(!view.totals().contains("Training steps keep"));
+    c.patch_drop = 0.5;  // the model is the same; its training steps see fewer patches
+    view.setConfig(c);
+    QVERIFY2(view.totals().contains("Training steps keep 98 of the 196 patches (patch dropout 0.5)"),
+             qPrintable(view.totals()));
   }
 
   // TensorBoard: last = last * w + (1 - w) * v; shown = last / (1 - w^n).

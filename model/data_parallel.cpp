@@ -196,7 +196,9 @@ StepOutput forward_backward(VisionTransformer& model, const std::vector<torch::T
   }
   const int64_t B = layout.global_batch, offset = layout.rows().first;
   std::vector<uint64_t> seeds(size_t(layout.total));
-  for (auto& seed : seeds) seed = draw_seed();  // every rank draws all, in shard order
+  // Every rank draws all, in shard order: from the caller's stream (the trainer's per-step one)
+  // when it has one, else from LibTorch's generator.
+  for (auto& seed : seeds) seed = next_dropout_seed();
   const int n = layout.count;
   std::vector<torch::Tensor> logits(static_cast<size_t>(n));
   std::vector<torch::Tensor> losses(static_cast<size_t>(n));

@@ -15,6 +15,8 @@
 #include "datasets.h"
 #include "device.h"
 #include "distributed.h"
+#include "dropout.h"
+#include "dropout_stream.h"
 #include "finetune.h"
 #include "onednn_linear.h"  // bf16_gemms_on_float_units
 #include "param_groups.h"
@@ -67,6 +69,10 @@ std::optional<torch::Tensor> host_batch_stats(const torch::Tensor& logits, const
 }
 
 }  // namespace
+
+uint64_t step_random_seed(uint64_t seed, int64_t step) {
+  return dropout_chunk_start(splitmix64_mix(seed ^ 0x64726f706f757473ULL), step);
+}
 
 bool patch_drop_active(const TrainConfig& c, int epoch) { return epoch < c.epochs - c.full_token_epochs; }
 
@@ -549,6 +555,9 @@ class Training {
 
       const auto images = batch->images.to(device_, /*non_blocking=*/true);
       const auto labels = batch->labels.to(device_, /*non_blocking=*/true);
+      // The step's dropout, stochastic-depth and patch-dropout draws come from a stream of (seed,
+      // step): a resumed run, on any number of processes, draws what the uninterrupted one did.
+      RandomStreamScope draws(step_random_seed(tc_.seed, state_.global_step));
       const auto step = group_ ? forward_backward(model_, params_, images, labels,
                                                   tc_.label_smoothing, layout_, bf16_)
                                : forward_backward(model_, params_, images, labels,

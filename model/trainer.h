@@ -89,6 +89,10 @@ TrainResult train(const ViTConfig& model_config, const TrainConfig& train_config
                   const DataSplits& data, const std::string& run_dir,
                   const TrainCallbacks& callbacks = {}, bool resume = false);
 
+// The seed of training step `step`'s random stream (dropout.h's RandomStreamScope): its dropout,
+// stochastic-depth and patch-dropout draws are a function of the run's seed and the step alone.
+uint64_t step_random_seed(uint64_t seed, int64_t step);
+
 // Whether epoch `epoch` (0-based) trains with the model's patch_drop: all but the last
 // TrainConfig::full_token_epochs epochs.
 bool patch_drop_active(const TrainConfig& config, int epoch);

@@ -214,6 +214,37 @@ TEST(Trainer, stopThenResumeMatchesAnUninterruptedRun) {
   ASSERT_TRUE(std::abs(resumed.test->accuracy - straight.test->accuracy) < 0.02);
 }
 
+// The random draws inside the model (dropout, stochastic depth, patch dropout) are a function of
+// the run's seed and the step (step_random_seed), not of a generator's running state, so a
+// resumed run draws what the uninterrupted one drew: the same weights, bit for bit, on 1 or 2
+// threads.
+TEST(Trainer, resumeRepeatsTheDropoutDraws) {
+  ASSERT_NE(vit::step_random_seed(42, 7), vit::step_random_seed(42, 8));
+  ASSERT_NE(vit::step_random_seed(42, 7), vit::step_random_seed(43, 7));
+  auto model = tiny_model();
+  model.dropout = 0.2;
+  model.drop_path = 0.1;
+  model.patch_drop = 0.25;
+  const auto data = splits();
+  for (int threads : {1, 2}) {
+    ThreadsForTest scope(threads);
+    vit_test::TempDir tmp;
+    const fs::path base(tmp.path());
+    auto cfg = quick(2);
+    const auto straight = vit::train(model, cfg, data, (base / "straight").string());
+    int polls = 0;
+    vit::TrainCallbacks stop_cb;
+    stop_cb.poll = [&] { return ++polls > 11 ? vit::Control::Stop : vit::Control::Continue; };
+    ASSERT_EQ(vit::train(model, cfg, data, (base / "split").string(), stop_cb).stop_reason, std::string("stopped"));
+    const auto resumed = vit::train(model, cfg, data, (base / "split").string(), {}, true);
+    ASSERT_EQ(resumed.steps, straight.steps);
+    const auto a = vit::load_safetensors((base / "straight/checkpoints/last.safetensors").string());
+    const auto b = vit::load_safetensors((base / "split/checkpoints/last.safetensors").string());
+    for (const auto& [name, t] : a.tensors)
+      ASSERT_TRUE(torch::equal(t, *b.find(name))) << name << " differs on " << threads << " thread(s)";
+  }
+}
+
 // Data parallelism (model/data_parallel.h) must compute the same gradient as one pass over the
 // whole batch: each shard's loss is weighted by its share of the rows, uneven shards included.
 TEST(Trainer, dataParallelGradientsMatchOneShard) {

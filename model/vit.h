@@ -99,7 +99,6 @@ struct VisionTransformerImpl : torch::nn::Module {
   // Whether training steps apply the config's patch_drop (on by default). The trainer turns it
   // off for TrainConfig::full_token_epochs, the last epochs, which then see every patch.
   void enable_patch_drop(bool on) { patch_drop_on_ = on; }
-  bool patch_drop_enabled() const { return patch_drop_on_; }
 
   PatchEmbed patch_embed{nullptr};
   torch::Tensor cls_token;  // (1, 1, D), absent without a class token

@@ -1,5 +1,6 @@
 #include "onednn_linear.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/ops/empty.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -157,8 +158,24 @@ Kind weight_grad_kind(bool first) {
   return first ? Kind::GradWeight : Kind::GradWeight_accumulate;
 }
 
-// `rows` x `cols` values, row-major, from `from` to `to` (bf16 <-> f32), per thread as kernel().
+// `rows` x `cols` values, row-major and contiguous, from `from` to `to` (bf16 <-> f32): our
+// kernels where they run (transpose_kernels.h says why), else a oneDNN reorder, per thread as kernel().
 void convert(const void* src, dt from, void* dst, dt to, int64_t rows, int64_t cols) {
+#ifdef VIT_HAVE_ELTWISE_KERNELS
+  if (have_transposes()) {
+    const auto isa = eltwise_kernel_isa();
+    constexpr int64_t kGrain = int64_t(1) << 15;  // values per task: 64-128 KiB read
+    at::parallel_for(0, rows * cols, kGrain, [&](int64_t lo, int64_t hi) {
+      if (from == dt::bf16)
+        VIT_KERNEL_CALL(isa, widen_to_float, static_cast<const at::BFloat16*>(src) + lo, hi - lo,
+                        static_cast<float*>(dst) + lo);
+      else
+        VIT_KERNEL_CALL(isa, round_to_bf16, static_cast<const float*>(src) + lo, hi - lo,
+                        static_cast<at::BFloat16*>(dst) + lo);
+    });
+    return;
+  }
+#endif
   thread_local std::map<std::tuple<int64_t, int64_t, dt, int>, dnnl::reorder> cache;
   const auto key = std::make_tuple(rows, cols, to, kernel_threads());
   auto it = cache.find(key);

@@ -25,5 +25,23 @@ void transpose_to_float(const c10::BFloat16* src, int64_t rows, int64_t cols, fl
     for (int64_t c = 0; c < cols; ++c) dst[c * rows + r0] = float(src[r0 * cols + c]);
 }
 
+void widen_to_float(const c10::BFloat16* src, int64_t n, float* dst) {
+  Vec a, b;
+  for (int64_t i = 0; i < n; i += 2 * W) {
+    const int64_t k = std::min<int64_t>(2 * W, n - i);
+    load(src + i, k, a, b);
+    store(dst + i, k, a, b);
+  }
+}
+
+void round_to_bf16(const float* src, int64_t n, c10::BFloat16* dst) {
+  Vec a, b;
+  for (int64_t i = 0; i < n; i += 2 * W) {
+    const int64_t k = std::min<int64_t>(2 * W, n - i);
+    load(src + i, k, a, b);
+    store(dst + i, k, a, b);
+  }
+}
+
 }  // namespace CPU_CAPABILITY
 }  // namespace vit

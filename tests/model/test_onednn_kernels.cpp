@@ -119,8 +119,9 @@ TEST(FusedAttention, Bfloat16IsAsCloseAsATensBfloat16Path) {
     const auto qkv = (torch::randn({c.B, c.T, 3 * D}) * 2.0).to(torch::kBFloat16);
     const auto g = torch::randn({c.B, c.T, D}).to(torch::kBFloat16);
     const auto [out, grad] = fused_with_grad(qkv, c.heads, scale, g);
-    if (!out.defined())  // oneDNN's bf16 matmul needs AVX-512; every machine CI runs on has it
-      GTEST_SKIP() << "no bfloat16 kernels on this CPU: " << vit::fused_attention_declined();
+    // Without AVX-512 oneDNN has no bf16 matmul and the products run in float on the bf16 values
+    // (fused_attention.cpp); either way a bf16 result, never a decline.
+    ASSERT_TRUE(out.defined()) << "declined bf16 attention: " << vit::fused_attention_declined();
     EXPECT_EQ(out.scalar_type(), torch::kBFloat16);
     EXPECT_EQ(grad.scalar_type(), torch::kBFloat16);
     const auto [want, want_grad] = reference_with_grad(qkv, c.heads, scale, g);
@@ -396,6 +397,42 @@ TEST(OneDnnLinear, Bfloat16OnFloatUnitsIsTheExactProductRoundedOnce) {
         << " exact " << exact.masked_select(bad).slice(0, 0, 3) << " zero-diff share " << (diff == 0).to(torch::kDouble).mean().item<double>();
     EXPECT_GT((diff == 0).to(torch::kDouble).mean().item<double>(), 0.999) << names[i];
   }
+}
+
+TEST(OneDnnLinear, Bfloat16OnFloatUnitsRoundsTiesToEvenAndKeepsInfAndNaN) {
+  // The widening and rounding around the float matmul (our kernels where they run,
+  // transpose_kernels.h, else oneDNN's reorders) must be c10::BFloat16's: round to nearest even,
+  // inf stays inf, NaN stays NaN. y = x I + 2^-8 is exact in float, so its rounding is all that
+  // differs from at::linear in float rounded by c10: 1 + 2^-8 is the tie between 1 and 1 + 2^-7
+  // (even: 1), 1 + 3 * 2^-8 the tie between 1 + 2^-7 and 1 + 2^-6 (even: 1 + 2^-6), which
+  // truncation gets wrong. 37 columns and 301 rows leave tails at every vector width.
+  if (!vit::bf16_gemms_on_float_units()) GTEST_SKIP() << "bf16 GEMMs run on bf16 units here (VIT_BF16_GEMM=float runs this)";
+  torch::manual_seed(11);
+  const int64_t rows = 301, n = 37;
+  auto x = torch::randn({rows, n}) * 4.0;
+  const float ties[] = {1.0f, 1.0f + std::ldexp(1.0f, -7), -1.0f - std::ldexp(1.0f, -7), 2.0f};
+  for (int64_t r = 0; r < 200; ++r) x[r][r % n] = ties[r % 4];
+  x[201][5] = std::numeric_limits<float>::infinity();
+  x[202][36] = -std::numeric_limits<float>::infinity();
+  x[203][0] = std::numeric_limits<float>::quiet_NaN();
+  x[204][1] = 3.0e38f;  // + 2^-8 rounds to the same finite value, not to inf
+  x = x.to(torch::kBFloat16);
+  const auto w = torch::eye(n).to(torch::kBFloat16);
+  const auto b = torch::full({n}, std::ldexp(1.0f, -8)).to(torch::kBFloat16);
+  const auto y = vit::onednn_linear(x, w, b);
+  ASSERT_TRUE(y) << "declined a bf16 layer on the float units";
+  const auto want = torch::nn::functional::linear(x.to(torch::kFloat), w.to(torch::kFloat), b.to(torch::kFloat))
+                        .to(torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(y->isnan(), want.isnan())) << "NaN where c10 has none, or the reverse";
+  EXPECT_TRUE(want.isnan().any().item<bool>() && want.isinf().any().item<bool>()) << "the test lost its specials";
+  const auto finite_or_inf = ~want.isnan();
+  const auto got_bits = y->view(torch::kShort).masked_select(finite_or_inf);
+  const auto want_bits = want.view(torch::kShort).masked_select(finite_or_inf);
+  const auto differ = got_bits != want_bits;
+  EXPECT_EQ(differ.sum().item<int64_t>(), 0) << "bf16 values other than c10's rounding, e.g. got "
+      << got_bits.masked_select(differ).slice(0, 0, 4) << " want " << want_bits.masked_select(differ).slice(0, 0, 4);
+  EXPECT_EQ(y->index({0, 0}).item<float>(), 1.0f) << "1 + 2^-8 ties to even 1";
+  EXPECT_EQ(y->index({1, 1}).item<float>(), 1.0f + std::ldexp(1.0f, -6)) << "1 + 3 * 2^-8 ties to even 1 + 2^-6";
 }
 
 TEST(OneDnnLinear, GeluPostOpMatchesGeluOfTheLayerForInference) {

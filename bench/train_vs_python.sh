@@ -22,6 +22,11 @@ batch=${3:-256}
 precision=${4:-fp32}
 case "$precision" in fp32) bf16_flag=() ;; bf16) bf16_flag=(--bf16) ;; *) echo "precision: fp32 or bf16" >&2; exit 2 ;; esac
 vit=${VIT:-build/app/vit}
+if ! /usr/bin/python3 -c 'import torch, numpy' 2>/dev/null; then
+  echo "$0: the Python peer needs Debian's python3-torch and python3-numpy, which scripts/setup.sh" >&2
+  echo "does not install (only the benchmarks use them): apt-get install python3-torch python3-numpy" >&2
+  exit 2
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -25,7 +25,9 @@ void transpose_to_float(const c10::BFloat16* src, int64_t rows, int64_t cols, fl
     for (int64_t c = 0; c < cols; ++c) dst[c * rows + r0] = float(src[r0 * cols + c]);
 }
 
-void widen_to_float(const c10::BFloat16* src, int64_t n, float* dst) {
+// n contiguous values from S to D, 2W at a time (vec_io.h's loads and stores do the conversion).
+template <class S, class D>
+void convert_contiguous(const S* src, int64_t n, D* dst) {
   Vec a, b;
   for (int64_t i = 0; i < n; i += 2 * W) {
     const int64_t k = std::min<int64_t>(2 * W, n - i);
@@ -34,14 +36,8 @@ void widen_to_float(const c10::BFloat16* src, int64_t n, float* dst) {
   }
 }
 
-void round_to_bf16(const float* src, int64_t n, c10::BFloat16* dst) {
-  Vec a, b;
-  for (int64_t i = 0; i < n; i += 2 * W) {
-    const int64_t k = std::min<int64_t>(2 * W, n - i);
-    load(src + i, k, a, b);
-    store(dst + i, k, a, b);
-  }
-}
+void widen_to_float(const c10::BFloat16* src, int64_t n, float* dst) { convert_contiguous(src, n, dst); }
+void round_to_bf16(const float* src, int64_t n, c10::BFloat16* dst) { convert_contiguous(src, n, dst); }
 
 }  // namespace CPU_CAPABILITY
 }  // namespace vit

@@ -297,6 +297,9 @@ int run_train(const TrainOptions& o) {
                         {"stop_reason", r.stop_reason},
                         {"images_per_second", r.images_per_second},
                         {"train_seconds", r.train_seconds},
+                        {"model_flops", r.model_flops},
+                        {"flops_per_second", r.flops_per_second},
+                        {"peak_flops_per_second", r.peak_flops_per_second},
                         {"test_loss", nullptr},
                         {"test_accuracy", nullptr},
                         {"test_top5_accuracy", nullptr}};
@@ -312,6 +315,13 @@ int run_train(const TrainOptions& o) {
     std::printf("run: %s (%s after %d epoch(s), %lld steps, %.0f images/s)\n", r.run_dir.c_str(),
                 r.stop_reason.c_str(), r.epochs, static_cast<long long>(r.steps),
                 r.images_per_second);
+    if (r.flops_per_second > 0) {
+      std::printf("training steps: %.1f GFLOP/s of model FLOPs", r.flops_per_second / 1e9);
+      if (r.peak_flops_per_second > 0)
+        std::printf(", %.0f%% of the float FMA peak of the cores trained on (%.0f GFLOP/s)",
+                    100 * r.flops_per_second / r.peak_flops_per_second, r.peak_flops_per_second / 1e9);
+      std::printf("\n");
+    }
     if (r.test)
       std::printf("test accuracy: %.2f%%  top-5: %.2f%%  loss: %.4f\n", 100 * r.test->accuracy,
                   100 * r.test->top5_accuracy, r.test->loss);

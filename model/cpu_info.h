@@ -15,14 +15,18 @@ struct Bf16Support {
   bool avx512_bf16 = false;  // AVX512_BF16: VDPBF16PS, a dot product of bf16 pairs into floats
   bool amx_bf16 = false;     // AMX-BF16: tile matrix multiply (oneDNN's avx512_core_amx)
   // FLOPs per second of VDPBF16PS on 512-bit registers over those of VFMADD231PS (float FMA),
-  // measured on this core at first use (~2 ms, best of three alternations); 0 without AVX512_BF16.
+  // measured on this core at first use (~2-8 ms, best of 16 alternations); 0 without AVX512_BF16.
   // Measured: 0.49 on an Intel Xeon family 6 model 207 whose hypervisor hid AMX (86 against 176
   // GFLOP/s per core; bf16 training there ran at 0.65-0.8x fp32's speed), about 2 where bf16
   // pays (README, "Speed on any x86 CPU").
   double dot_vs_fma = 0;
-  // The two rates behind that ratio, GFLOP/s on one core (0 without AVX512_BF16): what a bf16 and
-  // a float GEMM can reach at best on this core.
+  // GFLOP/s on one core of float FMAs (VFMADD231PS on the widest registers the CPU and OS allow:
+  // 512-bit with AVX-512, else 256-bit with AVX2/FMA; 0 without FMA) and of VDPBF16PS (0 without
+  // AVX512_BF16): what a float and a bf16 GEMM can reach at best on this core, the peak that
+  // `vit train` states its FLOP rate against. Measured: 176 on the Intel model 207, 95-100 on an
+  // AMD EPYC family 25 (Zen 3: two 256-bit FMAs a cycle at 3.0 GHz).
   double fma_gflops = 0, dot_gflops = 0;
+  int fma_bits = 0;  // the register width fma_gflops was measured on: 512, 256, or 0
 
   bool any() const { return avx512_bf16 || amx_bf16; }
   // Whether bf16 mixed precision beats float here: AMX, or bf16 dot products at least

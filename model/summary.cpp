@@ -39,11 +39,10 @@ int64_t linear_params(int64_t in, int64_t out, bool bias = true) {
   return add(mul(in, out), bias ? out : 0);
 }
 
-}  // namespace
-
-ModelSummary summarize(const ViTConfig& c) {
-  check(c);
-  const int64_t D = c.dim, N = c.num_patches(), T = c.num_tokens(), H = c.heads;
+// The layers of `c` on T tokens: num_tokens() for the summary; fewer for a training step with
+// patch dropout (the patch embedding still sees every patch: tokens are dropped after it).
+std::vector<LayerSummary> layer_rows(const ViTConfig& c, int64_t T) {
+  const int64_t D = c.dim, N = c.num_patches(), H = c.heads;
   const int64_t hd = c.head_dim(), P = c.patch_size, C = c.in_channels, G = c.grid();
   const int64_t hidden = c.mlp_hidden;
   const int64_t kNormMacs = 5;  // fvcore: LayerNorm with affine = 5 ops per element
@@ -90,10 +89,16 @@ ModelSummary summarize(const ViTConfig& c) {
   }
   b.add("head", "Linear", {c.num_classes}, linear_params(features, c.num_classes),
         mul(features, c.num_classes));
+  return std::move(b.rows);
+}
 
+}  // namespace
+
+ModelSummary summarize(const ViTConfig& c) {
+  check(c);
   ModelSummary s;
   s.config = c;
-  s.layers = std::move(b.rows);
+  s.layers = layer_rows(c, c.num_tokens());
   for (const auto& row : s.layers) {
     s.params = add(s.params, row.params);
     s.macs = add(s.macs, row.macs);
@@ -102,6 +107,18 @@ ModelSummary summarize(const ViTConfig& c) {
   s.flops = mul(2, s.macs);
   s.weight_mib = static_cast<double>(s.params) * 4.0 / (1024.0 * 1024.0);
   return s;
+}
+
+int64_t training_macs(const ViTConfig& c, bool patch_drop) {
+  check(c);
+  const int64_t T = patch_drop ? c.num_tokens() - c.num_patches() + c.training_patches() : c.num_tokens();
+  int64_t forward = 0, patch_embed = 0;
+  for (const auto& row : layer_rows(c, T)) {
+    forward = add(forward, row.macs);
+    if (row.name == "patch_embed.proj") patch_embed = row.macs;
+  }
+  const int64_t three = mul(3, forward);
+  return three == INT64_MAX ? three : three - patch_embed;
 }
 
 nlohmann::json to_json(const ModelSummary& s) {
@@ -118,6 +135,7 @@ nlohmann::json to_json(const ModelSummary& s) {
           {"num_patches", c.num_patches()},
           {"num_tokens", c.num_tokens()},
           {"training_tokens", c.num_tokens() - c.num_patches() + c.training_patches()},
+          {"training_macs", training_macs(c)},
           {"params", s.params},
           {"trainable_params", s.trainable_params},
           {"macs", s.macs},
@@ -194,6 +212,10 @@ std::string format_table(const ModelSummary& s) {
       << "Trainable params:  " << with_commas(s.trainable_params) << "\n"
       << "MACs per image:    " << with_commas(s.macs) << " (" << si(double(s.macs)) << ")\n"
       << "FLOPs per image:   " << with_commas(s.flops) << " (" << si(double(s.flops)) << ")\n";
+  const int64_t train = training_macs(c);
+  const double train_flops = train == INT64_MAX ? double(train) : 2.0 * double(train);
+  out << "Training FLOPs:    " << si(train_flops) << " per image per step (forward and backward"
+      << (c.training_patches() < c.num_patches() ? ", on the patches a step keeps" : "") << ")\n";
   return out.str();
 }
 

@@ -41,6 +41,13 @@ struct ModelSummary {
 // Throws std::invalid_argument when the config is invalid (see check()).
 ModelSummary summarize(const ViTConfig& config);
 
+// MACs of one training step per image (forward and backward; the fvcore convention above): the
+// forward on the tokens a step computes (fewer with patch dropout, unless `patch_drop` is false:
+// full_token_epochs), and the backward at twice it (the input and the weight gradients), less the
+// patch embedding's input gradient, which an image does not need. What `vit train` divides its
+// FLOP rate by (PaLM's "model FLOPs": recomputation and padding do not count).
+int64_t training_macs(const ViTConfig& config, bool patch_drop = true);
+
 nlohmann::json to_json(const ModelSummary& summary);
 // The human-readable table with totals, as `vit summary` prints it.
 std::string format_table(const ModelSummary& summary);

@@ -23,6 +23,7 @@
 #include "run_writer.h"
 #include "settings_schema.h"
 #include "runtime.h"
+#include "summary.h"  // training_macs
 #include "vit.h"
 #include "weights_import.h"
 
@@ -524,6 +525,14 @@ class Training {
     return c != Control::Stop;
   }
 
+  // What the FLOP rate is measured against: the float FMA peak of the cores this process trains
+  // on (cpu_info.h), where its GEMMs run on the float units (fp32, or bf16 widened to float); 0
+  // where it is not known (a GPU, bf16 dot products or AMX tiles, the other ranks' machines).
+  double peak_flops_per_second() const {
+    if (!device_.is_cpu() || group_ || (bf16_ && !bf16_gemms_on_float_units())) return 0;
+    return bf16_support().fma_gflops * 1e9 * at::get_num_threads();
+  }
+
   void stop_with(const char* reason) {
     result_.stop_reason = reason;
     stop_ = true;
@@ -536,6 +545,7 @@ class Training {
     loader_->start_epoch(state_.epoch, state_.step_in_epoch);
     model_->train();
     model_->enable_patch_drop(patch_drop_active(tc_, state_.epoch));
+    step_flops_ = 2.0 * double(training_macs(model_config_, patch_drop_active(tc_, state_.epoch)));
     if (model_config_.patch_drop > 0 && state_.step_in_epoch == 0 && tc_.full_token_epochs > 0 &&
         state_.epoch == tc_.epochs - tc_.full_token_epochs)
       say("epoch " + std::to_string(state_.epoch + 1) + ": the last " + std::to_string(tc_.full_token_epochs) +
@@ -626,7 +636,10 @@ class Training {
       epoch_acc_.add(one);
       window_.add(one);
       if (row[4] > 0) stop_with("stopped");
-      if (!first_step) images_trained_ += one.count;
+      if (!first_step) {
+        images_trained_ += one.count;
+        model_flops_ += one.count * step_flops_;
+      }
     }
     if (!first_step) step_seconds_ += now - mark_;
     mark_ = now;
@@ -734,6 +747,9 @@ class Training {
     result_.steps = state_.global_step;
     result_.train_seconds = step_seconds_;
     result_.images_per_second = step_seconds_ > 0 ? images_trained_ / step_seconds_ : 0;
+    result_.model_flops = model_flops_;
+    result_.flops_per_second = step_seconds_ > 0 ? model_flops_ / step_seconds_ : 0;
+    result_.peak_flops_per_second = peak_flops_per_second();
     // Test with the best weights (the Keras example's ModelCheckpoint + evaluate). A user's stop
     // skips it so that stopping stays quick; NaN skips it as the weights are broken.
     if (data_.test && (result_.stop_reason == "completed" || result_.stop_reason == "max_steps")) {
@@ -797,6 +813,8 @@ class Training {
   double step_seconds_ = 0;  // training time of this call after its first step (active seconds)
   double mark_ = 0;          // active seconds at the last read of the statistics
   int64_t images_trained_ = 0, steps_this_call_ = 0;
+  double step_flops_ = 0;   // model FLOPs of one image's training step this epoch (summary.h)
+  double model_flops_ = 0;  // those of the images in images_trained_
   c10::Device device_{c10::kCPU};
   std::vector<torch::Tensor> pending_;  // statistics of the steps not read yet, on the device
   int64_t pending_first_step_ = 0;

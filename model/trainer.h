@@ -63,6 +63,11 @@ struct TrainResult {
   std::optional<EvalResult> test;  // with the best weights, when the data set has a test split
   double images_per_second = 0.0;  // training throughput of this call, data loading excluded
   double train_seconds = 0.0;      // time inside optimizer steps
+  // Model FLOPs of those steps (summary.h: training_macs x 2 per image; what the model needs,
+  // not what the kernels did), their rate over train_seconds, and the peak that rate is a share
+  // of: the float FMA peak of the cores trained on (cpu_info.h), 0 where not known (a GPU, a
+  // distributed run, bf16 GEMMs on bf16 units).
+  double model_flops = 0.0, flops_per_second = 0.0, peak_flops_per_second = 0.0;
   std::string stop_reason;    // "completed", "stopped", "max_steps", "nan"
   std::string message;        // for "nan": what happened and what to change
 };

@@ -71,6 +71,25 @@ TEST(Bf16Probe, MeasuresARateOnlyWhereTheInstructionExists) {
   EXPECT_NEAR(s.dot_gflops / s.fma_gflops, s.dot_vs_fma, 1e-9);
 }
 
+// The float FMA peak `vit train` states its FLOP rate against: measured on every x86 CPU with
+// FMA, on the widest registers the CPU and OS allow.
+TEST(Bf16Probe, MeasuresTheFloatFmaPeakOnTheWidestRegisters) {
+  const auto& s = vit::bf16_support();
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("fma")) GTEST_SKIP() << "this CPU has no FMA: no float FMA peak";
+  EXPECT_EQ(s.fma_bits, __builtin_cpu_supports("avx512f") ? 512 : 256);
+  // Lanes x 2 FLOPs x 1-2 FMAs a cycle at 0.5-6 GHz: 8-192 GFLOP/s on 256-bit registers, 16-384
+  // on 512-bit ones (measured: 95-100 on a Zen 3 core, 176 on the Intel model 207's).
+  const double lanes = s.fma_bits / 32.0;
+  EXPECT_GT(s.fma_gflops, lanes * 2 * 0.5) << s.fma_bits << "-bit";
+  EXPECT_LT(s.fma_gflops, lanes * 2 * 2 * 6) << s.fma_bits << "-bit";
+  if (!s.avx512_bf16) EXPECT_EQ(s.dot_gflops, 0.0);
+#else
+  EXPECT_EQ(s.fma_gflops, 0.0);
+#endif
+}
+
 TEST(Bf16Probe, IsRepeatable) {
   // auto precision must not flip between two processes on one machine (two ranks of one run).
   const double first = vit::measure_bf16_dot_vs_fma();

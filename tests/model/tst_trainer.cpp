@@ -11,9 +11,12 @@
 #include <optional>
 
 #include "checkpoint.h"
+#include "cpu_info.h"  // bf16_support
 #include "data_parallel.h"
 #include "datasets.h"
+#include "onednn_linear.h"  // bf16_gemms_on_float_units
 #include "safetensors.h"
+#include "summary.h"        // training_macs
 #include "tensorboard.h"
 #include "trainer.h"
 
@@ -512,6 +515,21 @@ TEST(Trainer, patchDropRunLearnsAndEndsOnEveryPatch) {
   const auto wc = vit::load_safetensors((base / "c/checkpoints/last.safetensors").string());
   const auto wd = vit::load_safetensors((base / "d/checkpoints/last.safetensors").string());
   for (const auto& [name, t] : wc.tensors) ASSERT_TRUE(torch::equal(t, *wd.find(name))) << name;
+  // The model FLOPs behind the reported rate: per image, the kept patches' training step in the
+  // first 3 epochs of `a` and every patch's in its last; every patch's throughout in `c`.
+  model.patch_drop = 0.25;
+  const double kept = 2.0 * double(vit::training_macs(model)), all = 2.0 * double(vit::training_macs(model, false));
+  ASSERT_LT(kept, all);
+  auto per_image = [](const vit::TrainResult& r) { return r.model_flops / (r.images_per_second * r.train_seconds); };
+  ASSERT_NEAR(per_image(c), all, all * 1e-9);
+  ASSERT_GT(per_image(a), kept * 1.0001);
+  ASSERT_LT(per_image(a), all * 0.9999);
+  ASSERT_NEAR(a.flops_per_second, a.model_flops / a.train_seconds, a.flops_per_second * 1e-9);
+  // and the peak it is a share of: the float FMA peak of the threads trained on where the GEMMs
+  // run on the float units (fp32, or bf16 widened), unknown (0) on bf16 dot-product units or AMX
+  const bool float_units = vit::resolve_precision(cfg.precision) == "fp32" || vit::bf16_gemms_on_float_units();
+  ASSERT_NEAR(a.peak_flops_per_second,
+              float_units ? vit::bf16_support().fma_gflops * 1e9 * at::get_num_threads() : 0.0, 1.0);
   const auto wa = vit::load_safetensors((base / "a/checkpoints/last.safetensors").string());
   bool differs = false;
   for (const auto& [name, t] : wa.tensors) differs |= !torch::equal(t, *wd.find(name));

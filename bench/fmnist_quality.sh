@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The default user's experience: `vit train` with no flags on Debian's Fashion-MNIST. Prints the
 # wall time, the epochs' times (metrics.csv) and how much of them was not training steps
-# (validation, checkpoints), and the test accuracy of the best weights (the README's figures come
-# from this).
+# (validation, checkpoints), the training steps' model FLOPs, their rate and its share of the
+# cores' float FMA peak (and so how long the steps would take at that peak), and the test accuracy
+# of the best weights (the README's figures come from this).
 #   bench/fmnist_quality.sh [extra vit train flags...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,5 +28,14 @@ if seconds:
     print(f"epochs {min(seconds):.1f}-{max(seconds):.1f} s (median {statistics.median(seconds):.1f}), "
           f"{total / 60:.1f} min in all; not training steps (validation, checkpoints): "
           f"{other:.1f} s, {100 * other / total:.1f}%")
+if r.get("flops_per_second"):
+    # Model FLOPs (vit summary's training_macs x 2 per image): the floor no kernel goes below.
+    line = (f"training steps: {r['model_flops'] / 1e12:.1f} TFLOP of model FLOPs at "
+            f"{r['flops_per_second'] / 1e9:.1f} GFLOP/s")
+    if r.get("peak_flops_per_second"):
+        peak = r["peak_flops_per_second"]
+        line += (f", {100 * r['flops_per_second'] / peak:.0f}% of the cores' float FMA peak ({peak / 1e9:.0f} "
+                 f"GFLOP/s), at which they would take {r['model_flops'] / peak / 60:.1f} min")
+    print(line)
 print(f"test accuracy {100 * r['test_accuracy']:.2f}%, top-5 {100 * r['test_top5_accuracy']:.2f}%")
 PY

@@ -4,7 +4,8 @@
 // keras-cifar's at a shard of 128 images. Then keras-cifar's layers forward and backward under
 // bf16 autocast (mixed-precision training), and the GELU after fc1 (float and bf16): LibTorch's
 // at::gelu after the oneDNN layer against the layer with GELU as its post-op (onednn_linear_gelu,
-// inference). Figures only.
+// inference); then fmnist-small's layers forward and backward in float, as GFLOP/s and a share of
+// the float FMA peak. Figures only.
 //
 //   build/bench/linear_bench [threads=all cores] [repeats=20]
 //   OPENBLAS_CORETYPE=Haswell|SkylakeX|Cooperlake build/bench/linear_bench   (OpenBLAS's kernels)
@@ -17,6 +18,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "cpu_info.h"       // bf16_support: the FMA peak
 #include "data_parallel.h"  // Bf16AutocastScope
 #include "onednn_linear.h"
 #include "median_ms.h"
@@ -77,6 +79,43 @@ int main(int argc, char** argv) {
     const double aten = median_ms([&] { step(false); }, repeats, 2);
     const double ours = median_ms([&] { step(true); }, repeats, 2);
     std::printf("  %-16s %8.3f ms %7.3f ms %6.2fx\n", s.name, aten, ours, aten / ours);
+    torch::GradMode::set_enabled(false);
+  }
+
+  // The default model in training: fmnist-small's four layers on one data-parallel shard (32 images
+  // x 13 tokens = 416 rows), float, forward and backward (dx and dW: 3 GEMMs of 2 x rows x in x out
+  // FLOPs), as GFLOP/s and their share of the float FMA peak of the threads (cpu_info.h). With
+  // `linear_bench 1` this is one core, as each shard runs on one (README, Speed on any x86 CPU).
+  {
+    const double peak = vit::bf16_support().fma_gflops * runtime.threads;
+    std::printf("\n  fmnist-small f+b, 416 rows, float: GFLOP/s (share of the %.0f GFLOP/s FMA peak)\n", peak);
+    std::printf("  %-16s %18s %18s\n", "layer", "LibTorch", "oneDNN");
+    const std::vector<Shape> small = {{"fmnist qkv", 416, 128, 384}, {"fmnist proj", 416, 128, 128},
+                                      {"fmnist fc1", 416, 128, 256}, {"fmnist fc2", 416, 256, 128}};
+    torch::GradMode::set_enabled(true);
+    for (const auto& s : small) {
+      auto x = torch::randn({s.rows, s.in}).requires_grad_(true);
+      auto w = (torch::randn({s.out, s.in}) * 0.1).requires_grad_(true), b = torch::randn({s.out}).requires_grad_(true);
+      const auto dy = torch::randn({s.rows, s.out});
+      if (!vit::onednn_linear(x, w, b)) {
+        std::printf("  %-16s oneDNN float linear not available here\n", s.name);
+        continue;
+      }
+      auto step = [&](bool ours) {
+        const auto y = ours ? *vit::onednn_linear(x, w, b) : torch::nn::functional::linear(x, w, b);
+        torch::autograd::grad({y}, {x, w, b}, {dy});
+      };
+      const double flops = 3.0 * 2 * s.rows * s.in * s.out;
+      auto cell = [&](double ms) {
+        char buf[64];
+        const double gflops = flops / ms / 1e6;
+        std::snprintf(buf, sizeof buf, "%6.1f (%3.0f%%)", gflops, peak > 0 ? 100 * gflops / peak : 0.0);
+        return std::string(buf);
+      };
+      const double aten = median_ms([&] { step(false); }, repeats, 2);
+      const double ours = median_ms([&] { step(true); }, repeats, 2);
+      std::printf("  %-16s %18s %18s\n", s.name, cell(aten).c_str(), cell(ours).c_str());
+    }
     torch::GradMode::set_enabled(false);
   }
 

@@ -485,7 +485,14 @@ void MainWindow::onFinished(const TrainingOutcome& o) {
   } else if (o.stopReason == "stopped") {
     text = tr("Stopped after %1 step(s); Continue run picks it up from the last checkpoint.").arg(o.steps);
   } else {
-    text = tr("Finished %1 epoch(s) at %2 images/s.").arg(o.epochs).arg(o.imagesPerSecond, 0, 'f', 0);
+    text = tr("Finished %1 epoch(s) at %2 images/s").arg(o.epochs).arg(o.imagesPerSecond, 0, 'f', 0);
+    if (o.flopsPerSecond > 0 && o.peakFlopsPerSecond > 0)
+      text += tr(" (%1 GFLOP/s, %2% of the CPU's float FMA peak)")
+                  .arg(o.flopsPerSecond / 1e9, 0, 'f', 1)
+                  .arg(100 * o.flopsPerSecond / o.peakFlopsPerSecond, 0, 'f', 0);
+    else if (o.flopsPerSecond > 0)
+      text += tr(" (%1 GFLOP/s)").arg(o.flopsPerSecond / 1e9, 0, 'f', 1);
+    text += ".";
   }
   if (o.hasTest)
     text += tr(" Test set (best weights): top-1 %1%, top-5 %2%.")

@@ -121,6 +121,8 @@ bool TrainingSession::start(const Request& request) {
       outcome.epochs = r.epochs;
       outcome.steps = r.steps;
       outcome.imagesPerSecond = r.images_per_second;
+      outcome.flopsPerSecond = r.flops_per_second;
+      outcome.peakFlopsPerSecond = r.peak_flops_per_second;
       if (r.test) {
         outcome.hasTest = true;
         outcome.testAccuracy = r.test->accuracy;

@@ -39,6 +39,9 @@ struct TrainingOutcome {
   bool hasTest = false;
   double testAccuracy = 0, testTop5 = 0, testLoss = 0;
   double imagesPerSecond = 0;
+  // Model FLOPs per second of the training steps and the float FMA peak of the cores they ran on
+  // (vit::TrainResult; the peak is 0 where not known).
+  double flopsPerSecond = 0, peakFlopsPerSecond = 0;
 };
 
 Q_DECLARE_METATYPE(TrainingProgress)

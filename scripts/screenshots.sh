@@ -3,7 +3,8 @@
 #   scripts/screenshots.sh [RUN_DIR [OTHER_RUN_DIR...]]
 # writes docs/screenshots/*.png (each with fresh settings): the start state, an invalid value,
 # patches before any training, training (the default preset trained for TRAIN_SECONDS, default
-# 150, then stopped by closing the window), a run reopened in each tab (RUN_DIR when given, e.g. a
+# 150, then stopped by closing the window), one epoch run to its end (FINISH_SECONDS, default 75:
+# the finish message with the FLOP rate), a run reopened in each tab (RUN_DIR when given, e.g. a
 # finished `vit train --out RUN_DIR`, else the one just trained), the whole window on a 1280x720
 # screen, and Curves > Compare runs of RUN_DIR and the OTHER_RUN_DIRs (without them: two short
 # `vit train` runs of COMPARE_EPOCHS, default 3, with lr 2e-3 and 5e-4).
@@ -24,6 +25,8 @@ big --tab summary --set heads=5 --screenshot "$out/invalid.png"
 big --tab patches --screenshot "$out/patches-untrained.png" --screenshot-delay 8000
 big --start --set epochs=4 --screenshot "$out/training.png" \
   --screenshot-delay "$(( ${TRAIN_SECONDS:-150} * 1000 ))"
+big --start --set epochs=1 --screenshot "$out/finished.png" \
+  --screenshot-delay "$(( ${FINISH_SECONDS:-75} * 1000 ))"
 if [ $# -ge 1 ]; then
   run=$1
   shift

@@ -159,6 +159,10 @@ class TestStudio : public QObject {
     QVERIFY(w.startAction()->isEnabled());
     QVERIFY(!w.stopAction()->isEnabled());
     QVERIFY(w.lastMessage().contains("Finished 3 epoch(s)"));
+    // and what the steps computed, against the CPU's peak where it is known (trainer.h)
+    QVERIFY(outcome.flopsPerSecond > 0);
+    QVERIFY2(w.lastMessage().contains(outcome.peakFlopsPerSecond > 0 ? "% of the CPU's float FMA peak)" : " GFLOP/s)"),
+             qPrintable(w.lastMessage()));
     finishedRun_ = outcome.runDir;
     QVERIFY(finishedRun_.startsWith(runs_));
     QCOMPARE(vit::read_metrics_csv((finishedRun_ + "/metrics.csv").toStdString()).size(), size_t(3));

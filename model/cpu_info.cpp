@@ -112,7 +112,8 @@ double rate(Op op, long iterations) {
 // process may run at a lower rate while the core changes its power license): the float FMA on the
 // widest registers there are (`fma_bits`), and the bf16 dot product where the CPU has it. Best of
 // three gave 55-95 GFLOP/s from one process to the next on a 2-core Zen 3 VM (a neighbour's burst
-// costs a 0.1 ms round half its rate); best of 16, ~2 ms of FMAs, gives the same figure within 2%.
+// costs a 0.1 ms round half its rate); best of 16, ~2 ms of FMAs, gave 93-103 over six processes,
+// the machine's own drift.
 void measure_rates(Bf16Support& s, int fma_bits) {
   if (fma_bits == 0) return;
   constexpr long kIterations = 50000;  // ~0.1 ms of FMAs, ~0.4 ms of dot products at 0.5x (~8 ms in all)

@@ -23,8 +23,8 @@ struct Bf16Support {
   // GFLOP/s on one core of float FMAs (VFMADD231PS on the widest registers the CPU and OS allow:
   // 512-bit with AVX-512, else 256-bit with AVX2/FMA; 0 without FMA) and of VDPBF16PS (0 without
   // AVX512_BF16): what a float and a bf16 GEMM can reach at best on this core, the peak that
-  // `vit train` states its FLOP rate against. Measured: 176 on the Intel model 207, 95-100 on an
-  // AMD EPYC family 25 (Zen 3: two 256-bit FMAs a cycle at 3.0 GHz).
+  // `vit train` states its FLOP rate against. Measured: 176 on the Intel model 207, 93-103 on an
+  // AMD EPYC family 25 (Zen 3: two 256-bit FMAs a cycle at ~3.0 GHz).
   double fma_gflops = 0, dot_gflops = 0;
   int fma_bits = 0;  // the register width fma_gflops was measured on: 512, 256, or 0
 

@@ -39,6 +39,9 @@ int64_t linear_params(int64_t in, int64_t out, bool bias = true) {
   return add(mul(in, out), bias ? out : 0);
 }
 
+// The tokens a training step computes: the class token (if any) and the patches patch dropout keeps.
+int64_t training_tokens(const ViTConfig& c) { return c.num_tokens() - c.num_patches() + c.training_patches(); }
+
 // The layers of `c` on T tokens: num_tokens() for the summary; fewer for a training step with
 // patch dropout (the patch embedding still sees every patch: tokens are dropped after it).
 std::vector<LayerSummary> layer_rows(const ViTConfig& c, int64_t T) {
@@ -111,7 +114,7 @@ ModelSummary summarize(const ViTConfig& c) {
 
 int64_t training_macs(const ViTConfig& c, bool patch_drop) {
   check(c);
-  const int64_t T = patch_drop ? c.num_tokens() - c.num_patches() + c.training_patches() : c.num_tokens();
+  const int64_t T = patch_drop ? training_tokens(c) : c.num_tokens();
   int64_t forward = 0, patch_embed = 0;
   for (const auto& row : layer_rows(c, T)) {
     forward = add(forward, row.macs);
@@ -134,7 +137,7 @@ nlohmann::json to_json(const ModelSummary& s) {
           {"input_shape", {c.in_channels, c.image_size, c.image_size}},
           {"num_patches", c.num_patches()},
           {"num_tokens", c.num_tokens()},
-          {"training_tokens", c.num_tokens() - c.num_patches() + c.training_patches()},
+          {"training_tokens", training_tokens(c)},
           {"training_macs", training_macs(c)},
           {"params", s.params},
           {"trainable_params", s.trainable_params},

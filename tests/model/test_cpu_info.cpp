@@ -80,7 +80,7 @@ TEST(Bf16Probe, MeasuresTheFloatFmaPeakOnTheWidestRegisters) {
   if (!__builtin_cpu_supports("fma")) GTEST_SKIP() << "this CPU has no FMA: no float FMA peak";
   EXPECT_EQ(s.fma_bits, __builtin_cpu_supports("avx512f") ? 512 : 256);
   // Lanes x 2 FLOPs x 1-2 FMAs a cycle at 0.5-6 GHz: 8-192 GFLOP/s on 256-bit registers, 16-384
-  // on 512-bit ones (measured: 95-100 on a Zen 3 core, 176 on the Intel model 207's).
+  // on 512-bit ones (measured: 93-103 on a Zen 3 core, 176 on the Intel model 207's).
   const double lanes = s.fma_bits / 32.0;
   EXPECT_GT(s.fma_gflops, lanes * 2 * 0.5) << s.fma_bits << "-bit";
   EXPECT_LT(s.fma_gflops, lanes * 2 * 2 * 6) << s.fma_bits << "-bit";

@@ -389,7 +389,36 @@ bool fusable(const torch::Tensor& p, const torch::Tensor& g, const torch::optim:
          plain(state.exp_avg()) && plain(state.exp_avg_sq());
 }
 
+// a += w (v - a) without FMA contraction (-ffp-contract=off): the same numbers on every CPU.
+void lerp_float(float* __restrict a, const float* __restrict v, int64_t n, float w) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) a[i] = a[i] + w * (v[i] - a[i]);
+}
+
 }  // namespace
+
+double ema_decay_at(double decay, int64_t updates) {
+  return std::min(decay, (1.0 + double(updates)) / (10.0 + double(updates)));
+}
+
+void update_average(const std::vector<torch::Tensor>& average, const std::vector<torch::Tensor>& values,
+                    double decay, int threads) {
+  if (average.size() != values.size())
+    throw std::invalid_argument("update_average: " + std::to_string(average.size()) + " averages for " +
+                                std::to_string(values.size()) + " tensors");
+  const double weight = 1.0 - decay;
+  for_each_balanced(average, threads, [&](size_t i) {
+    const auto& a = average[i];
+    const auto& v = values[i];
+    if (a.device().is_cpu() && v.device().is_cpu() && a.scalar_type() == torch::kFloat &&
+        v.scalar_type() == torch::kFloat && a.is_contiguous() && v.is_contiguous() && a.numel() == v.numel()) {
+      lerp_float(a.data_ptr<float>(), v.data_ptr<float>(), a.numel(), float(weight));
+      a.unsafeGetTensorImpl()->bump_version();
+    } else {
+      a.lerp_(v.to(a.options()), weight);
+    }
+  });
+}
 
 void adamw_step(torch::optim::AdamW& optimizer, int threads, float grad_scale) {
   torch::NoGradGuard no_grad;

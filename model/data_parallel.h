@@ -108,6 +108,16 @@ std::vector<torch::optim::AdamWParamState*> adamw_states(torch::optim::AdamW& op
 // state with the wrong parameter; callers then start the moments afresh.
 bool adamw_states_fit(torch::optim::AdamW& optimizer);
 
+// The decay of the moving average of the weights at its update number `updates` (0 for the
+// first): min(decay, (1 + updates) / (10 + updates)), TensorFlow's ExponentialMovingAverage with
+// num_updates (TrainConfig::ema_decay).
+double ema_decay_at(double decay, int64_t updates);
+// average[i] += (1 - decay) x (values[i] - average[i]) for every pair, spread over `threads`
+// threads by size; float CPU tensors in one pass each, computed as written (the same numbers on
+// every CPU and thread count), others by torch's lerp_ with weight 1 - decay.
+void update_average(const std::vector<torch::Tensor>& average, const std::vector<torch::Tensor>& values,
+                    double decay, int threads);
+
 // While alive, LibTorch's autocast to bfloat16 for `device` (CPU or CUDA) is on for the calling
 // thread (autocast state is thread-local); when `on` is false it does nothing. Clears autocast's
 // weight cache on exit.

@@ -38,6 +38,7 @@ std::string RunPaths::current() const { return join(checkpoints(), "current"); }
 std::string RunPaths::best_weights() const { return join(checkpoints(), "best.safetensors"); }
 std::string RunPaths::last_weights() const { return join(checkpoints(), "last.safetensors"); }
 std::string RunPaths::last_optimizer() const { return join(checkpoints(), "last.optim.pt"); }
+std::string RunPaths::average_weights() const { return join(checkpoints(), "ema.safetensors"); }
 std::string RunPaths::step_dir(int64_t global_step) const {
   char name[40];
   std::snprintf(name, sizeof name, "step-%09lld", static_cast<long long>(global_step));
@@ -187,6 +188,13 @@ std::string RunReader::optimizer() const {
   std::error_code ec;
   const std::string unit = committed_dir();
   const std::string path = unit.empty() ? paths_.last_optimizer() : join(unit, "last.optim.pt");
+  return fs::is_regular_file(path, ec) ? path : "";
+}
+
+std::string RunReader::average_weights() const {
+  std::error_code ec;
+  const std::string unit = committed_dir();
+  const std::string path = unit.empty() ? paths_.average_weights() : join(unit, "ema.safetensors");
   return fs::is_regular_file(path, ec) ? path : "";
 }
 

@@ -13,10 +13,13 @@
 //     current          -> step-000000450: the last committed checkpoint (a symbolic link that
 //                         one rename(2) replaces: the commit point)
 //     step-000000450/  last.safetensors (weights), last.optim.pt (AdamW state), state.json,
-//                      best.safetensors (a hard link to the best epoch's weights)
+//                      best.safetensors (a hard link to the best epoch's weights),
+//                      ema.safetensors (with ema_decay: the weights' moving average, which
+//                      the best weights are then taken from)
 //     best.safetensors -> current/best.safetensors
 //     last.safetensors -> current/last.safetensors
 //     last.optim.pt    -> current/last.optim.pt
+//     ema.safetensors  -> current/ema.safetensors (with ema_decay)
 //   .lock              held (flock) by the one process writing the run; says who that is
 //
 // A checkpoint is one unit: weights, optimizer state, training state and best weights are written
@@ -58,6 +61,7 @@ struct RunPaths {
   std::string best_weights() const;      // checkpoints/best.safetensors
   std::string last_weights() const;      // checkpoints/last.safetensors
   std::string last_optimizer() const;    // checkpoints/last.optim.pt
+  std::string average_weights() const;   // checkpoints/ema.safetensors
   std::string step_dir(int64_t global_step) const;  // checkpoints/step-000000450
 };
 
@@ -99,6 +103,9 @@ class RunReader {
   std::string weights(Weights which = Weights::Best, bool fallback = true) const;
   // The optimizer state of the committed checkpoint, "" when none.
   std::string optimizer() const;
+  // The moving average of the weights (TrainConfig::ema_decay) of the committed checkpoint, ""
+  // when none.
+  std::string average_weights() const;
   std::vector<EpochRow> metrics() const;
   std::vector<StepRow> steps() const;
   // test.json, when training completed: loss, accuracy, top5_accuracy, count, weights.

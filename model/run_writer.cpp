@@ -176,7 +176,7 @@ bool RunWriter::has_checkpoint() const {
 
 void RunWriter::commit(VisionTransformerImpl& model, const Normalization& normalization,
                        torch::optim::Optimizer* optimizer, const RunState& state, bool best,
-                       const std::map<std::string, std::string>& metadata) {
+                       const std::map<std::string, std::string>& metadata, VisionTransformerImpl* average) {
   if (!enabled_) return;
   std::error_code ec;
   const RunReader reader(paths_.dir);
@@ -197,8 +197,15 @@ void RunWriter::commit(VisionTransformerImpl& model, const Normalization& normal
     save_checkpoint(last, model, normalization, meta);
     if (optimizer)
       write_file_atomically((fs::path(tmp) / "last.optim.pt").string(), serialize_optimizer(*optimizer));
+    std::string averaged;
+    if (average) {
+      auto average_meta = meta;
+      average_meta["weights"] = "exponential moving average (ema_decay)";
+      averaged = (fs::path(tmp) / "ema.safetensors").string();
+      save_checkpoint(averaged, *average, normalization, average_meta);
+    }
     const std::string best_file = (fs::path(tmp) / "best.safetensors").string();
-    const std::string best_source = best ? last : previous_best;
+    const std::string best_source = best ? (average ? averaged : last) : previous_best;
     if (!best_source.empty() && ::link(best_source.c_str(), best_file.c_str()) != 0)
       fail("link", best_file, errno);
     write_file_atomically((fs::path(tmp) / "state.json").string(), state.to_json().dump(2) + "\n");
@@ -227,6 +234,7 @@ void RunWriter::commit(VisionTransformerImpl& model, const Normalization& normal
   if (fs::exists(fs::path(unit) / "best.safetensors", ec))
     replace_with_symlink("current/best.safetensors", paths_.best_weights());
   if (optimizer) replace_with_symlink("current/last.optim.pt", paths_.last_optimizer());
+  if (average) replace_with_symlink("current/ema.safetensors", paths_.average_weights());
   replace_with_symlink("checkpoints/current/state.json", paths_.state());
   sync_dir(paths_.dir);
   crash_point("a checkpoint's links updated, older step directories not yet removed");

@@ -51,12 +51,14 @@ class RunWriter {
   void log_epoch(const EpochRow& row, int64_t global_step);
 
   // Publishes a checkpoint: the model's weights, the optimizer's state (null: none, e.g. an
-  // imported model), `state`, and the best weights: these weights when `best`, else the previous
+  // imported model), `state`, the moving average of the weights (null: none; ema.safetensors),
+  // and the best weights: these weights (the average, when given) when `best`, else the previous
   // checkpoint's best. All or nothing: on any failure (a full disk) the previous checkpoint stays
   // the committed one and the exception says what happened.
   void commit(VisionTransformerImpl& model, const Normalization& normalization,
               torch::optim::Optimizer* optimizer, const RunState& state, bool best,
-              const std::map<std::string, std::string>& metadata = {});
+              const std::map<std::string, std::string>& metadata = {},
+              VisionTransformerImpl* average = nullptr);
   bool has_checkpoint() const;
 
   void write_test(const nlohmann::json& test);

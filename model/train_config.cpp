@@ -132,6 +132,12 @@ Schema<TrainConfig> make_train_schema() {
     f.resumable = true;  // like epochs, the schedule's end may move
     s.push_back(member_field(&C::full_token_epochs, f));
   }
+  s.push_back(member_field(&C::ema_decay,
+      ranged(spec("ema_decay", K::Real, G::Training, "Weight EMA",
+                  "Decay of an exponential moving average of the weights (timm's model EMA, Keras' "
+                  "use_ema), e.g. 0.999; validation, the best checkpoint and the test use the "
+                  "average. 0: off."),
+             0, 1, false, true, "0.999")));
   s.push_back(member_field(&C::val_fraction,
       ranged(spec("val_fraction", K::Real, G::Training, "Validation split",
                   "Share of the training set held out (seeded) to pick the best checkpoint."),

@@ -48,6 +48,14 @@ struct TrainConfig {
   // ends on the token count it is evaluated with (FLIP's "unmasked tuning", Li et al. 2023).
   // Nothing changes for a model without patch_drop.
   int full_token_epochs = 0;
+  // Exponential moving average of the weights (Polyak averaging; timm's --model-ema-decay,
+  // Keras' use_ema): after every optimizer step average += (1 - d) x (weights - average), with
+  // d = min(ema_decay, (1 + updates) / (10 + updates)) (TensorFlow's ExponentialMovingAverage
+  // with num_updates, so the first steps do not pin the average to the random init). Validation,
+  // the best checkpoint, the test and prediction then use the average; last.safetensors keeps the
+  // trained weights and ema.safetensors the average, so a continued run goes on with both.
+  // 0: off.
+  double ema_decay = 0.0;
   uint64_t seed = 42;            // model init, split, shuffling and augmentation
   double val_fraction = 0.1;     // share of the training set held out for validation
   AugmentConfig augment;         // training-time augmentation

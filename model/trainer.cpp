@@ -171,6 +171,21 @@ std::vector<int64_t> all_rows(const Dataset& d) {
   return rows;
 }
 
+// Every parameter, then every buffer.
+std::vector<torch::Tensor> model_tensors(VisionTransformerImpl& model) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : model.parameters()) out.push_back(p);
+  for (const auto& b : model.buffers()) out.push_back(b);
+  return out;
+}
+
+// The values of `from`'s parameters and buffers into `to`'s (the same architecture).
+void copy_tensors(VisionTransformerImpl& from, VisionTransformerImpl& to) {
+  torch::NoGradGuard no_grad;
+  const auto a = model_tensors(from), b = model_tensors(to);
+  for (size_t i = 0; i < a.size(); ++i) b[i].copy_(a[i]);
+}
+
 double lr_at(const TrainConfig& c, int64_t step, int64_t total, int64_t steps_per_epoch) {
   const double warmup = c.warmup_epochs * steps_per_epoch;
   if (step < warmup) return c.lr * (step + 1) / warmup;
@@ -357,6 +372,18 @@ class Training {
     optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups), torch::optim::AdamWOptions(tc_.lr));
     for (const auto& p : model_->parameters())
       if (p.requires_grad()) params_.push_back(p);
+    if (tc_.ema_decay > 0) {
+      // The moving average: a second model that validation and the test run, its tensors
+      // starting as the weights' (a continued run loads its own below).
+      average_ = VisionTransformer(model_config_);
+      average_->to(device_);
+      average_->eval();
+      torch::NoGradGuard no_grad;
+      for (const auto& p : average_->parameters()) p.requires_grad_(false);
+      copy_tensors(*model_, *average_);
+      averaged_ = model_tensors(*model_);
+      averages_ = model_tensors(*average_);
+    }
 
     LoaderOptions lo;
     lo.batch_size = tc_.batch_size;
@@ -401,6 +428,15 @@ class Training {
               "step and schedule continue)");
         }
         opened.has_optimizer_state = true;
+        if (average_) {
+          const std::string ema = reader.average_weights();
+          if (!ema.empty()) load_weights(ema, *average_);
+          else {  // a checkpoint without it (damaged, or from a writer that did not keep one)
+            copy_tensors(*model_, *average_);
+            say("note: " + run_.dir + " has no moving average of the weights (checkpoints/"
+                "ema.safetensors) to continue; it starts again from the last weights");
+          }
+        }
         writer_.reopen(state_);
       } else {
         RunData d;
@@ -446,6 +482,9 @@ class Training {
                ? " (the linear layers' on the float units: bf16 values widened, one rounding per result)"
                : "") +
           ", float weights and optimizer");
+    if (average_)
+      say("moving average of the weights (ema_decay " + format_number(tc_.ema_decay) +
+          "): validation, the best checkpoint and the test use it");
     if (group_)
       say("distributed data parallel: " + std::to_string(world_) + " processes, each batch of " +
           std::to_string(tc_.batch_size) + " split into " + std::to_string(world_ * shards_) +
@@ -465,6 +504,7 @@ class Training {
     std::vector<torch::Tensor> weights;
     for (const auto& p : model_->parameters()) weights.push_back(p);
     for (const auto& b : model_->buffers()) weights.push_back(b);
+    for (const auto& a : averages_) weights.push_back(a);
     group_->broadcast(weights, "the model's weights");
     if (optimizer_state) {
       std::vector<torch::Tensor> tensors;
@@ -593,6 +633,7 @@ class Training {
       // clipping factor is applied inside AdamW's pass over the gradients.
       const float grad_scale = tc_.grad_clip > 0 ? grad_clip(params_, tc_.grad_clip, shards_, step.grad_norms).scale : 1.0f;
       adamw_step(*optimizer_, shards_, grad_scale);
+      if (average_) update_average(averages_, averaged_, ema_decay_at(tc_.ema_decay, state_.global_step), shards_);
       ++steps_this_call_;
       ++state_.global_step;
       ++state_.step_in_epoch;
@@ -695,7 +736,7 @@ class Training {
     state_.epoch_top5 = partial ? epoch_acc_.top5 : 0;
     state_.epoch_count = partial ? epoch_acc_.count : 0;
     state_.world_size = world_;
-    writer_.commit(*model_, norm_, optimizer_.get(), state_, best);
+    writer_.commit(*model_, norm_, optimizer_.get(), state_, best, {}, average_ ? average_.get() : nullptr);
     committed_step_ = state_.global_step;
   }
 
@@ -708,8 +749,9 @@ class Training {
     e.accuracy = t.accuracy;
     e.top5_accuracy = t.top5_accuracy;
     if (!val_rows_.empty()) {
-      const auto v = evaluate(model_, data_.train, val_rows_, norm_, tc_.eval_batch_size, tc_.data_parallel,
-                              group_, "the validation of epoch " + std::to_string(e.epoch + 1), device_, bf16_);
+      const auto v = evaluate(average_ ? average_ : model_, data_.train, val_rows_, norm_, tc_.eval_batch_size,
+                              tc_.data_parallel, group_, "the validation of epoch " + std::to_string(e.epoch + 1),
+                              device_, bf16_);
       e.val_loss = v.loss;
       e.val_accuracy = v.accuracy;
       e.val_top5_accuracy = v.top5_accuracy;
@@ -766,13 +808,15 @@ class Training {
         group_->broadcast(weights, "the best weights");
       }
       say("evaluating on the test set (" + std::to_string(data_.test->size()) + " images)");
-      result_.test = evaluate(model_, *data_.test, all_rows(*data_.test), norm_,
+      // No best checkpoint (a run stopped before its first epoch ended): the weights as they are,
+      // the average when there is one.
+      result_.test = evaluate(best.empty() && average_ ? average_ : model_, *data_.test, all_rows(*data_.test), norm_,
                               tc_.eval_batch_size, tc_.data_parallel, group_, "the test", device_, bf16_);
       writer_.write_test({{"loss", result_.test->loss},
                           {"accuracy", result_.test->accuracy},
                           {"top5_accuracy", result_.test->top5_accuracy},
                           {"count", result_.test->count},
-                          {"weights", best.empty() ? "last" : "best"}});
+                          {"weights", best.empty() ? (average_ ? "ema" : "last") : "best"}});
     }
   }
 
@@ -793,6 +837,10 @@ class Training {
   Normalization norm_;
   std::vector<int64_t> train_rows_, val_rows_;
   VisionTransformer model_{nullptr};
+  // TrainConfig::ema_decay: the moving average of the weights, and the tensors it averages
+  // (every parameter and buffer of model_, pairwise with average_'s).
+  VisionTransformer average_{nullptr};
+  std::vector<torch::Tensor> averaged_, averages_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::vector<double> lr_scales_;
   std::vector<torch::Tensor> params_;

@@ -8,7 +8,10 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <numeric>
 #include <optional>
+#include <random>
 
 #include "checkpoint.h"
 #include "cpu_info.h"  // bf16_support
@@ -534,6 +537,144 @@ TEST(Trainer, patchDropRunLearnsAndEndsOnEveryPatch) {
   bool differs = false;
   for (const auto& [name, t] : wa.tensors) differs |= !torch::equal(t, *wd.find(name));
   ASSERT_TRUE(differs) << "patch dropout changed nothing";
+}
+
+// update_average is average + (1 - decay)(values - average), element by element, on any thread
+// count, for float tensors (one pass) and others (lerp_); ema_decay_at is TensorFlow's
+// ExponentialMovingAverage schedule, min(decay, (1 + n) / (10 + n)).
+TEST(Trainer, weightAverageUpdateIsItsFormula) {
+  ASSERT_DOUBLE_EQ(vit::ema_decay_at(0.999, 0), 0.1);
+  ASSERT_DOUBLE_EQ(vit::ema_decay_at(0.999, 10), 11.0 / 20.0);
+  ASSERT_DOUBLE_EQ(vit::ema_decay_at(0.5, 10), 0.5);
+  torch::manual_seed(5);
+  for (int threads : {1, 2}) {
+    ThreadsForTest scope(threads);
+    std::vector<torch::Tensor> average, values, expected;
+    for (int64_t n : {1000, 3, 77}) {
+      average.push_back(torch::randn({n}));
+      values.push_back(torch::randn({n}));
+    }
+    average.push_back(torch::randn({4, 6}, torch::kDouble).t());  // not contiguous, not float
+    values.push_back(torch::randn({6, 4}, torch::kDouble));
+    for (size_t i = 0; i < average.size(); ++i)
+      expected.push_back(average[i] + (1 - 0.75) * (values[i] - average[i]));
+    vit::update_average(average, values, 0.75, threads);
+    for (size_t i = 0; i < average.size(); ++i)
+      ASSERT_TRUE(torch::allclose(average[i], expected[i], 1e-6, 1e-7)) << i << " on " << threads << " thread(s)";
+  }
+  ASSERT_THROW(vit::update_average({torch::zeros({2})}, {}, 0.5, 1), std::invalid_argument);
+}
+
+namespace {
+
+// Plain cross-entropy of a weights file on rows `rows` of `data`, as the trainer's validation
+// computes it (the file's normalization, batches of 512).
+double weights_loss(const std::string& path, const vit::Dataset& data, const std::vector<int64_t>& rows) {
+  vit::CheckpointInfo info;
+  auto model = vit::load_model(path, &info);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  vit::LoaderOptions o;
+  o.batch_size = 512;
+  o.image_size = info.config.image_size;
+  o.normalization = info.normalization;
+  o.shuffle = false;
+  vit::DataLoader loader(data, rows, o);
+  loader.start_epoch(0);
+  double sum = 0;
+  int64_t count = 0;
+  while (auto batch = loader.next()) {
+    sum += torch::cross_entropy_loss(model->forward(batch->images), batch->labels, {}, at::Reduction::Sum).item<double>();
+    count += batch->labels.size(0);
+  }
+  return sum / double(count);
+}
+
+}  // namespace
+
+// ema_decay: the trained weights are those of the same run without it (bit for bit); the
+// average after each step is the formula applied to those weights, starting from the seed's
+// initial weights; a continued run goes on with the average it saved (the same file as an
+// uninterrupted run); validation reports the average's loss, not the trained weights'; the best
+// checkpoint is an average.
+TEST(Trainer, weightAverageFollowsTheTrainedWeightsAndResumes) {
+  vit_test::TempDir tmp;
+  const fs::path base(tmp.path());
+  const auto data = splits();
+  auto cfg = quick(2);
+  cfg.ema_decay = 0.5;  // reached at the ninth update: both sides of the min() in 10 steps
+  std::vector<vit::EpochStats> epochs;
+  std::vector<std::string> lines;
+  vit::TrainCallbacks cb;
+  cb.on_epoch = [&](const vit::EpochStats& e) { epochs.push_back(e); };
+  cb.on_message = [&](const std::string& line) { lines.push_back(line); };
+  const auto straight = vit::train(tiny_model(), cfg, data, (base / "straight").string(), cb);
+  ASSERT_EQ(straight.stop_reason, std::string("completed"));
+  bool said = false;
+  for (const auto& l : lines) said |= l.find("moving average of the weights (ema_decay 0.5)") != std::string::npos;
+  ASSERT_TRUE(said);
+  auto plain_cfg = cfg;
+  plain_cfg.ema_decay = 0;
+  vit::train(tiny_model(), plain_cfg, data, (base / "plain").string());
+  const auto load = [&](const std::string& run, const char* file) {
+    return vit::load_safetensors((base / run / "checkpoints" / file).string());
+  };
+  {
+    const auto a = load("straight", "last.safetensors"), b = load("plain", "last.safetensors");
+    for (const auto& [name, t] : a.tensors) ASSERT_TRUE(torch::equal(t, *b.find(name))) << name;
+    ASSERT_FALSE(fs::exists(base / "plain/checkpoints/ema.safetensors"));
+  }
+
+  // One step per call: the average against the formula over the trained weights.
+  torch::manual_seed(int64_t(cfg.seed));
+  vit::VisionTransformer init(tiny_model());  // the trainer's initial weights for this seed
+  std::map<std::string, torch::Tensor> expected;
+  for (const auto& item : init->named_parameters()) expected[item.key()] = item.value().detach().clone();
+  auto stepwise = cfg;
+  stepwise.max_steps = 1;
+  const std::string split = (base / "split").string();
+  for (int64_t step = 0; step < 10; ++step) {
+    const auto r = vit::train(tiny_model(), stepwise, data, split, {}, /*resume=*/step > 0);
+    ASSERT_EQ(r.steps, step + 1);
+    const auto weights = load("split", "last.safetensors"), average = load("split", "ema.safetensors");
+    const double d = vit::ema_decay_at(0.5, step);
+    for (auto& [name, a] : expected) {
+      const auto* w = weights.find(name);
+      ASSERT_TRUE(w) << name;
+      a = a + (1 - d) * (*w - a);
+      ASSERT_TRUE(torch::allclose(*average.find(name), a, 1e-5, 1e-6)) << name << " after step " << step + 1;
+    }
+  }
+  ASSERT_EQ(vit::train(tiny_model(), cfg, data, split, {}, true).stop_reason, std::string("completed"));
+  {
+    const auto a = load("straight", "ema.safetensors"), b = load("split", "ema.safetensors");
+    for (const auto& [name, t] : a.tensors) ASSERT_TRUE(torch::equal(t, *b.find(name))) << name;
+  }
+
+  // Validation ran on the average: the last epoch's val_loss is the average's loss on the
+  // validation rows (the trainer's seeded split), not the trained weights'.
+  std::vector<int64_t> order(size_t(data.train.size()));
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 split_rng(cfg.seed);
+  std::shuffle(order.begin(), order.end(), split_rng);
+  std::vector<int64_t> val(order.begin(), order.begin() + int64_t(data.train.size() * cfg.val_fraction));
+  std::sort(val.begin(), val.end());
+  ASSERT_EQ(epochs.size(), size_t(2));
+  const double averaged = weights_loss((base / "straight/checkpoints/ema.safetensors").string(), data.train, val);
+  const double trained = weights_loss((base / "straight/checkpoints/last.safetensors").string(), data.train, val);
+  ASSERT_NEAR(epochs.back().val_loss, averaged, 1e-6);
+  ASSERT_GT(std::abs(averaged - trained), 2e-5) << "too close to tell: " << averaged << " " << trained;
+  // The best checkpoint is the average of its epoch (a hard link to that epoch's ema file).
+  const auto best = load("straight", "best.safetensors");
+  const auto average = load("straight", "ema.safetensors");
+  const auto last = load("straight", "last.safetensors");
+  bool is_average = true, is_last = true;
+  for (const auto& [name, t] : best.tensors) {
+    is_average &= torch::equal(t, *average.find(name));
+    is_last &= torch::equal(t, *last.find(name));
+  }
+  ASSERT_FALSE(is_last);
+  if (epochs.back().best) ASSERT_TRUE(is_average);
 }
 
 TEST(Trainer, pauseWaitsThenContinues) {

@@ -127,7 +127,8 @@ Schema<TrainConfig> make_train_schema() {
   {
     auto f = ranged(spec("full_token_epochs", K::Int, G::Training, "Full-token epochs",
                          "With the model's patch dropout: the last this many epochs train on every "
-                         "patch (FLIP's unmasked tuning), so training ends on the tokens evaluation sees."),
+                         "patch (FLIP's unmasked tuning), so training ends on the tokens evaluation sees; "
+                         "every epoch when the run is no longer."),
                     0, 100000, false, false, "3", 1);
     f.resumable = true;  // like epochs, the schedule's end may move
     s.push_back(member_field(&C::full_token_epochs, f));
@@ -323,10 +324,6 @@ std::vector<ConfigError> validate(const TrainConfig& c) {
     errors.push_back({"warmup_epochs", "warmup_epochs " + format_number(c.warmup_epochs) +
                                            " is longer than the run's " + std::to_string(c.epochs) +
                                            " epochs: use at most " + std::to_string(c.epochs)});
-  if (!has_error("full_token_epochs") && !has_error("epochs") && c.full_token_epochs > c.epochs)
-    errors.push_back({"full_token_epochs", "full_token_epochs " + std::to_string(c.full_token_epochs) +
-                                               " is more than the run's " + std::to_string(c.epochs) +
-                                               " epochs: use at most " + std::to_string(c.epochs)});
   if (c.mean.size() != c.std.size())
     errors.push_back({"mean", "mean has " + std::to_string(c.mean.size()) + " value(s) but std has " +
                                   std::to_string(c.std.size()) +

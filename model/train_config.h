@@ -36,7 +36,7 @@ struct AugmentConfig {
 
 struct TrainConfig {
   std::string dataset = "fashion-mnist";  // spec for load_dataset(), recorded in config.json
-  int epochs = 36;               // passes over the training split (fmnist-small: ~7.6 min, README)
+  int epochs = 40;               // passes over the training split (fmnist-small: README, "Fashion-MNIST today")
   int batch_size = 64;           // images per optimizer step (small ViTs gain from more steps)
   double lr = 2e-3;              // peak learning rate after warmup
   double min_lr = 1e-5;          // floor of the cosine decay
@@ -46,8 +46,10 @@ struct TrainConfig {
   double grad_clip = 1.0;        // max global gradient norm; 0 disables
   // The last this many epochs train without the model's patch_drop, on every patch: the model
   // ends on the token count it is evaluated with (FLIP's "unmasked tuning", Li et al. 2023).
-  // Nothing changes for a model without patch_drop.
-  int full_token_epochs = 0;
+  // Nothing changes for a model without patch_drop; a run of at most this many epochs trains
+  // every epoch on every patch. fmnist-small at patch_drop 0.5: +0.12 to +0.18 points test top-1
+  // on two of three seeds, the third equal (README).
+  int full_token_epochs = 2;
   // Exponential moving average of the weights (Polyak averaging; timm's --model-ema-decay,
   // Keras' use_ema): after every optimizer step average += (1 - d) x (weights - average), with
   // d = min(ema_decay, (1 + updates) / (10 + updates)) (TensorFlow's ExponentialMovingAverage

@@ -586,9 +586,10 @@ class Training {
     model_->train();
     model_->enable_patch_drop(patch_drop_active(tc_, state_.epoch));
     step_flops_ = 2.0 * double(training_macs(model_config_, patch_drop_active(tc_, state_.epoch)));
-    if (model_config_.patch_drop > 0 && state_.step_in_epoch == 0 && tc_.full_token_epochs > 0 &&
-        state_.epoch == tc_.epochs - tc_.full_token_epochs)
-      say("epoch " + std::to_string(state_.epoch + 1) + ": the last " + std::to_string(tc_.full_token_epochs) +
+    const int full_token_epochs = std::min(tc_.full_token_epochs, tc_.epochs);
+    if (model_config_.patch_drop > 0 && state_.step_in_epoch == 0 && full_token_epochs > 0 &&
+        state_.epoch == tc_.epochs - full_token_epochs)
+      say("epoch " + std::to_string(state_.epoch + 1) + ": the last " + std::to_string(full_token_epochs) +
           " epoch(s) train on every patch (patch_drop off, full_token_epochs)");
     while (auto batch = loader_->next()) {
       // A stop request ends a single process before the step; in a distributed run it rides

@@ -237,6 +237,7 @@ TEST(Trainer, resumeRepeatsTheDropoutDraws) {
     vit_test::TempDir tmp;
     const fs::path base(tmp.path());
     auto cfg = quick(2);
+    cfg.full_token_epochs = 1;  // patch dropout in the first epoch (where the stop is), not in the second
     const auto straight = vit::train(model, cfg, data, (base / "straight").string());
     int polls = 0;
     vit::TrainCallbacks stop_cb;
@@ -494,6 +495,10 @@ TEST(Trainer, patchDropRunLearnsAndEndsOnEveryPatch) {
   auto cfg = quick(4);
   cfg.full_token_epochs = 1;
   for (int epoch = 0; epoch < 4; ++epoch) ASSERT_EQ(vit::patch_drop_active(cfg, epoch), epoch < 3);
+  cfg.full_token_epochs = 6;  // more than the run: every epoch on every patch
+  for (int epoch = 0; epoch < 4; ++epoch) ASSERT_FALSE(vit::patch_drop_active(cfg, epoch));
+  ASSERT_TRUE(vit::validate(cfg).empty());
+  cfg.full_token_epochs = 1;
   vit_test::TempDir tmp;
   const fs::path base(tmp.path());
   auto model = tiny_model();

@@ -501,10 +501,8 @@ class Training {
   // gradients become views of one flat buffer whose tail carries the step's statistics.
   void share_model(bool optimizer_state) {
     torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> weights;
-    for (const auto& p : model_->parameters()) weights.push_back(p);
-    for (const auto& b : model_->buffers()) weights.push_back(b);
-    for (const auto& a : averages_) weights.push_back(a);
+    auto weights = model_tensors(*model_);
+    weights.insert(weights.end(), averages_.begin(), averages_.end());
     group_->broadcast(weights, "the model's weights");
     if (optimizer_state) {
       std::vector<torch::Tensor> tensors;

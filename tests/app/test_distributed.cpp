@@ -118,9 +118,10 @@ class Distributed : public testing::Test {
 };
 
 // 2 ranks of 1 thread split each batch as 1 process of 2 threads does (2 shards, the same
-// dropout streams): after 20 steps the weights agree up to float summation order.
+// dropout streams): after 20 steps the weights agree up to float summation order, and so does
+// their moving average (every rank keeps one; rank 0 writes it).
 TEST_F(Distributed, TwoRanksEqualTwoThreads) {
-  const std::vector<std::string> common = {"--max-steps", "20", "--dropout", "0.1"};
+  const std::vector<std::string> common = {"--max-steps", "20", "--dropout", "0.1", "--ema-decay", "0.9"};
   auto with = [&](std::vector<std::string> v) {
     v.insert(v.end(), common.begin(), common.end());
     return v;
@@ -129,6 +130,10 @@ TEST_F(Distributed, TwoRanksEqualTwoThreads) {
   ASSERT_EQ(train(tmp / "ranks", with({"--nproc-per-node", "2", "--threads", "1"}), tmp / "ranks"), 0);
   const double diff = max_weight_diff(last_weights(tmp / "threads"), last_weights(tmp / "ranks"));
   EXPECT_LE(diff, 1e-5);
+  const std::string average = vit::RunReader(tmp / "ranks").average_weights();
+  ASSERT_FALSE(average.empty()) << "no ema.safetensors";
+  EXPECT_LE(max_weight_diff(vit::RunReader(tmp / "threads").average_weights(), average), 1e-5);
+  EXPECT_GT(max_weight_diff(last_weights(tmp / "ranks"), average), 1e-4) << "the average is the weights";
   // Step by step the same losses, while the loss moved (so the weights did).
   const auto a = vit::read_steps_csv(vit::RunPaths(tmp / "threads").steps());
   const auto b = vit::read_steps_csv(vit::RunPaths(tmp / "ranks").steps());

@@ -184,18 +184,17 @@ std::string RunReader::weights(Weights which, bool fallback) const {
   return "";
 }
 
-std::string RunReader::optimizer() const {
+std::string RunReader::committed_file(const std::string& name, const std::string& legacy) const {
   std::error_code ec;
   const std::string unit = committed_dir();
-  const std::string path = unit.empty() ? paths_.last_optimizer() : join(unit, "last.optim.pt");
+  const std::string path = unit.empty() ? legacy : join(unit, name);
   return fs::is_regular_file(path, ec) ? path : "";
 }
 
+std::string RunReader::optimizer() const { return committed_file("last.optim.pt", paths_.last_optimizer()); }
+
 std::string RunReader::average_weights() const {
-  std::error_code ec;
-  const std::string unit = committed_dir();
-  const std::string path = unit.empty() ? paths_.average_weights() : join(unit, "ema.safetensors");
-  return fs::is_regular_file(path, ec) ? path : "";
+  return committed_file("ema.safetensors", paths_.average_weights());
 }
 
 std::vector<EpochRow> RunReader::metrics() const { return read_metrics_csv(paths_.metrics()); }

@@ -116,6 +116,8 @@ class RunReader {
  private:
   RunPaths paths_;
   std::string committed_dir() const;  // the current unit, "" for runs from before / none
+  // The committed unit's file `name` (`legacy` for runs from before), "" when it does not exist.
+  std::string committed_file(const std::string& name, const std::string& legacy) const;
 };
 
 // The run directory a weights file belongs to ("" when none): checkpoints/x.safetensors or

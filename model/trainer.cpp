@@ -430,8 +430,18 @@ class Training {
         opened.has_optimizer_state = true;
         if (average_) {
           const std::string ema = reader.average_weights();
-          if (!ema.empty()) load_weights(ema, *average_);
-          else {  // a checkpoint without it (damaged, or from a writer that did not keep one)
+          if (!ema.empty()) {
+            try {
+              load_weights(ema, *average_);
+            } catch (const std::exception& e) {
+              // The weights and the optimizer state are whole, so the run can go on without the
+              // average; say how rather than leave a run that cannot be continued.
+              throw std::runtime_error(std::string(e.what()) + "; the moving average of the weights "
+                                       "cannot be continued from it: remove " + ema + " and run the "
+                                       "same command again to continue with the average restarted "
+                                       "from the last weights");
+            }
+          } else {  // a checkpoint without it (damaged, or from a writer that did not keep one)
             copy_tensors(*model_, *average_);
             say("note: " + run_.dir + " has no moving average of the weights (checkpoints/"
                 "ema.safetensors) to continue; it starts again from the last weights");

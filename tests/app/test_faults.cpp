@@ -56,12 +56,13 @@ std::string bars_folder(const std::string& dir) {
 }
 
 // The training every test starts: 3 epochs of 5 steps (36 training images, 12 held out), a
-// checkpoint every 4 steps and at each epoch's end.
+// checkpoint every 4 steps and at each epoch's end, with a moving average of the weights (so each
+// checkpoint unit holds ema.safetensors too).
 std::vector<std::string> train_args(const std::string& data, const std::string& out) {
   return {vit_binary(), "train", "--dataset", data, "--image-size", "8", "--patch-size", "4",
           "--dim", "16", "--depth", "1", "--heads", "2", "--mlp-hidden", "32", "--batch-size", "8",
           "--epochs", "3", "--val-fraction", "0.25", "--threads", "1", "--precision", "fp32",
-          "--log-every", "2", "--checkpoint-every", "4", "--out", out};
+          "--log-every", "2", "--checkpoint-every", "4", "--ema-decay", "0.9", "--out", out};
 }
 
 std::string read_text(const std::string& path) {
@@ -103,6 +104,20 @@ void expect_consistent(const std::string& run, const std::string& context) {
   EXPECT_NO_THROW(vit::load_model(last));
   const std::string best = reader.weights(vit::Weights::Best, /*fallback=*/false);
   if (!best.empty()) EXPECT_NO_THROW(vit::load_model(best));
+  const std::string average = reader.average_weights();
+  ASSERT_FALSE(average.empty()) << "a checkpoint without its moving average";
+  EXPECT_EQ(vit::read_checkpoint_info(average).metadata.at("global_step"), std::to_string(state->global_step))
+      << "the moving average and state.json are of different steps";
+  EXPECT_NO_THROW(vit::load_model(average));
+}
+
+// Every tensor of two weight files equal, bit for bit.
+void expect_same_weights(const std::string& a, const std::string& b, const std::string& context) {
+  auto ma = vit::load_model(a), mb = vit::load_model(b);
+  const auto pa = ma->named_parameters(), pb = mb->named_parameters();
+  ASSERT_EQ(pa.size(), pb.size()) << context;
+  for (const auto& item : pa)
+    EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << context << ": " << item.key() << " differs";
 }
 
 // After a finished run: every epoch once, in order; the same step rows as `reference` (an
@@ -194,6 +209,11 @@ TEST_F(Faults, KilledAtEveryKindOfWritePointTheRunContinues) {
     EXPECT_EQ(temporary_files(run), std::vector<std::string>{}) << context;
     expect_consistent(run, context);
     expect_complete_logs(run, dir("listing"));
+    // Continued from its last checkpoint, the run ends on the uninterrupted run's bits: the
+    // weights, and the moving average (which a checkpoint without it would restart).
+    const vit::RunReader done(run), clean(dir("listing"));
+    expect_same_weights(done.weights(vit::Weights::Last), clean.weights(vit::Weights::Last), context + ", last");
+    expect_same_weights(done.average_weights(), clean.average_weights(), context + ", moving average");
   }
 }
 
@@ -222,11 +242,12 @@ TEST_F(Faults, KilledAtRandomMomentsTheRunContinues) {
 // continues once space returns.
 TEST_F(Faults, AFullDiskIsAClearErrorAndTheRunContinuesLater) {
   const std::string run = dir("full");
-  // Room for the run's first files and two and a half checkpoints (weights, optimizer state,
-  // state.json, as the reference run's current one): the third checkpoint meets a full disk.
+  // Room for the run's first files and two and a half checkpoints (weights, moving average,
+  // optimizer state, state.json, as the reference run's current one): the third checkpoint meets a full disk.
   const vit::RunPaths ref(reference());
   const auto size = [](const std::string& f) { return int64_t(fs::file_size(fs::canonical(f))); };
-  const int64_t checkpoint = size(ref.last_weights()) + size(ref.last_optimizer()) + size(ref.state());
+  const int64_t checkpoint =
+      size(ref.last_weights()) + size(ref.average_weights()) + size(ref.last_optimizer()) + size(ref.state());
   const int64_t budget = size(ref.config()) + 2 * size(ref.metrics()) + checkpoint * 5 / 2;
   vit_test::Child p(train_args(data_, run), run, {"VIT_TEST_DISK_BYTES=" + std::to_string(budget)});
   ASSERT_TRUE(p.wait(120));
@@ -317,4 +338,43 @@ TEST_F(Faults, BadPlacesAndBadRunsAreClearErrors) {
   EXPECT_EQ(p.code, 2) << err;
   EXPECT_TRUE(contains(err, "state.json is damaged")) << err;
   EXPECT_EQ(read_text(vit::RunPaths(damaged).metrics()), metrics_before);
+}
+
+// A damaged moving average (ema.safetensors) stops the continue with an error that names the file
+// and the way on; once it is removed the run continues, the average restarted from the last
+// weights, as the note says.
+TEST_F(Faults, ADamagedMovingAverageNamesTheWayOn) {
+  const std::string run = dir("damaged-average");
+  auto args = train_args(data_, run);
+  args[std::find(args.begin(), args.end(), "--epochs") - args.begin() + 1] = "2";
+  vit_test::Child setup(args, run);
+  ASSERT_TRUE(setup.wait(120));
+  ASSERT_EQ(setup.code, 0) << setup.stderr_text();
+  const std::string average = vit::RunReader(run).average_weights();
+  ASSERT_FALSE(average.empty());
+  const std::string weights_before = read_text(vit::RunReader(run).weights(vit::Weights::Last));
+  const int64_t step_before = vit::RunReader(run).state()->global_step;
+  const std::string whole = read_text(average);
+  std::ofstream(average, std::ios::binary | std::ios::trunc) << whole.substr(0, whole.size() / 2);
+
+  vit_test::Child refused({vit_binary(), "train", "--resume", run, "--epochs", "3", "--threads", "1"}, run + "-1");
+  ASSERT_TRUE(refused.wait(60));
+  const std::string err = refused.stderr_text();
+  EXPECT_NE(refused.code, 0) << err;
+  EXPECT_TRUE(contains(err, average)) << err;
+  EXPECT_TRUE(contains(err, "truncated")) << err;
+  EXPECT_TRUE(contains(err, "remove " + average + " and run the same command again")) << err;
+  EXPECT_EQ(err.find("terminate called"), std::string::npos) << err;
+  EXPECT_EQ(read_text(vit::RunReader(run).weights(vit::Weights::Last)), weights_before) << "the refusal wrote weights";
+  EXPECT_EQ(vit::RunReader(run).state()->global_step, step_before) << "the refusal trained";
+
+  fs::remove(average);
+  vit_test::Child resumed({vit_binary(), "train", "--resume", run, "--epochs", "3", "--threads", "1"}, run + "-2");
+  ASSERT_TRUE(resumed.wait(120));
+  ASSERT_EQ(resumed.code, 0) << resumed.stderr_text();
+  EXPECT_TRUE(contains(resumed.stderr_text(), "it starts again from the last weights")) << resumed.stderr_text();
+  const auto state = vit::RunReader(run).state();
+  ASSERT_TRUE(state && state->finished);
+  EXPECT_EQ(vit::RunReader(run).metrics().size(), 3u);
+  expect_consistent(run, "continued without its moving average");
 }

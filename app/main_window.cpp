@@ -473,6 +473,22 @@ void MainWindow::onEpoch(const vit::EpochRow& e, bool best) {
           .arg(best ? tr(" (best so far, saved)") : QString()));
 }
 
+// " Test set (best weights): top-1 ..%, top-5 ..%." from a run's test.json, naming the weights the
+// trainer tested (best, the moving average where no best was kept, or the last); "" without one.
+QString MainWindow::testSummary(const QString& runDir) {
+  if (runDir.isEmpty()) return {};
+  const auto test = vit::RunReader(runDir.toStdString()).test();
+  if (!test || !test->contains("accuracy") || !(*test)["accuracy"].is_number()) return {};
+  const std::string weights = test->value("weights", std::string("best"));
+  const QString which = weights == "ema"    ? tr("the moving average of the weights")
+                        : weights == "last" ? tr("last weights")
+                                            : tr("best weights");
+  QString text = tr(" Test set (%1): top-1 %2%").arg(which).arg(100 * (*test)["accuracy"].get<double>(), 0, 'f', 2);
+  if (test->contains("top5_accuracy") && (*test)["top5_accuracy"].is_number())
+    text += tr(", top-5 %1%").arg(100 * (*test)["top5_accuracy"].get<double>(), 0, 'f', 2);
+  return text + ".";
+}
+
 void MainWindow::onFinished(const TrainingOutcome& o) {
   QString text;
   bool error = false;
@@ -494,10 +510,13 @@ void MainWindow::onFinished(const TrainingOutcome& o) {
       text += tr(" (%1 GFLOP/s)").arg(o.flopsPerSecond / 1e9, 0, 'f', 1);
     text += ".";
   }
-  if (o.hasTest)
-    text += tr(" Test set (best weights): top-1 %1%, top-5 %2%.")
-                .arg(100 * o.testAccuracy, 0, 'f', 2)
-                .arg(100 * o.testTop5, 0, 'f', 2);
+  if (o.hasTest) {
+    const QString tested = testSummary(o.runDir);
+    text += tested.isEmpty() ? tr(" Test set: top-1 %1%, top-5 %2%.")
+                                   .arg(100 * o.testAccuracy, 0, 'f', 2)
+                                   .arg(100 * o.testTop5, 0, 'f', 2)
+                             : tested;
+  }
   if (runStarted_ && !runWeights(o.runDir).isEmpty()) inspector_->load(o.runDir);
   status_->setState(error ? tr("Failed") : o.stopReason == "stopped" ? tr("Stopped") : tr("Finished"));
   // No speed or ETA once training ends: how far the run got.
@@ -559,13 +578,18 @@ bool MainWindow::openRun(const QString& dir) {
     status_->setState(holder ? tr("Following run (%1)").arg(QString::fromStdString(holder->program)) : tr("Viewing run"));
     showRunProgress(shownRun_);
     if (!epochs.empty()) {
-      const auto& last = epochs.back();
-      showMessage(tr("%1: %2 of %3 epoch(s), last val top-1 %4%.")
-                      .arg(QDir(shownRun_).dirName())
-                      .arg(epochs.size())
-                      .arg(info.train.epochs)
-                      .arg(100 * last.val_accuracy, 0, 'f', 2),
-                  false);
+      QString text = tr("%1: %2 of %3 epoch(s)").arg(QDir(shownRun_).dirName()).arg(epochs.size()).arg(info.train.epochs);
+      // A run without a validation split logs zeros there and keeps its best by training accuracy.
+      const bool validated = std::any_of(epochs.begin(), epochs.end(),
+                                         [](const vit::EpochRow& e) { return e.val_loss != 0 || e.val_accuracy != 0; });
+      const auto state = reader.state();
+      if (state && state->best_epoch >= 0 && state->best_val_accuracy >= 0)
+        text += (validated ? tr(", best val top-1 %1% (epoch %2)") : tr(", best training top-1 %1% (epoch %2; no validation split)"))
+                    .arg(100 * state->best_val_accuracy, 0, 'f', 2)
+                    .arg(state->best_epoch + 1);
+      else if (validated)
+        text += tr(", last val top-1 %1%").arg(100 * epochs.back().val_accuracy, 0, 'f', 2);
+      showMessage(text + "." + testSummary(shownRun_), false);
     } else {
       messageBar_->hide();
     }

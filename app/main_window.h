@@ -96,6 +96,7 @@ class MainWindow : public QMainWindow {
   void onProgress(const TrainingProgress& p);
   void onEpoch(const vit::EpochRow& e, bool best);
   void onFinished(const TrainingOutcome& outcome);
+  static QString testSummary(const QString& runDir);
   void log(const QString& text);
   void showMessage(const QString& text, bool error);
   void followShownRun();

@@ -553,6 +553,25 @@ class TestStudio : public QObject {
     QCOMPARE(w.status()->percent(), 100);
     QVERIFY(!w.status()->progressText().contains("ETA"));
     QVERIFY(w.status()->progressText().contains("3 of 3 epoch(s)"));
+    // The message bar: the best validation (state.json's) and no test result (this data set has
+    // no test split).
+    const auto state = vit::RunReader(finishedRun_.toStdString()).state();
+    QVERIFY(state && state->best_epoch >= 0);
+    const QString best = QString("3 of 3 epoch(s), best val top-1 %1% (epoch %2).")
+                             .arg(100 * state->best_val_accuracy, 0, 'f', 2)
+                             .arg(state->best_epoch + 1);
+    QVERIFY2(w.lastMessage().contains(best), qPrintable(w.lastMessage() + " / " + best));
+    QVERIFY2(!w.lastMessage().contains("Test set"), qPrintable(w.lastMessage()));
+    // A run with a test result shows it, naming the weights the trainer tested.
+    const QString tested = tmp_.filePath("tested-run");
+    QVERIFY(copyRun(finishedRun_, tested));
+    QFile test(QString::fromStdString(vit::RunPaths(tested.toStdString()).test()));
+    QVERIFY(test.open(QIODevice::WriteOnly));
+    test.write(R"({"accuracy": 0.875, "top5_accuracy": 1.0, "loss": 0.3, "count": 40, "weights": "ema"})");
+    test.close();
+    QVERIFY(w.openRun(tested));
+    QVERIFY2(w.lastMessage().contains(best + " Test set (the moving average of the weights): top-1 87.50%, top-5 100.00%."),
+             qPrintable(w.lastMessage()));
   }
 
   // Compare runs from the window: the finished runs of the runs folder side by side.

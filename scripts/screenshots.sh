@@ -2,7 +2,7 @@
 # Screenshots of the real window for the README, made under Xvfb with fresh settings:
 #   scripts/screenshots.sh [RUN_DIR [OTHER_RUN_DIR...]]
 # writes docs/screenshots/*.png (each with fresh settings): the start state, an invalid value,
-# patches before any training, training (the default preset trained for TRAIN_SECONDS, default
+# patches before any training, training (the default preset, 10 epochs, trained for TRAIN_SECONDS, default
 # 150, then stopped by closing the window), one epoch run to its end (FINISH_SECONDS, default 75:
 # the finish message with the FLOP rate), a run reopened in each tab (RUN_DIR when given, e.g. a
 # finished `vit train --out RUN_DIR`, else the one just trained), the whole window on a 1280x720
@@ -23,7 +23,7 @@ big() { studio --size 1360x860 "$@"; }
 big --tab summary --screenshot "$out/start.png"
 big --tab summary --set heads=5 --screenshot "$out/invalid.png"
 big --tab patches --screenshot "$out/patches-untrained.png" --screenshot-delay 8000
-big --start --set epochs=4 --screenshot "$out/training.png" \
+big --start --set epochs=10 --screenshot "$out/training.png" \
   --screenshot-delay "$(( ${TRAIN_SECONDS:-150} * 1000 ))"
 big --start --set epochs=1 --screenshot "$out/finished.png" \
   --screenshot-delay "$(( ${FINISH_SECONDS:-75} * 1000 ))"

@@ -579,9 +579,9 @@ bool MainWindow::openRun(const QString& dir) {
     showRunProgress(shownRun_);
     if (!epochs.empty()) {
       QString text = tr("%1: %2 of %3 epoch(s)").arg(QDir(shownRun_).dirName()).arg(epochs.size()).arg(info.train.epochs);
-      // A run without a validation split logs zeros there and keeps its best by training accuracy.
-      const bool validated = std::any_of(epochs.begin(), epochs.end(),
-                                         [](const vit::EpochRow& e) { return e.val_loss != 0 || e.val_accuracy != 0; });
+      // The trainer holds out a validation split exactly when val_fraction > 0; without one it
+      // keeps its best by training accuracy.
+      const bool validated = info.train.val_fraction > 0;
       const auto state = reader.state();
       if (state && state->best_epoch >= 0 && state->best_val_accuracy >= 0)
         text += (validated ? tr(", best val top-1 %1% (epoch %2)") : tr(", best training top-1 %1% (epoch %2; no validation split)"))

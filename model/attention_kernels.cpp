@@ -13,15 +13,24 @@
 // dV = P^T dO (the transposed left operands read with their strides swapped), during which the
 // next pair's probabilities are prefetched into L2 (software prefetch, a few lines per register
 // block). Tiles live on the stack up to 4 vectors of tokens, else in the caller's scratch.
+//
+// Attention dropout: forward draws each row's mask (dropout_stream.h, the draws of the row's
+// elements of the (B, H, T, T) probabilities) right after its softmax, multiplies the row by it
+// before P V, and stores the probabilities with the dropped ones negated; backward reads the mask
+// back from those signs: dP = dO V^T is the gradient of the dropped probabilities, so dS = scale
+// * P (m dP - rowsum(P m dP)) with m the row's multipliers, and dV = (P m)^T dO from a tile of
+// P m made in the same pass.
 #include "attention_kernels.h"
 
 #include <ATen/cpu/vec/vec.h>
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
+#include "dropout_draws.h"
 #include "vec_io.h"
 #include "vec_math.h"
 
@@ -133,6 +142,38 @@ inline void transpose(const float* x, int64_t stride, int64_t T, int64_t hd, int
   }
 }
 
+// m[j] = the dropout multiplier (0 or d.scale) of element e0 + j of the (B, H, T, T) probabilities
+// for j < n (n <= kMaxTokens), then 0 up to the next whole vector: the draws of dropout_stream.h
+// (dropout_draws.h). A row can start on either half of a draw and cross a chunk.
+inline void dropout_multipliers(const AttentionDropout& d, int64_t e0, int64_t n, float* m) {
+  alignas(64) float drawn[kMaxTokens + 2 * W];
+  int64_t j = 0;
+  while (j < n) {
+    const int64_t e = e0 + j, chunk = e / kDropoutChunk, local = e - chunk * kDropoutChunk;
+    const int64_t count = std::min(n - j, kDropoutChunk - local);  // elements in this chunk
+    const int64_t k0 = local / 2;
+    mask_multipliers(d.seed, chunk, k0, (local + count + 1) / 2 - k0, d.threshold, d.scale, drawn);
+    std::memcpy(m + j, drawn + (local & 1), sizeof(float) * size_t(count));
+    j += count;
+  }
+  for (; j % W != 0; ++j) m[j] = 0.0f;
+}
+
+// A probability as kept for backward: negated (its sign bit set) where dropout dropped it.
+inline Vec with_mask_in_sign(const Vec& p, const Vec& m) { return Vec::blendv(p, p.neg(), m == Vec(0.0f)); }
+
+// From a kept probability (with_mask_in_sign): `scale` where the sign bit is clear, 0 where set
+// (a dropped 0 is stored as -0, which compares equal to 0, hence the bit).
+inline Vec kept_multiplier(const Vec& stored, const Vec& scale) {
+#ifdef CPU_CAPABILITY_AVX512
+  const __m512i dropped = _mm512_srai_epi32(_mm512_castps_si512(stored), 31);
+  return _mm512_castsi512_ps(_mm512_andnot_si512(dropped, _mm512_castps_si512(scale)));
+#else
+  const __m256i dropped = _mm256_srai_epi32(_mm256_castps_si256(stored), 31);
+  return _mm256_andnot_ps(_mm256_castsi256_ps(dropped), scale);
+#endif
+}
+
 // f(std::integral_constant<int, n>) for n in 1..kMaxVectors.
 template <class F>
 inline void with_vectors(int64_t n, F&& f) {
@@ -145,10 +186,12 @@ inline void with_vectors(int64_t n, F&& f) {
 }
 
 // P = softmax(scale * Q K^T) row by row into ptile (rows of LT, zero past T) and, when not null,
-// probs (rows of T). q: rows of hd at `stride`; kt: k transposed (hd rows of LT).
+// probs (rows of T). q: rows of hd at `stride`; kt: k transposed (hd rows of LT). With `drop`,
+// ptile gets P times the mask of row i's elements e0 + i * T ... and probs the masked signs.
 template <int NT>
 inline void scores_softmax(const float* q, int64_t stride, int64_t T, int64_t hd, const float* kt,
-                           int64_t LT, float scale, float* ptile, float* probs) {
+                           int64_t LT, float scale, float* ptile, float* probs, const AttentionDropout* drop,
+                           int64_t e0) {
   const Vec lowest(-std::numeric_limits<float>::infinity()), vscale(scale);
   const int64_t tail = T - (NT - 1) * W;
   product_blocks<NT>(T, q, stride, 1, hd, kt, LT, [&](int64_t i0, auto& s, auto rows_in_block) {
@@ -170,6 +213,16 @@ inline void scores_softmax(const float* q, int64_t stride, int64_t T, int64_t hd
     }
     for (int r = 0; r < R; ++r) {
       const Vec inv(1.0f / lanes_sum(sum[r]));
+      if (drop) {
+        alignas(64) float m[kMaxLen];
+        dropout_multipliers(*drop, e0 + (i0 + r) * T, T, m);
+        for (int n = 0; n < NT; ++n) {
+          const Vec p = s[r][n] * inv, mv = Vec::loadu(m + n * W);
+          (p * mv).store(ptile + (i0 + r) * LT + n * W);
+          if (probs) store(probs + (i0 + r) * T + n * W, n == NT - 1 ? tail : W, with_mask_in_sign(p, mv));
+        }
+        continue;
+      }
       for (int n = 0; n < NT; ++n) {
         s[r][n] = s[r][n] * inv;
         s[r][n].store(ptile + (i0 + r) * LT + n * W);
@@ -202,12 +255,13 @@ inline HeadRows head_rows(const S* qkv, const S* grad_out, int64_t bh, int64_t T
   return r;
 }
 
-// From dS (T rows of LT: scale and softmax's backward applied) and P (rows of T): dQ = dS K,
-// dK = dS^T Q, dV = P^T dO into the head's columns of the qkv gradient g (rows of 3D).
-// `next`: the next pair's probabilities (null for none), brought into L2 during these products.
+// From dS (T rows of LT: scale and softmax's backward applied) and P (rows of ps: the
+// probabilities, after dropout where it ran): dQ = dS K, dK = dS^T Q, dV = P^T dO into the head's
+// columns of the qkv gradient g (rows of 3D). `next`: the next pair's probabilities (null for
+// none), brought into L2 during these products.
 template <typename S>
-inline void qkv_gradients(const HeadRows& r, const float* ds, int64_t LT, const float* p, int64_t T, int64_t hd,
-                          int64_t D, S* g, const float* next) {
+inline void qkv_gradients(const HeadRows& r, const float* ds, int64_t LT, const float* p, int64_t ps, int64_t T,
+                          int64_t hd, int64_t D, S* g, const float* next) {
   with_vectors(hd / W, [&](auto nd) {
     constexpr int N = decltype(nd)::value;
     Prefetch prefetch;
@@ -219,14 +273,14 @@ inline void qkv_gradients(const HeadRows& r, const float* ds, int64_t LT, const 
     }
     product_into<N>(T, ds, LT, 1, T, r.x[1], r.stride[1], g, 3 * D, &prefetch);       // dQ = dS K
     product_into<N>(T, ds, 1, LT, T, r.x[0], r.stride[0], g + D, 3 * D, &prefetch);   // dK = dS^T Q
-    product_into<N>(T, p, 1, T, T, r.x[3], r.stride[3], g + 2 * D, 3 * D, &prefetch);  // dV = P^T dO
+    product_into<N>(T, p, 1, ps, T, r.x[3], r.stride[3], g + 2 * D, 3 * D, &prefetch);  // dV = P^T dO
     while (prefetch.next < prefetch.end) prefetch.step();
   });
 }
 
 template <typename S>
 void forward(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0, int64_t bh1, float* probs,
-             S* out) {
+             S* out, const AttentionDropout* drop) {
   const int64_t D = H * hd, NT = (T + W - 1) / W, ND = hd / W, LT = NT * W;
   alignas(64) float kt[kMaxLen * kMaxLen];
   alignas(64) float ptile[kMaxLen * kMaxLen];
@@ -237,7 +291,7 @@ void forward(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_
     transpose(r.x[1], r.stride[1], T, hd, LT, kt);
     float* p = probs ? probs + bh * T * T : nullptr;
     with_vectors(NT, [&](auto nt) {
-      scores_softmax<decltype(nt)::value>(r.x[0], r.stride[0], T, hd, kt, LT, scale, ptile, p);
+      scores_softmax<decltype(nt)::value>(r.x[0], r.stride[0], T, hd, kt, LT, scale, ptile, p, drop, bh * T * T);
     });
     S* o = out + (bh / H) * T * D + (bh % H) * hd;
     with_vectors(ND, [&](auto nd) { product_into<decltype(nd)::value>(T, ptile, LT, 1, T, r.x[2], r.stride[2], o, D); });
@@ -257,8 +311,10 @@ inline void product_columns(int64_t T, const float* a, int64_t ra, int64_t K, co
 
 // Long rows (T > kMaxLen) in place in `tile` (`rows` rows of LT): each row's scale * scores
 // softmaxed over its first T entries (the rest stay 0), into probs (rows of T) too when it is not
-// null.
-inline void softmax_tile(float* tile, int64_t rows, int64_t T, int64_t LT, float scale, float* probs) {
+// null. With `drop`, the tile gets them times the mask of row i's elements e0 + i * T ... and probs
+// the masked signs.
+inline void softmax_tile(float* tile, int64_t rows, int64_t T, int64_t LT, float scale, float* probs,
+                         const AttentionDropout* drop, int64_t e0) {
   const Vec lowest(-std::numeric_limits<float>::infinity()), vscale(scale);
   const int64_t last = LT - W, tail = T - last;
   for (int64_t i = 0; i < rows; ++i) {
@@ -279,6 +335,16 @@ inline void softmax_tile(float* tile, int64_t rows, int64_t T, int64_t LT, float
       e.store(x + c);
     }
     const Vec inv(1.0f / lanes_sum(sum));
+    if (drop) {
+      alignas(64) float m[kMaxTokens + W];
+      dropout_multipliers(*drop, e0 + i * T, T, m);
+      for (int64_t c = 0; c <= last; c += W) {
+        const Vec pv = Vec::loadu(x + c) * inv, mv = Vec::loadu(m + c);
+        (pv * mv).store(x + c);
+        if (probs) store(probs + i * T + c, c == last ? tail : W, with_mask_in_sign(pv, mv));
+      }
+      continue;
+    }
     for (int64_t c = 0; c <= last; c += W) {
       const Vec pv = Vec::loadu(x + c) * inv;
       pv.store(x + c);
@@ -289,7 +355,7 @@ inline void softmax_tile(float* tile, int64_t rows, int64_t T, int64_t LT, float
 
 template <typename S>
 void forward_long(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0, int64_t bh1,
-                  float* probs, S* out, float* scratch) {
+                  float* probs, S* out, float* scratch, const AttentionDropout* drop) {
   const int64_t D = H * hd, ND = hd / W, LT = (T + W - 1) / W * W;
   float* kt = scratch;
   float* tile = kt + hd * LT;
@@ -304,7 +370,7 @@ void forward_long(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, i
     for (int64_t i0 = 0; i0 < T; i0 += kRowsPerTile) {
       const int64_t n = std::min(kRowsPerTile, T - i0);
       product_columns(n, q + i0 * qs, qs, hd, kt, LT, tile);  // Q K^T
-      softmax_tile(tile, n, T, LT, scale, probs ? probs + (bh * T + i0) * T : nullptr);
+      softmax_tile(tile, n, T, LT, scale, probs ? probs + (bh * T + i0) * T : nullptr, drop, (bh * T + i0) * T);
       with_vectors(ND, [&](auto nd) {
         product_into<decltype(nd)::value>(n, tile, LT, 1, T, v, vs, out + (b * T + i0) * D + h * hd, D);
       });
@@ -313,10 +379,12 @@ void forward_long(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, i
 }
 
 // Backward, one path for every length: dP = dO V^T into `tile` (T rows of LT), dS in place, then
-// dQ, dK, dV. vt: hd rows of LT; tiles: q, k, v, dO as float (bfloat16 input only), T rows of hd.
+// dQ, dK, dV. vt: hd rows of LT; tiles: q, k, v, dO as float (bfloat16 input only), T rows of hd;
+// pd: T rows of LT for the probabilities after dropout (dropout_scale > 0 only).
 template <typename S>
 void backward(const S* qkv, const float* probs, const S* grad_out, int64_t T, int64_t H, int64_t hd, float scale,
-              int64_t bh0, int64_t bh1, S* grad_qkv, float* vt, float* tile, float* const* tiles) {
+              int64_t bh0, int64_t bh1, S* grad_qkv, float* vt, float* tile, float* const* tiles,
+              float dropout_scale, float* pd) {
   const int64_t D = H * hd, LT = (T + W - 1) / W * W, last = LT - W, tail = T - last;
   const Vec vscale(scale);
   for (int64_t bh = bh0; bh < bh1; ++bh) {
@@ -324,6 +392,32 @@ void backward(const S* qkv, const float* probs, const S* grad_out, int64_t T, in
     const float* p = probs + bh * T * T;
     transpose(r.x[2], r.stride[2], T, hd, LT, vt);
     product_columns(T, r.x[3], r.stride[3], hd, vt, LT, tile);  // dP = dO V^T
+    if (dropout_scale > 0.0f) {
+      // dP is the dropped probabilities' gradient: dS = scale * P (m dP - rowsum(P m dP)), and
+      // P m into pd for dV, with m from the signs the forward pass stored.
+      const Vec keep(dropout_scale);
+      for (int64_t i = 0; i < T; ++i) {
+        float* x = tile + i * LT;
+        float* pdr = pd + i * LT;
+        const float* pr = p + i * T;
+        Vec dot(0.0f);
+        for (int64_t c = 0; c <= last; c += W) {
+          const Vec stored = load(pr + c, c == last ? tail : W);
+          const Vec pm = stored.abs() * kept_multiplier(stored, keep);
+          pm.store(pdr + c);
+          dot = at::vec::fmadd(pm, Vec::loadu(x + c), dot);
+        }
+        const Vec total(lanes_sum(dot));
+        for (int64_t c = 0; c <= last; c += W) {
+          const Vec stored = load(pr + c, c == last ? tail : W);
+          const Vec dp = Vec::loadu(x + c) * kept_multiplier(stored, keep);
+          (stored.abs() * (dp - total) * vscale).store(x + c);
+        }
+      }
+      qkv_gradients(r, tile, LT, pd, LT, T, hd, D, grad_qkv + (bh / H) * T * 3 * D + (bh % H) * hd,
+                    bh + 1 < bh1 ? p + T * T : nullptr);
+      continue;
+    }
     for (int64_t i = 0; i < T; ++i) {  // dS = scale * P (dP - rowsum(P dP)), in place
       float* x = tile + i * LT;
       const float* pr = p + i * T;
@@ -334,7 +428,7 @@ void backward(const S* qkv, const float* probs, const S* grad_out, int64_t T, in
       for (int64_t c = 0; c <= last; c += W)
         (load(pr + c, c == last ? tail : W) * (Vec::loadu(x + c) - total) * vscale).store(x + c);
     }
-    qkv_gradients(r, tile, LT, p, T, hd, D, grad_qkv + (bh / H) * T * 3 * D + (bh % H) * hd,
+    qkv_gradients(r, tile, LT, p, T, T, hd, D, grad_qkv + (bh / H) * T * 3 * D + (bh % H) * hd,
                   bh + 1 < bh1 ? p + T * T : nullptr);
   }
 }
@@ -348,46 +442,51 @@ bool small_attention_fits(int64_t T, int64_t hd) {
 int64_t small_attention_scratch(int64_t T, int64_t hd) {
   if (T <= kMaxLen) return 0;  // tiles on the stack
   const int64_t LT = (T + W - 1) / W * W;
-  return hd * LT + T * LT + 4 * T * hd;  // k or v transposed, the scores, q/k/v/dO as float
+  // k or v transposed, the scores, q/k/v/dO as float, the probabilities after dropout
+  return hd * LT + T * LT + 4 * T * hd + T * LT;
 }
 
 namespace {
 // Backward's tiles: on the stack up to kMaxLen tokens, else in the caller's scratch.
 template <typename S>
 void backward_tiles(const S* qkv, const float* probs, const S* grad_out, int64_t T, int64_t H, int64_t hd,
-                    float scale, int64_t bh0, int64_t bh1, S* grad_qkv, float* scratch) {
+                    float scale, int64_t bh0, int64_t bh1, S* grad_qkv, float* scratch, float dropout_scale) {
   if (T <= kMaxLen) {
     alignas(64) float vt[kMaxLen * kMaxLen];
     alignas(64) float tile[kMaxLen * kMaxLen];
     alignas(64) float rows[4][kMaxLen * kMaxLen];
+    alignas(64) float pd[kMaxLen * kMaxLen];
     float* const tiles[4] = {rows[0], rows[1], rows[2], rows[3]};
-    return backward(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, vt, tile, tiles);
+    return backward(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, vt, tile, tiles, dropout_scale, pd);
   }
   const int64_t LT = (T + W - 1) / W * W;
   float* const rows = scratch + hd * LT + T * LT;
   float* const tiles[4] = {rows, rows + T * hd, rows + 2 * T * hd, rows + 3 * T * hd};
-  backward(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, scratch, scratch + hd * LT, tiles);
+  backward(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, scratch, scratch + hd * LT, tiles,
+           dropout_scale, rows + 4 * T * hd);
 }
 }  // namespace
 
 void small_attention_forward(const float* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0,
-                             int64_t bh1, float* probs, float* out, float* scratch) {
-  if (T <= kMaxLen) forward(qkv, T, H, hd, scale, bh0, bh1, probs, out);
-  else forward_long(qkv, T, H, hd, scale, bh0, bh1, probs, out, scratch);
+                             int64_t bh1, float* probs, float* out, float* scratch, const AttentionDropout* drop) {
+  if (T <= kMaxLen) forward(qkv, T, H, hd, scale, bh0, bh1, probs, out, drop);
+  else forward_long(qkv, T, H, hd, scale, bh0, bh1, probs, out, scratch, drop);
 }
 void small_attention_forward(const c10::BFloat16* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0,
-                             int64_t bh1, float* probs, c10::BFloat16* out, float* scratch) {
-  if (T <= kMaxLen) forward(qkv, T, H, hd, scale, bh0, bh1, probs, out);
-  else forward_long(qkv, T, H, hd, scale, bh0, bh1, probs, out, scratch);
+                             int64_t bh1, float* probs, c10::BFloat16* out, float* scratch,
+                             const AttentionDropout* drop) {
+  if (T <= kMaxLen) forward(qkv, T, H, hd, scale, bh0, bh1, probs, out, drop);
+  else forward_long(qkv, T, H, hd, scale, bh0, bh1, probs, out, scratch, drop);
 }
 void small_attention_backward(const float* qkv, const float* probs, const float* grad_out, int64_t T, int64_t H,
-                              int64_t hd, float scale, int64_t bh0, int64_t bh1, float* grad_qkv, float* scratch) {
-  backward_tiles(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, scratch);
+                              int64_t hd, float scale, int64_t bh0, int64_t bh1, float* grad_qkv, float* scratch,
+                              float dropout_scale) {
+  backward_tiles(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, scratch, dropout_scale);
 }
 void small_attention_backward(const c10::BFloat16* qkv, const float* probs, const c10::BFloat16* grad_out,
                               int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0, int64_t bh1,
-                              c10::BFloat16* grad_qkv, float* scratch) {
-  backward_tiles(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, scratch);
+                              c10::BFloat16* grad_qkv, float* scratch, float dropout_scale) {
+  backward_tiles(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, scratch, dropout_scale);
 }
 
 }  // namespace CPU_CAPABILITY

@@ -25,6 +25,17 @@
 
 namespace vit {
 
+// Dropout on the attention probabilities, inverted (kept ones times `scale` = 1 / (1 - p)), with
+// the mask of `seed` over the (B, H, T, T) probabilities in dropout_stream.h's order: element
+// (b, h, i, j) is kept when its 24-bit draw is >= `threshold`, exactly where dropout_mask({B, H,
+// T, T}, p) made from that seed keeps it. So the composite path (vit.cpp) and these kernels drop
+// the same probabilities for the same seed.
+struct AttentionDropout {
+  uint64_t seed = 0;
+  uint32_t threshold = 0;  // dropout_threshold(p)
+  float scale = 1.0f;      // 1 / (1 - p)
+};
+
 // small_attention_fits: whether these kernels cover T tokens and heads of hd features: 1-256
 // tokens, and hd a multiple of the vector width, at most 4 vectors (16-64 on AVX-512, 8-32 on
 // AVX2).
@@ -36,25 +47,30 @@ namespace vit {
 // small_attention_forward: for the (image, head) pairs bh in [bh0, bh1) (bh = image * H + head)
 // of qkv (B, T, 3D: q, k, v as three D = H * hd column blocks, head h at columns h * hd of each),
 // out[b, :, h*hd : (h+1)*hd] = softmax(scale * q k^T) v, and the probabilities into probs
-// (B, H, T, T, float) when it is not null.
+// (B, H, T, T, float) when it is not null. With `drop` (null for none): out = dropout(softmax(...)) v,
+// and probs keeps the probabilities before dropout with the mask in their sign bits: a dropped
+// probability P is stored as -P (the sign bit set even for P = 0), so backward needs no mask of
+// its own.
 //
 // small_attention_backward: the qkv gradient (B, T, 3D) of those pairs from qkv, the forward's
-// probs and the output's gradient grad_out (B, T, D).
+// probs and the output's gradient grad_out (B, T, D). dropout_scale: 0 for a forward without
+// dropout, else the forward's drop->scale (probs then carry the mask in their signs).
 #define VIT_ATTENTION_KERNELS                                                                          \
   bool small_attention_fits(int64_t T, int64_t hd);                                                   \
   int64_t small_attention_scratch(int64_t T, int64_t hd);                                             \
   void small_attention_forward(const float* qkv, int64_t T, int64_t H, int64_t hd, float scale,        \
-                               int64_t bh0, int64_t bh1, float* probs, float* out, float* scratch);   \
+                               int64_t bh0, int64_t bh1, float* probs, float* out, float* scratch,    \
+                               const AttentionDropout* drop);                                         \
   void small_attention_forward(const c10::BFloat16* qkv, int64_t T, int64_t H, int64_t hd, float scale, \
                                int64_t bh0, int64_t bh1, float* probs, c10::BFloat16* out,            \
-                               float* scratch);                                                       \
+                               float* scratch, const AttentionDropout* drop);                         \
   void small_attention_backward(const float* qkv, const float* probs, const float* grad_out, int64_t T, \
                                 int64_t H, int64_t hd, float scale, int64_t bh0, int64_t bh1,          \
-                                float* grad_qkv, float* scratch);                                     \
+                                float* grad_qkv, float* scratch, float dropout_scale);                \
   void small_attention_backward(const c10::BFloat16* qkv, const float* probs,                         \
                                 const c10::BFloat16* grad_out, int64_t T, int64_t H, int64_t hd,      \
                                 float scale, int64_t bh0, int64_t bh1, c10::BFloat16* grad_qkv,       \
-                                float* scratch);
+                                float* scratch, float dropout_scale);
 
 namespace AVX2 { VIT_ATTENTION_KERNELS }
 namespace AVX512 { VIT_ATTENTION_KERNELS }

@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "dropout.h"
+#include "dropout_stream.h"
 #ifdef VIT_HAVE_ONEDNN
 #include "onednn_common.h"
 #endif
@@ -38,7 +40,7 @@ bool fused_attention_enabled() {
 
 #ifndef VIT_HAVE_ONEDNN
 
-std::optional<at::Tensor> fused_attention(const at::Tensor&, int64_t, double) { return std::nullopt; }
+std::optional<at::Tensor> fused_attention(const at::Tensor&, int64_t, double, double) { return std::nullopt; }
 std::string fused_attention_declined() { return "built without oneDNN (libdnnl-dev)"; }
 std::string fused_attention_softmax() { return "none (built without oneDNN)"; }
 std::string fused_attention_kernels(int64_t, int64_t, at::ScalarType) { return "none (built without oneDNN)"; }
@@ -173,8 +175,9 @@ at::Tensor own_probs(const at::Tensor& qkv, int64_t H) {
 // shards, e.g. evaluation): each pair is a microsecond or two.
 constexpr int64_t kPairsPerTask = 8;
 // The attention of qkv (B, T, 3D) on our kernels; probabilities into `probs` (B, H, T, T) when
-// it is defined.
-at::Tensor own_forward(const at::Tensor& qkv, int64_t H, float scale, const at::Tensor& probs) {
+// it is defined; with dropout on them when `drop` is not null.
+at::Tensor own_forward(const at::Tensor& qkv, int64_t H, float scale, const at::Tensor& probs,
+                       const AttentionDropout* drop) {
   const int64_t B = qkv.size(0), T = qkv.size(1), D = qkv.size(2) / 3, hd = D / H;
   auto out = at::empty({B, T, D}, qkv.options());
   const KernelIsa isa = eltwise_kernel_isa();
@@ -184,15 +187,15 @@ at::Tensor own_forward(const at::Tensor& qkv, int64_t H, float scale, const at::
     std::vector<float> scratch(static_cast<size_t>(scratch_size));
     if (qkv.scalar_type() == at::kFloat)
       VIT_KERNEL_CALL(isa, small_attention_forward, qkv.data_ptr<float>(), T, H, hd, scale, bh0, bh1, p,
-                      out.data_ptr<float>(), scratch.data());
+                      out.data_ptr<float>(), scratch.data(), drop);
     else
       VIT_KERNEL_CALL(isa, small_attention_forward, qkv.data_ptr<at::BFloat16>(), T, H, hd, scale, bh0, bh1, p,
-                      out.data_ptr<at::BFloat16>(), scratch.data());
+                      out.data_ptr<at::BFloat16>(), scratch.data(), drop);
   });
   return out;
 }
 at::Tensor own_backward(const at::Tensor& qkv, const at::Tensor& probs, const at::Tensor& grad_out, int64_t H,
-                        float scale) {
+                        float scale, float dropout_scale) {
   const int64_t B = qkv.size(0), T = qkv.size(1), D = qkv.size(2) / 3, hd = D / H;
   auto grad = at::empty_like(qkv);
   const KernelIsa isa = eltwise_kernel_isa();
@@ -202,22 +205,27 @@ at::Tensor own_backward(const at::Tensor& qkv, const at::Tensor& probs, const at
     std::vector<float> scratch(static_cast<size_t>(scratch_size));
     if (qkv.scalar_type() == at::kFloat)
       VIT_KERNEL_CALL(isa, small_attention_backward, qkv.data_ptr<float>(), p, grad_out.data_ptr<float>(), T, H,
-                      hd, scale, bh0, bh1, grad.data_ptr<float>(), scratch.data());
+                      hd, scale, bh0, bh1, grad.data_ptr<float>(), scratch.data(), dropout_scale);
     else
       VIT_KERNEL_CALL(isa, small_attention_backward, qkv.data_ptr<at::BFloat16>(), p,
                       grad_out.data_ptr<at::BFloat16>(), T, H, hd, scale, bh0, bh1, grad.data_ptr<at::BFloat16>(),
-                      scratch.data());
+                      scratch.data(), dropout_scale);
   });
   return grad;
 }
 #else
+struct AttentionDropout {
+  uint64_t seed = 0;
+  uint32_t threshold = 0;
+  float scale = 1.0f;
+};
 bool own_softmax() { return false; }
 void softmax_forward(dt, void*, int64_t, int64_t, void*) {}
 void softmax_backward(dt, const void*, const void*, int64_t, int64_t, void*) {}
 bool own_products(dt, int64_t, int64_t) { return false; }
 at::Tensor own_probs(const at::Tensor&, int64_t) { return {}; }
-at::Tensor own_forward(const at::Tensor&, int64_t, float, const at::Tensor&) { return {}; }
-at::Tensor own_backward(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, float) { return {}; }
+at::Tensor own_forward(const at::Tensor&, int64_t, float, const at::Tensor&, const AttentionDropout*) { return {}; }
+at::Tensor own_backward(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, float, float) { return {}; }
 #endif
 
 // The primitives for one shape. Forward (q, k, v gathered into dense per-head matrices first):
@@ -421,13 +429,17 @@ struct FusedAttentionFunction : torch::autograd::Function<FusedAttentionFunction
   // Saves the probabilities and q, k, v already gathered per head (the same size as qkv, which
   // is not kept): backward needs no gathering of its own.
   // On our kernels (own_products) it saves qkv itself, which they read head by head in place.
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& qkv, int64_t heads, double scale) {
+  // Attention dropout (only on our kernels: fused_attention() checks) is `drop` as three numbers.
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& qkv, int64_t heads, double scale,
+                            int64_t drop_seed, int64_t drop_threshold, double drop_scale) {
     const int64_t B = qkv.size(0), T = qkv.size(1), hd = qkv.size(2) / 3 / heads;
     const bool own = own_products(type_of(qkv), T, hd);
     at::Tensor out;
+    const AttentionDropout drop{uint64_t(drop_seed), uint32_t(drop_threshold), float(drop_scale)};
+    ctx->saved_data["dropout_scale"] = drop_threshold > 0 ? drop_scale : 0.0;
     if (own) {
       auto probs = own_probs(qkv, heads);
-      out = own_forward(qkv, heads, float(scale), probs);
+      out = own_forward(qkv, heads, float(scale), probs, drop_threshold > 0 ? &drop : nullptr);
       ctx->save_for_backward({qkv, probs});
     } else {
       auto probs = at::empty({B, heads, T, T}, qkv.options());
@@ -446,9 +458,12 @@ struct FusedAttentionFunction : torch::autograd::Function<FusedAttentionFunction
     const int64_t heads = ctx->saved_data["heads"].toInt();
     const float scale = float(ctx->saved_data["scale"].toDouble());
     auto grad_out = grads[0].to(saved[0].scalar_type()).contiguous();
-    if (ctx->saved_data["own"].toBool())
-      return {own_backward(saved[0], saved[1], grad_out, heads, scale), at::Tensor(), at::Tensor()};
-    return {attention_backward(saved[0], saved[1], grad_out, heads, scale), at::Tensor(), at::Tensor()};
+    const at::Tensor none;
+    if (ctx->saved_data["own"].toBool()) {
+      const float dropout_scale = float(ctx->saved_data["dropout_scale"].toDouble());
+      return {own_backward(saved[0], saved[1], grad_out, heads, scale, dropout_scale), none, none, none, none, none};
+    }
+    return {attention_backward(saved[0], saved[1], grad_out, heads, scale), none, none, none, none, none};
   }
 };
 
@@ -477,15 +492,24 @@ std::string fused_attention_softmax() {
 #endif
 }
 
-std::optional<at::Tensor> fused_attention(const at::Tensor& qkv_in, int64_t heads, double scale) {
+std::optional<at::Tensor> fused_attention(const at::Tensor& qkv_in, int64_t heads, double scale, double dropout) {
   if (!fused_attention_enabled() || !qkv_in.device().is_cpu() || qkv_in.dim() != 3) return std::nullopt;
   const auto type = qkv_in.scalar_type();
   if (type != at::kFloat && type != at::kBFloat16) return std::nullopt;
   const int64_t B = qkv_in.size(0), T = qkv_in.size(1), D3 = qkv_in.size(2);
   if (B == 0 || T == 0 || heads <= 0 || D3 % (3 * heads) != 0) return std::nullopt;
+  if (!(dropout >= 0.0 && dropout < 1.0)) return std::nullopt;
   const bool backward = at::GradMode::is_enabled() && qkv_in.requires_grad();
   const int64_t hd = D3 / 3 / heads;
   const bool own = own_products(type_of(qkv_in), T, hd);
+  // Dropout on the probabilities runs inside our kernels only (oneDNN's path keeps no mask): with
+  // it, other shapes go the composite way.
+  AttentionDropout drop;
+  const bool dropping = dropout_threshold(dropout) > 0;
+  if (dropping) {
+    if (!own) return std::nullopt;
+    drop = {next_dropout_seed(), dropout_threshold(dropout), static_cast<float>(1.0 / (1.0 - dropout))};
+  }
   if (!own && !kernels_ready(B, heads, T, hd, type_of(qkv_in), float(scale), backward)) {
     // bf16 where oneDNN has no bf16 matmul (a CPU without AVX-512, e.g. an AMD EPYC family 25):
     // the products in float on the bf16 values, as bf16 linear layers run there (onednn_linear.h),
@@ -496,8 +520,10 @@ std::optional<at::Tensor> fused_attention(const at::Tensor& qkv_in, int64_t head
     return std::nullopt;
   }
   const auto qkv = qkv_in.contiguous();
-  if (backward) return FusedAttentionFunction::apply(qkv, heads, scale);
-  if (own) return own_forward(qkv, heads, float(scale), at::Tensor());
+  if (backward)
+    return FusedAttentionFunction::apply(qkv, heads, scale, int64_t(drop.seed), int64_t(drop.threshold),
+                                         double(drop.scale));
+  if (own) return own_forward(qkv, heads, float(scale), at::Tensor(), dropping ? &drop : nullptr);
   return attention_forward(qkv, heads, float(scale), at::Tensor(), at::Tensor());
 }
 

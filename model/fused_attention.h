@@ -36,10 +36,16 @@ namespace vit {
 // (B, T, 3 * D, as the qkv projection writes them, D = heads * head_dim), heads side by side in
 // the result (B, T, D). Differentiable with respect to qkv.
 //
+// dropout > 0: dropout(softmax(q k^T * scale), dropout) v, inverted dropout on the probabilities
+// with one seed from next_dropout_seed() (dropout.h) and the mask dropout_mask({B, heads, T, T},
+// dropout) would make from it, so the composite path with the same seed drops the same ones. Only
+// on our kernels (fused_attention_kernels() says "ours"); nullopt elsewhere, without taking a seed.
+//
 // nullopt when this case is not handled, and the caller uses the composite expression: not a
 // CPU tensor, not float/bfloat16, the build has no oneDNN (VIT_HAVE_ONEDNN), oneDNN cannot make
-// the kernels on this CPU (bfloat16 needs AVX-512), or VIT_FUSED_ATTENTION=0 in the environment.
-std::optional<at::Tensor> fused_attention(const at::Tensor& qkv, int64_t heads, double scale);
+// the kernels on this CPU (bfloat16 needs AVX-512), dropout outside [0, 1) or on heads our kernels
+// do not cover, or VIT_FUSED_ATTENTION=0 in the environment.
+std::optional<at::Tensor> fused_attention(const at::Tensor& qkv, int64_t heads, double scale, double dropout = 0.0);
 
 // Why oneDNN could not make the kernels for the last shape this thread asked for ("" when it
 // never failed), for benches and tests to say why fused_attention declined.

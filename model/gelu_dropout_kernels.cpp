@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "dropout_stream.h"
+#include "dropout_draws.h"
 #include "vec_io.h"
 #include "vec_math.h"
 
@@ -21,20 +21,10 @@ namespace {
 static_assert(kDropoutChunk % kGeluDropoutBlock == 0, "blocks never straddle a mask chunk");
 
 // The multipliers (0 or scale) of elements [i0, i0 + n) of the mask, n <= kGeluDropoutBlock, i0 a
-// multiple of it. Written as plain loops the compiler vectorises (64-bit multiplies included).
+// multiple of it (dropout_draws.h), then 0 up to the next two vectors.
 void fill_mask(float* m, int64_t i0, int64_t n, const GeluDropoutArgs& a) {
   const int64_t chunk = i0 / kDropoutChunk;
-  const uint64_t first = uint64_t((i0 - chunk * kDropoutChunk) / 2);  // draws before this block
-  const uint64_t start = dropout_chunk_start(a.seed, chunk) + first * kGolden;
-  alignas(64) uint64_t draws[kGeluDropoutBlock / 2];
-  const int64_t nd = (n + 1) / 2;
-  for (int64_t k = 0; k < nd; ++k)
-    draws[k] = splitmix64_mix(start + uint64_t(k + 1) * kGolden) & 0x00ffffff00ffffffULL;
-  alignas(64) uint32_t bits[kGeluDropoutBlock];
-  std::memcpy(bits, draws, sizeof(uint64_t) * size_t(nd));  // little-endian: bits 0-23 first
-  const uint32_t threshold = a.threshold;  // locals: a store to m could alias a's members
-  const float scale = a.scale;
-  for (int64_t i = 0; i < n; ++i) m[i] = bits[i] >= threshold ? scale : 0.0f;
+  mask_multipliers(a.seed, chunk, (i0 - chunk * kDropoutChunk) / 2, (n + 1) / 2, a.threshold, a.scale, m);
   for (int64_t i = n; i % (2 * W) != 0; ++i) m[i] = 0.0f;  // the last vectors' unused lanes
 }
 

@@ -178,8 +178,9 @@ AttentionImpl::AttentionImpl(const ViTConfig& c)
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, torch::Tensor* probs, const torch::Tensor& residual) {
   auto qkv_out = linear(*qkv, x);  // (B, T, 3D)
   std::optional<torch::Tensor> out;
-  // One fused CPU operation (fused_attention.h) unless the probabilities are wanted or dropped out.
-  if (!probs && !(is_training() && attn_dropout > 0.0)) out = fused_attention(qkv_out, heads, scale);
+  // One fused CPU operation (fused_attention.h), attention dropout included where it covers it,
+  // unless the probabilities are wanted.
+  if (!probs) out = fused_attention(qkv_out, heads, scale, is_training() ? attn_dropout : 0.0);
   if (!out) out = composite(qkv_out, probs);
   return act_dropout_add(linear(*proj, *out), /*gelu=*/false, proj_dropout, is_training(), residual);
 }

@@ -18,6 +18,7 @@
 
 #include "cpu_info.h"
 #include "data_parallel.h"
+#include "dropout.h"
 #include "fused_attention.h"
 #include "onednn_layer_norm.h"
 #include "onednn_linear.h"
@@ -63,6 +64,16 @@ std::pair<torch::Tensor, torch::Tensor> fused_with_grad(const torch::Tensor& qkv
                                                         double scale, const torch::Tensor& g) {
   auto qkv = qkv0.detach().clone().requires_grad_(true);
   auto out = vit::fused_attention(qkv, heads, scale);
+  if (!out) return {};
+  (*out * g.to(out->scalar_type())).sum().backward();
+  return {out->detach(), qkv.grad()};
+}
+
+// The same with attention dropout p.
+std::pair<torch::Tensor, torch::Tensor> fused_with_grad_dropout(const torch::Tensor& qkv0, int64_t heads,
+                                                                double scale, const torch::Tensor& g, double p) {
+  auto qkv = qkv0.detach().clone().requires_grad_(true);
+  auto out = vit::fused_attention(qkv, heads, scale, p);
   if (!out) return {};
   (*out * g.to(out->scalar_type())).sum().backward();
   return {out->detach(), qkv.grad()};
@@ -208,12 +219,133 @@ TEST(FusedAttention, ThreadsRuningAtOnceGetTheirOwnResults) {
   }
 }
 
+namespace {
+
+// dropout(softmax(q k^T * scale), mask) v in float64, `mask` (B, H, T, T) of multipliers.
+torch::Tensor reference_dropout(const torch::Tensor& qkv, int64_t heads, double scale, const torch::Tensor& mask) {
+  const auto x = qkv.to(torch::kDouble);
+  const int64_t B = x.size(0), T = x.size(1), D = x.size(2) / 3;
+  auto parts = x.view({B, T, 3, heads, D / heads}).permute({2, 0, 3, 1, 4});
+  auto attn = torch::softmax(torch::matmul(parts[0], parts[1].transpose(-2, -1)) * scale, -1);
+  return torch::matmul(attn * mask.to(torch::kDouble), parts[2]).transpose(1, 2).reshape({B, T, D});
+}
+
+bool on_our_kernels(int64_t T, int64_t hd, torch::ScalarType type) {
+  return vit::fused_attention_kernels(T, hd, type).rfind("ours", 0) == 0;
+}
+
+}  // namespace
+
+TEST(FusedAttention, DropoutDropsWhatTheCompositePathsMaskDrops) {
+  // Attention dropout inside our kernels (attention_kernels.h) takes one seed and drops exactly
+  // the probabilities dropout_mask({B, H, T, T}, p) drops from that seed (what the composite path
+  // multiplies by): against float64 with that mask, forward and gradients, float and bfloat16.
+  // The shapes cover rows that start mid-draw (odd T) and cross a 16,384-element mask chunk
+  // (3 x 4 x 145 x 145 probabilities), scores in registers (17, 16, 5 tokens) and in tiles (65,
+  // 145). Where our kernels do not run, fused attention declines dropout without taking a seed.
+  const double p = 0.3;
+  int ran = 0;
+  for (const auto& c : kCases) {
+    SCOPED_TRACE("B=" + std::to_string(c.B) + " T=" + std::to_string(c.T) + " heads=" +
+                 std::to_string(c.heads) + " head_dim=" + std::to_string(c.head_dim));
+    torch::manual_seed(6);
+    const int64_t D = c.heads * c.head_dim;
+    const double scale = 1.0 / std::sqrt(double(c.head_dim));
+    const auto qkv = torch::randn({c.B, c.T, 3 * D}) * 2.0;
+    const auto g = torch::randn({c.B, c.T, D});
+    for (auto type : {torch::kFloat, torch::kBFloat16}) {
+      SCOPED_TRACE(c10::toString(type));
+      const auto x = qkv.to(type);
+      std::pair<torch::Tensor, torch::Tensor> got;
+      uint64_t next_seed = 0;
+      {
+        vit::RandomStreamScope stream(1234);
+        got = fused_with_grad_dropout(x, c.heads, scale, g, p);
+        next_seed = vit::next_dropout_seed();
+      }
+      uint64_t seed = 0, second = 0;
+      torch::Tensor mask;
+      {
+        vit::RandomStreamScope stream(1234);
+        seed = vit::next_dropout_seed();
+        second = vit::next_dropout_seed();
+      }
+      {
+        vit::RandomStreamScope stream(1234);
+        mask = vit::dropout_mask({c.B, c.heads, c.T, c.T}, p);
+      }
+      if (!on_our_kernels(c.T, c.head_dim, type)) {
+        EXPECT_FALSE(got.first.defined()) << "dropout where our kernels do not run";
+        EXPECT_EQ(next_seed, seed) << "declined, yet took a seed";
+        continue;
+      }
+      ++ran;
+      ASSERT_TRUE(got.first.defined()) << vit::fused_attention_declined();
+      EXPECT_EQ(next_seed, second) << "one seed per call";
+      EXPECT_EQ(got.first.scalar_type(), type);
+      auto ref_qkv = x.to(torch::kDouble).requires_grad_(true);
+      auto want = reference_dropout(ref_qkv, c.heads, scale, mask);
+      (want * g.to(type).to(torch::kDouble)).sum().backward();
+      const double tol = type == torch::kFloat ? 1e-5 : 0.03, gtol = type == torch::kFloat ? 1e-5 : 0.05;
+      EXPECT_LT(max_rel_err(got.first, want), tol);
+      EXPECT_LT(max_rel_err(got.second, ref_qkv.grad()), gtol);
+      // The mask matters: without dropout the output is another one.
+      EXPECT_GT(max_rel_err(got.first, reference(x, c.heads, scale)), 0.05);
+      if (type == torch::kFloat) {
+        // Without autograd (training mode under no_grad) the same numbers from the same seed.
+        torch::NoGradGuard no_grad;
+        vit::RandomStreamScope stream(1234);
+        const auto plain = vit::fused_attention(x, c.heads, scale, p);
+        ASSERT_TRUE(plain.has_value());
+        EXPECT_TRUE(torch::equal(*plain, got.first));
+      }
+    }
+  }
+  // 6 of the shapes on AVX2, 8 on AVX-512, each in both types; none where our kernels are off.
+  if (on_our_kernels(17, 32, torch::kFloat)) EXPECT_GE(ran, 12) << "too few shapes ran on our kernels";
+}
+
+TEST(FusedAttention, ModelWithAttentionDropoutTrainsAsItsCompositePath) {
+  // In training, forward() now runs attention dropout inside the fused kernel, and
+  // forward_with_attention() (which needs the probabilities) the composite expression: from the
+  // same random stream both drop the same probabilities (and the same activations elsewhere), so
+  // logits and gradients agree. keras-cifar's layout: 145 tokens, heads of 16.
+  vit::ViTConfig c;
+  c.image_size = 24, c.patch_size = 2, c.in_channels = 3, c.num_classes = 5;
+  c.dim = 32, c.depth = 2, c.heads = 2, c.mlp_hidden = 48;
+  c.attn_dropout = 0.2, c.dropout = 0.1;
+  torch::manual_seed(7);
+  vit::VisionTransformer model(c);
+  model->train();
+  const auto images = torch::randn({3, 3, 24, 24});
+  auto grads_of = [&](bool fused) {
+    model->zero_grad();
+    vit::RandomStreamScope stream(99);
+    auto logits = fused ? model->forward(images) : model->forward_with_attention(images).logits;
+    logits.logsumexp(1).sum().backward();
+    std::vector<torch::Tensor> g;
+    for (const auto& p : model->parameters()) g.push_back(p.grad().clone());
+    return std::make_pair(logits.detach(), g);
+  };
+  const auto [fused_logits, fused_grads] = grads_of(true);
+  const auto [composite_logits, composite_grads] = grads_of(false);
+  EXPECT_LT(max_rel_err(fused_logits, composite_logits), 1e-5);
+  ASSERT_EQ(fused_grads.size(), composite_grads.size());
+  for (size_t i = 0; i < fused_grads.size(); ++i)
+    EXPECT_LT(max_rel_err(fused_grads[i], composite_grads[i]), 1e-4) << "parameter " << i;
+  // And the dropout is there: another stream gives other logits.
+  vit::RandomStreamScope other(100);
+  EXPECT_GT(max_rel_err(model->forward(images).detach(), fused_logits), 1e-3);
+}
+
 TEST(FusedAttention, DeclinesWhatItDoesNotCover) {
   EXPECT_FALSE(vit::fused_attention(torch::randn({2, 5, 3 * 10}), 4, 0.5))
       << "3*D not a multiple of 3*heads";
   EXPECT_FALSE(vit::fused_attention(torch::randn({2, 5, 24}).to(torch::kDouble), 2, 0.5));
   EXPECT_FALSE(vit::fused_attention(torch::randn({5, 24}), 2, 0.5)) << "no batch dimension";
   EXPECT_FALSE(vit::fused_attention(torch::randn({0, 5, 24}), 2, 0.5)) << "empty batch";
+  EXPECT_FALSE(vit::fused_attention(torch::randn({2, 17, 3 * 64}), 2, 0.5, 1.0)) << "attention dropout 1";
+  EXPECT_FALSE(vit::fused_attention(torch::randn({2, 17, 3 * 64}), 2, 0.5, -0.1)) << "attention dropout < 0";
 }
 
 TEST(FusedAttention, ModelGivesTheSameLogitsAndGradientsAsItsCompositePath) {

@@ -70,7 +70,9 @@ int main(int argc, char** argv) {
     const double f_all = median_ms(both(true), repeats), a_all = median_ms(both(false), repeats);
     std::printf("  %-9s %9.3f ms %9.3f ms %9.3f ms %9.3f ms %8.2fx %8.2fx  fused: %s\n", c10::toString(type),
                 f_fwd, a_fwd, f_all, a_all, a_fwd / f_fwd, a_all / f_all,
-                vit::fused_attention_kernels(T, hd, type).c_str());
+                dropout > 0 && vit::fused_attention_drops_out(T, hd, type)
+                    ? "ours, dropout inside"
+                    : vit::fused_attention_kernels(T, hd, type).c_str());
   }
   return 0;
 }

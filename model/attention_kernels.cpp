@@ -44,7 +44,8 @@ namespace CPU_CAPABILITY {
 namespace {
 
 constexpr int64_t kMaxVectors = 4;
-constexpr int64_t kMaxLen = kMaxVectors * W;  // the most features per head; tokens kept in registers
+constexpr int64_t kMaxLen = kMaxVectors * W;  // the most tokens kept in registers; features per product
+constexpr int64_t kMaxHead = 64;  // the most features per head: 4 AVX-512 vectors, 8 AVX2 ones
 constexpr int64_t kMaxTokens = 256;           // the most tokens (longer rows: scores in a tile)
 // Accumulator registers of one block: 16 of AVX-512's 32, 8 of AVX2's 16.
 constexpr int kAccumulators = W == 16 ? 16 : 8;
@@ -185,6 +186,15 @@ inline void with_vectors(int64_t n, F&& f) {
   }
 }
 
+// f(c, std::integral_constant<int, n>) for a head's hd features in blocks of n <= kMaxVectors
+// vectors starting at feature c: the products whose results are features (P V, dS K, ...) are
+// one register block of at most kMaxVectors vectors wide (ViT-B/16's 64 features on AVX2: 2 x 4).
+template <class F>
+inline void feature_blocks(int64_t hd, F&& f) {
+  for (int64_t c = 0; c < hd; c += kMaxLen)
+    with_vectors(std::min(kMaxVectors, (hd - c) / W), [&](auto n) { f(c, n); });
+}
+
 // P = softmax(scale * Q K^T) row by row into ptile (rows of LT, zero past T) and, when not null,
 // probs (rows of T). q: rows of hd at `stride`; kt: k transposed (hd rows of LT). With `drop`,
 // ptile gets P times the mask of row i's elements e0 + i * T ... and probs the masked signs.
@@ -262,29 +272,31 @@ inline HeadRows head_rows(const S* qkv, const S* grad_out, int64_t bh, int64_t T
 template <typename S>
 inline void qkv_gradients(const HeadRows& r, const float* ds, int64_t LT, const float* p, int64_t ps, int64_t T,
                           int64_t hd, int64_t D, S* g, const float* next) {
-  with_vectors(hd / W, [&](auto nd) {
+  Prefetch prefetch;
+  if (next) {
+    int64_t blocks = 0;  // the products' register blocks, over which the prefetches are spread
+    feature_blocks(hd, [&](int64_t, auto nd) { blocks += 3 * (T / rows_per_block<decltype(nd)::value>()); });
+    prefetch.next = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(next) & ~uintptr_t(63));
+    prefetch.end = reinterpret_cast<const char*>(next + T * T);
+    const int64_t lines = (prefetch.end - prefetch.next + 63) / 64;
+    prefetch.per_block = blocks > 0 ? (lines + blocks - 1) / blocks : lines;
+  }
+  feature_blocks(hd, [&](int64_t c, auto nd) {
     constexpr int N = decltype(nd)::value;
-    Prefetch prefetch;
-    if (next) {
-      prefetch.next = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(next) & ~uintptr_t(63));
-      prefetch.end = reinterpret_cast<const char*>(next + T * T);
-      const int64_t lines = (prefetch.end - prefetch.next + 63) / 64, blocks = 3 * (T / rows_per_block<N>());
-      prefetch.per_block = blocks > 0 ? (lines + blocks - 1) / blocks : lines;
-    }
-    product_into<N>(T, ds, LT, 1, T, r.x[1], r.stride[1], g, 3 * D, &prefetch);       // dQ = dS K
-    product_into<N>(T, ds, 1, LT, T, r.x[0], r.stride[0], g + D, 3 * D, &prefetch);   // dK = dS^T Q
-    product_into<N>(T, p, 1, ps, T, r.x[3], r.stride[3], g + 2 * D, 3 * D, &prefetch);  // dV = P^T dO
-    while (prefetch.next < prefetch.end) prefetch.step();
+    product_into<N>(T, ds, LT, 1, T, r.x[1] + c, r.stride[1], g + c, 3 * D, &prefetch);          // dQ = dS K
+    product_into<N>(T, ds, 1, LT, T, r.x[0] + c, r.stride[0], g + D + c, 3 * D, &prefetch);      // dK = dS^T Q
+    product_into<N>(T, p, 1, ps, T, r.x[3] + c, r.stride[3], g + 2 * D + c, 3 * D, &prefetch);  // dV = P^T dO
   });
+  while (prefetch.next < prefetch.end) prefetch.step();
 }
 
 template <typename S>
 void forward(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0, int64_t bh1, float* probs,
              S* out, const AttentionDropout* drop) {
-  const int64_t D = H * hd, NT = (T + W - 1) / W, ND = hd / W, LT = NT * W;
-  alignas(64) float kt[kMaxLen * kMaxLen];
+  const int64_t D = H * hd, NT = (T + W - 1) / W, LT = NT * W;
+  alignas(64) float kt[kMaxHead * kMaxLen];
   alignas(64) float ptile[kMaxLen * kMaxLen];
-  alignas(64) float rows[3][kMaxLen * kMaxLen];  // q, k, v as float (bfloat16 input only)
+  alignas(64) float rows[3][kMaxLen * kMaxHead];  // q, k, v as float (bfloat16 input only)
   float* const tiles[3] = {rows[0], rows[1], rows[2]};
   for (int64_t bh = bh0; bh < bh1; ++bh) {
     const HeadRows r = head_rows<S>(qkv, nullptr, bh, T, H, hd, tiles);
@@ -294,7 +306,9 @@ void forward(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_
       scores_softmax<decltype(nt)::value>(r.x[0], r.stride[0], T, hd, kt, LT, scale, ptile, p, drop, bh * T * T);
     });
     S* o = out + (bh / H) * T * D + (bh % H) * hd;
-    with_vectors(ND, [&](auto nd) { product_into<decltype(nd)::value>(T, ptile, LT, 1, T, r.x[2], r.stride[2], o, D); });
+    feature_blocks(hd, [&](int64_t c, auto nd) {
+      product_into<decltype(nd)::value>(T, ptile, LT, 1, T, r.x[2] + c, r.stride[2], o + c, D);
+    });
   }
 }
 
@@ -356,7 +370,7 @@ inline void softmax_tile(float* tile, int64_t rows, int64_t T, int64_t LT, float
 template <typename S>
 void forward_long(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, int64_t bh0, int64_t bh1,
                   float* probs, S* out, float* scratch, const AttentionDropout* drop) {
-  const int64_t D = H * hd, ND = hd / W, LT = (T + W - 1) / W * W;
+  const int64_t D = H * hd, LT = (T + W - 1) / W * W;
   float* kt = scratch;
   float* tile = kt + hd * LT;
   float* const tiles[3] = {tile + T * LT, tile + T * LT + T * hd, tile + T * LT + 2 * T * hd};  // bfloat16 only
@@ -371,8 +385,8 @@ void forward_long(const S* qkv, int64_t T, int64_t H, int64_t hd, float scale, i
       const int64_t n = std::min(kRowsPerTile, T - i0);
       product_columns(n, q + i0 * qs, qs, hd, kt, LT, tile);  // Q K^T
       softmax_tile(tile, n, T, LT, scale, probs ? probs + (bh * T + i0) * T : nullptr, drop, (bh * T + i0) * T);
-      with_vectors(ND, [&](auto nd) {
-        product_into<decltype(nd)::value>(n, tile, LT, 1, T, v, vs, out + (b * T + i0) * D + h * hd, D);
+      feature_blocks(hd, [&](int64_t c, auto nd) {
+        product_into<decltype(nd)::value>(n, tile, LT, 1, T, v + c, vs, out + (b * T + i0) * D + h * hd + c, D);
       });
     }
   }
@@ -436,8 +450,10 @@ void backward(const S* qkv, const float* probs, const S* grad_out, int64_t T, in
 }  // namespace
 
 bool small_attention_fits(int64_t T, int64_t hd) {
-  return T >= 1 && T <= kMaxTokens && hd >= W && hd <= kMaxLen && hd % W == 0;
+  return T >= 1 && T <= kMaxTokens && hd >= W && hd <= kMaxHead && hd % W == 0;
 }
+
+bool small_attention_preferred(int64_t T, int64_t hd) { return small_attention_fits(T, hd) && hd <= kMaxLen; }
 
 int64_t small_attention_scratch(int64_t T, int64_t hd) {
   if (T <= kMaxLen) return 0;  // tiles on the stack
@@ -452,9 +468,9 @@ template <typename S>
 void backward_tiles(const S* qkv, const float* probs, const S* grad_out, int64_t T, int64_t H, int64_t hd,
                     float scale, int64_t bh0, int64_t bh1, S* grad_qkv, float* scratch, float dropout_scale) {
   if (T <= kMaxLen) {
-    alignas(64) float vt[kMaxLen * kMaxLen];
+    alignas(64) float vt[kMaxHead * kMaxLen];
     alignas(64) float tile[kMaxLen * kMaxLen];
-    alignas(64) float rows[4][kMaxLen * kMaxLen];
+    alignas(64) float rows[4][kMaxLen * kMaxHead];
     alignas(64) float pd[kMaxLen * kMaxLen];
     float* const tiles[4] = {rows[0], rows[1], rows[2], rows[3]};
     return backward(qkv, probs, grad_out, T, H, hd, scale, bh0, bh1, grad_qkv, vt, tile, tiles, dropout_scale, pd);

@@ -37,8 +37,13 @@ struct AttentionDropout {
 };
 
 // small_attention_fits: whether these kernels cover T tokens and heads of hd features: 1-256
-// tokens, and hd a multiple of the vector width, at most 4 vectors (16-64 on AVX-512, 8-32 on
-// AVX2).
+// tokens, and hd a multiple of the vector width up to 64 (16-64 on AVX-512, 8-64 on AVX2, where
+// the products' results go in blocks of at most 4 vectors).
+//
+// small_attention_preferred: whether they are also the faster choice than oneDNN's batched
+// matmuls (fused_attention.cpp): hd of at most 4 vectors. AVX2's 64-feature heads (ViT-B/16's)
+// ran slower on ours (`attention_bench 1 197 12 64 50`, AMD EPYC Zen 3: forward+backward 8.4-9.5
+// against 7.0 ms), so they run here only with attention dropout, which oneDNN's path lacks.
 //
 // small_attention_scratch: the floats of scratch each call needs for such heads (0 up to 4
 // vectors of tokens). The caller owns it (no allocation in these objects: a std::vector's code
@@ -57,6 +62,7 @@ struct AttentionDropout {
 // dropout, else the forward's drop->scale (probs then carry the mask in their signs).
 #define VIT_ATTENTION_KERNELS                                                                          \
   bool small_attention_fits(int64_t T, int64_t hd);                                                   \
+  bool small_attention_preferred(int64_t T, int64_t hd);                                              \
   int64_t small_attention_scratch(int64_t T, int64_t hd);                                             \
   void small_attention_forward(const float* qkv, int64_t T, int64_t H, int64_t hd, float scale,        \
                                int64_t bh0, int64_t bh1, float* probs, float* out, float* scratch,    \

@@ -44,6 +44,7 @@ std::optional<at::Tensor> fused_attention(const at::Tensor&, int64_t, double, do
 std::string fused_attention_declined() { return "built without oneDNN (libdnnl-dev)"; }
 std::string fused_attention_softmax() { return "none (built without oneDNN)"; }
 std::string fused_attention_kernels(int64_t, int64_t, at::ScalarType) { return "none (built without oneDNN)"; }
+bool fused_attention_drops_out(int64_t, int64_t, at::ScalarType) { return false; }
 
 #else
 
@@ -161,11 +162,13 @@ void softmax_backward(dt type, const void* p, const void* dp, int64_t rows, int6
 
 // Whether float or bfloat16 heads of T tokens and hd features run on our register-blocked
 // kernels (attention_kernels.h: short sequences, small heads), with the element-wise family's
-// switch.
-bool own_products(dt type, int64_t T, int64_t hd) {
+// switch: where they are the faster choice, or, with attention dropout (`dropping`), wherever
+// they cover the heads.
+bool own_products(dt type, int64_t T, int64_t hd, bool dropping = false) {
   const KernelIsa isa = eltwise_kernel_isa();
-  return (type == dt::f32 || type == dt::bf16) && isa != KernelIsa::None &&
-         VIT_KERNEL_CALL(isa, small_attention_fits, T, hd);
+  if ((type != dt::f32 && type != dt::bf16) || isa == KernelIsa::None) return false;
+  return dropping ? VIT_KERNEL_CALL(isa, small_attention_fits, T, hd)
+                  : VIT_KERNEL_CALL(isa, small_attention_preferred, T, hd);
 }
 // The probabilities our kernels keep for backward: float for float and bfloat16 heads.
 at::Tensor own_probs(const at::Tensor& qkv, int64_t H) {
@@ -222,7 +225,7 @@ struct AttentionDropout {
 bool own_softmax() { return false; }
 void softmax_forward(dt, void*, int64_t, int64_t, void*) {}
 void softmax_backward(dt, const void*, const void*, int64_t, int64_t, void*) {}
-bool own_products(dt, int64_t, int64_t) { return false; }
+bool own_products(dt, int64_t, int64_t, bool = false) { return false; }
 at::Tensor own_probs(const at::Tensor&, int64_t) { return {}; }
 at::Tensor own_forward(const at::Tensor&, int64_t, float, const at::Tensor&, const AttentionDropout*) { return {}; }
 at::Tensor own_backward(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, float, float) { return {}; }
@@ -433,7 +436,7 @@ struct FusedAttentionFunction : torch::autograd::Function<FusedAttentionFunction
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& qkv, int64_t heads, double scale,
                             int64_t drop_seed, int64_t drop_threshold, double drop_scale) {
     const int64_t B = qkv.size(0), T = qkv.size(1), hd = qkv.size(2) / 3 / heads;
-    const bool own = own_products(type_of(qkv), T, hd);
+    const bool own = own_products(type_of(qkv), T, hd, drop_threshold > 0);
     at::Tensor out;
     const AttentionDropout drop{uint64_t(drop_seed), uint32_t(drop_threshold), float(drop_scale)};
     ctx->saved_data["dropout_scale"] = drop_threshold > 0 ? drop_scale : 0.0;
@@ -483,6 +486,11 @@ std::string fused_attention_kernels(int64_t tokens, int64_t head_dim, at::Scalar
   return "oneDNN's matmuls, softmax " + fused_attention_softmax();
 }
 
+bool fused_attention_drops_out(int64_t tokens, int64_t head_dim, at::ScalarType type) {
+  if (!fused_attention_enabled() || (type != at::kFloat && type != at::kBFloat16)) return false;
+  return own_products(type == at::kFloat ? dt::f32 : dt::bf16, tokens, head_dim, /*dropping=*/true);
+}
+
 std::string fused_attention_softmax() {
 #ifdef VIT_HAVE_ELTWISE_KERNELS
   if (own_softmax()) return eltwise_kernel_isa_name();
@@ -501,11 +509,11 @@ std::optional<at::Tensor> fused_attention(const at::Tensor& qkv_in, int64_t head
   if (!(dropout >= 0.0 && dropout < 1.0)) return std::nullopt;
   const bool backward = at::GradMode::is_enabled() && qkv_in.requires_grad();
   const int64_t hd = D3 / 3 / heads;
-  const bool own = own_products(type_of(qkv_in), T, hd);
   // Dropout on the probabilities runs inside our kernels only (oneDNN's path keeps no mask): with
-  // it, other shapes go the composite way.
+  // it, every shape they cover runs on them, and others go the composite way.
   AttentionDropout drop;
   const bool dropping = dropout_threshold(dropout) > 0;
+  const bool own = own_products(type_of(qkv_in), T, hd, dropping);
   if (dropping) {
     if (!own) return std::nullopt;
     drop = {next_dropout_seed(), dropout_threshold(dropout), static_cast<float>(1.0 / (1.0 - dropout))};

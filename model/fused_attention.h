@@ -15,10 +15,11 @@
 // GEMM loop, slower than LibTorch's bf16 bmm for fmnist-small's 17 tokens.)
 //
 // The row softmax and its backward are ours (softmax_kernels.h) where the element-wise kernels
-// are built (x86-64 with libsleef-dev), oneDNN's primitives elsewhere. Heads of up to 4 vectors
-// of tokens and features (fmnist-small's 17 x 32), float or bfloat16, skip all of the above: our
-// register-blocked kernels (attention_kernels.h) read q, k and v in place, keep each head's
-// scores in registers through the softmax and write the results into their columns.
+// are built (x86-64 with libsleef-dev), oneDNN's primitives elsewhere. Heads of up to 256
+// tokens and 64 features in whole vectors (fmnist-small's 17 x 32, keras-cifar's 145 x 16,
+// ViT-B/16's 197 x 64), float or bfloat16, skip all of the above: our register-blocked kernels
+// (attention_kernels.h) read q, k and v in place, keep each head's scores in registers (up to 4
+// vectors of tokens) or a tile through the softmax and write the results into their columns.
 //
 // Numbers: float in, float math; bfloat16 in (under autocast), bfloat16 GEMMs with float
 // accumulation and float scores into the softmax, probabilities and gradients in bfloat16 as
@@ -39,7 +40,7 @@ namespace vit {
 // dropout > 0: dropout(softmax(q k^T * scale), dropout) v, inverted dropout on the probabilities
 // with one seed from next_dropout_seed() (dropout.h) and the mask dropout_mask({B, heads, T, T},
 // dropout) would make from it, so the composite path with the same seed drops the same ones. Only
-// on our kernels (fused_attention_kernels() says "ours"); nullopt elsewhere, without taking a seed.
+// on our kernels (fused_attention_drops_out()); nullopt elsewhere, without taking a seed.
 //
 // nullopt when this case is not handled, and the caller uses the composite expression: not a
 // CPU tensor, not float/bfloat16, the build has no oneDNN (VIT_HAVE_ONEDNN), oneDNN cannot make
@@ -55,6 +56,11 @@ std::string fused_attention_declined();
 // or "ours (avx2)" (attention_kernels.h: short sequences, small heads), else "oneDNN's
 // matmuls, softmax ..." (fused_attention_softmax()), or "none (...)" saying why neither.
 std::string fused_attention_kernels(int64_t tokens, int64_t head_dim, at::ScalarType type);
+
+// Whether attention dropout on heads of `tokens` x `head_dim` in `type` runs inside fused
+// attention (on our kernels, which take every head they cover when dropping out, even where
+// oneDNN's matmuls are faster without dropout: 64-feature heads on AVX2).
+bool fused_attention_drops_out(int64_t tokens, int64_t head_dim, at::ScalarType type);
 
 // Whose row softmax fused attention runs: "avx512" or "avx2" (ours, softmax_kernels.h), or
 // "oneDNN..." saying why not ours.

@@ -490,14 +490,14 @@ class Training {
     if (device_.is_cpu() && model_config_.attn_dropout > 0.0) {
       // Attention dropout runs inside the fused attention kernels where they cover the heads;
       // elsewhere attention runs as ATen ops, several times slower in bf16 (fused_attention.h).
-      const auto kernels = fused_attention_kernels(model_config_.num_tokens(), model_config_.head_dim(),
-                                                   bf16_ ? at::kBFloat16 : at::kFloat);
-      if (kernels.rfind("ours", 0) != 0)
+      const auto type = bf16_ ? at::kBFloat16 : at::kFloat;
+      const auto kernels = fused_attention_kernels(model_config_.num_tokens(), model_config_.head_dim(), type);
+      if (!fused_attention_drops_out(model_config_.num_tokens(), model_config_.head_dim(), type))
         say("attention dropout " + format_number(model_config_.attn_dropout) + " runs as separate ATen ops " +
             "here, slower than fused attention: this model's heads (" + std::to_string(model_config_.num_tokens()) +
             " tokens of " + std::to_string(model_config_.head_dim()) + " features) run on " + kernels +
-            ", and dropout is fused only into our own kernels (up to 256 tokens, heads of 1-4 vectors of "
-            "features); --attn-dropout 0 keeps attention fused");
+            ", and dropout is fused only into our own kernels (up to 256 tokens, heads of up to 64 "
+            "features in whole vectors); --attn-dropout 0 keeps attention fused");
     }
     if (bf16_)
       say(std::string("mixed precision: bf16 matrix products") +

@@ -46,14 +46,18 @@ struct Case {
 // attention (145 tokens, 4 heads of 16); one image of ViT-B/16's (197 tokens, 12 heads of 64).
 // Our kernels (attention_kernels.h) take heads of 1-4 whole vectors of features (16-64 on
 // AVX-512, 8-32 on AVX2) and up to 256 tokens: scores in registers up to 4 vectors of tokens,
-// else in tiles. Among the first four: 65 and 145 tokens of 16 (tiles, both sets), 197 of 64
-// (tiles, AVX-512; oneDNN on AVX2), 5 tokens of 8 (registers on AVX2; oneDNN on AVX-512). Then
-// fmnist-small's 17 tokens of 32 (16 + a 1-token tail), one token, exactly one vector of tokens,
-// 4 full vectors (AVX-512; tiles on AVX2), and 33 tokens of 48 features (3 vectors each on
-// AVX-512; oneDNN on AVX2).
+// else in tiles; with attention dropout also AVX2 heads of 5-8 vectors (40-64 features, results
+// in blocks of at most 4 vectors: 64 = 4 + 4, 48 = 4 + 2), which oneDNN's matmuls run faster
+// without it. Among the first four: 65 and 145 tokens of 16 (tiles, both sets), 197 of 64
+// (tiles; on AVX2 oneDNN's without dropout), 5 tokens of 8 (registers on AVX2; oneDNN on
+// AVX-512). Then fmnist-small's 17 tokens of 32 (16 + a 1-token tail), one token, exactly one
+// vector of tokens, 64 tokens of 64 (registers on AVX-512; on AVX2 tiles with dropout), 33
+// tokens of 48 features (3 vectors on AVX-512; 6 on AVX2 with dropout), 20 tokens of 64 (in
+// registers; 8 feature vectors on AVX2 with dropout), and 300 tokens, past our kernels: oneDNN's
+// matmuls on every CPU.
 const std::vector<Case> kCases = {{2, 5, 2, 8},   {17, 65, 2, 16}, {3, 145, 4, 16}, {1, 197, 12, 64},
                                   {3, 17, 4, 32}, {2, 1, 2, 16},   {2, 16, 2, 16},  {4, 64, 2, 64},
-                                  {2, 33, 3, 48}};
+                                  {2, 33, 3, 48}, {2, 20, 2, 64},  {1, 300, 2, 16}};
 
 double max_rel_err(const torch::Tensor& got, const torch::Tensor& want) {
   const auto w = want.to(torch::kDouble);
@@ -171,6 +175,14 @@ TEST(FusedAttention, ShortHeadsRunOnOurKernels) {
       << "more than 256 tokens";
   EXPECT_EQ(vit::fused_attention_kernels(17, 12, torch::kFloat).rfind("oneDNN", 0), 0u)
       << "heads of 12 features are not whole vectors";
+  // Attention dropout runs on ours for every head they cover, ViT-B/16's included (on AVX2 those
+  // run on oneDNN's matmuls without dropout), and on nothing else.
+  EXPECT_TRUE(vit::fused_attention_drops_out(17, 32, torch::kBFloat16));
+  EXPECT_TRUE(vit::fused_attention_drops_out(145, 16, torch::kFloat));
+  EXPECT_TRUE(vit::fused_attention_drops_out(197, 64, torch::kFloat));
+  EXPECT_FALSE(vit::fused_attention_drops_out(257, 16, torch::kFloat));
+  EXPECT_FALSE(vit::fused_attention_drops_out(17, 12, torch::kFloat));
+  EXPECT_FALSE(vit::fused_attention_drops_out(197, 80, torch::kFloat)) << "more than 64 features";
 }
 
 TEST(FusedAttention, ANaNStaysInItsOwnHeadAndImage) {
@@ -231,9 +243,6 @@ torch::Tensor reference_dropout(const torch::Tensor& qkv, int64_t heads, double 
   return torch::matmul(attn * mask.to(torch::kDouble), parts[2]).transpose(1, 2).reshape({B, T, D});
 }
 
-bool on_our_kernels(int64_t T, int64_t hd, torch::ScalarType type) {
-  return vit::fused_attention_kernels(T, hd, type).rfind("ours", 0) == 0;
-}
 
 // The model's logits and parameter gradients (of the logits' logsumexp) through forward(), which
 // runs fused attention, and forward_with_attention(), which needs the probabilities and runs the
@@ -267,7 +276,8 @@ TEST(FusedAttention, DropoutDropsWhatTheCompositePathsMaskDrops) {
   // multiplies by): against float64 with that mask, forward and gradients, float and bfloat16.
   // The shapes cover rows that start mid-draw (odd T) and cross a 16,384-element mask chunk
   // (3 x 4 x 145 x 145 probabilities), scores in registers (17, 16, 5 tokens) and in tiles (65,
-  // 145). Where our kernels do not run, fused attention declines dropout without taking a seed.
+  // 145, 197). Where our kernels do not run (300 tokens), fused attention declines dropout without
+  // taking a seed.
   const double p = 0.3;
   int ran = 0;
   for (const auto& c : kCases) {
@@ -299,7 +309,7 @@ TEST(FusedAttention, DropoutDropsWhatTheCompositePathsMaskDrops) {
         vit::RandomStreamScope stream(1234);
         mask = vit::dropout_mask({c.B, c.heads, c.T, c.T}, p);
       }
-      if (!on_our_kernels(c.T, c.head_dim, type)) {
+      if (!vit::fused_attention_drops_out(c.T, c.head_dim, type)) {
         EXPECT_FALSE(got.first.defined()) << "dropout where our kernels do not run";
         EXPECT_EQ(next_seed, seed) << "declined, yet took a seed";
         continue;
@@ -326,8 +336,8 @@ TEST(FusedAttention, DropoutDropsWhatTheCompositePathsMaskDrops) {
       }
     }
   }
-  // 6 of the shapes on AVX2, 8 on AVX-512, each in both types; none where our kernels are off.
-  if (on_our_kernels(17, 32, torch::kFloat)) EXPECT_GE(ran, 12) << "too few shapes ran on our kernels";
+  // 10 of the shapes on AVX2, 9 on AVX-512, each in both types; none where our kernels are off.
+  if (vit::fused_attention_drops_out(17, 32, torch::kFloat)) EXPECT_GE(ran, 18) << "too few shapes ran on our kernels";
 }
 
 TEST(FusedAttention, ModelWithAttentionDropoutTrainsAsItsCompositePath) {

@@ -16,10 +16,11 @@
 //
 // The row softmax and its backward are ours (softmax_kernels.h) where the element-wise kernels
 // are built (x86-64 with libsleef-dev), oneDNN's primitives elsewhere. Heads of up to 256
-// tokens and 64 features in whole vectors (fmnist-small's 17 x 32, keras-cifar's 145 x 16,
-// ViT-B/16's 197 x 64), float or bfloat16, skip all of the above: our register-blocked kernels
-// (attention_kernels.h) read q, k and v in place, keep each head's scores in registers (up to 4
-// vectors of tokens) or a tile through the softmax and write the results into their columns.
+// tokens and 4 vectors of features (fmnist-small's 17 x 32, keras-cifar's 145 x 16, ViT-B/16's
+// 197 x 64 on AVX-512; with attention dropout up to 64 features on AVX2 too), float or bfloat16,
+// skip all of the above: our register-blocked kernels (attention_kernels.h) read q, k and v in
+// place, keep each head's scores in registers (up to 4 vectors of tokens) or a tile through the
+// softmax and write the results into their columns.
 //
 // Numbers: float in, float math; bfloat16 in (under autocast), bfloat16 GEMMs with float
 // accumulation and float scores into the softmax, probabilities and gradients in bfloat16 as

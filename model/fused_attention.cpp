@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "attention_kernels.h"  // AttentionDropout; the kernels' declarations only
 #include "dropout.h"
 #include "dropout_stream.h"
 #ifdef VIT_HAVE_ONEDNN
@@ -22,7 +23,6 @@
 #ifdef VIT_HAVE_ELTWISE_KERNELS
 #include <ATen/Parallel.h>
 
-#include "attention_kernels.h"
 #include "kernel_isa.h"  // x86 only: __builtin_cpu_supports
 #include "softmax_kernels.h"
 #endif
@@ -217,11 +217,6 @@ at::Tensor own_backward(const at::Tensor& qkv, const at::Tensor& probs, const at
   return grad;
 }
 #else
-struct AttentionDropout {
-  uint64_t seed = 0;
-  uint32_t threshold = 0;
-  float scale = 1.0f;
-};
 bool own_softmax() { return false; }
 void softmax_forward(dt, void*, int64_t, int64_t, void*) {}
 void softmax_backward(dt, const void*, const void*, int64_t, int64_t, void*) {}

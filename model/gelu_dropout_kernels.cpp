@@ -3,7 +3,6 @@
 #include "gelu_dropout_kernels.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "dropout_draws.h"
 #include "vec_io.h"
